@@ -1,0 +1,63 @@
+"""hwaccel: which hardware should this Hugging Face model run on, measured.
+
+Plugins import what they need from here::
+
+    from hwaccel import hookimpl, HardwareInfo, Classification, TemplatePart
+
+Importing this package is cheap: no plugin is loaded and no heavy library is imported until a
+function needs it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hwaccel.hookspecs import hookimpl
+from hwaccel.types import (
+    BenchmarkRequest,
+    BenchmarkResult,
+    BenchmarkSettings,
+    Classification,
+    HardwareInfo,
+    TemplatePart,
+)
+
+__all__ = [
+    "BenchmarkRequest",
+    "BenchmarkResult",
+    "BenchmarkSettings",
+    "Classification",
+    "HardwareInfo",
+    "TemplatePart",
+    "__version__",
+    "detect_available_hardware",
+    "hookimpl",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        import importlib.metadata
+
+        return importlib.metadata.version("hwaccel-core")
+    raise AttributeError(f"module 'hwaccel' has no attribute {name!r}")
+
+
+def detect_available_hardware(refresh: bool = False) -> dict[str, Any]:
+    """Return the detected hardware as the predecessor's dict: one key per backend.
+
+    Each backend maps to ``{"available": bool, "reason": str | None, "devices": [...]}``,
+    with every device's full record; detection is cached like ``hwaccel detect``.
+    """
+    from hwaccel.detection import detect
+    from hwaccel.plugins import get_plugins
+
+    report = detect(get_plugins(), refresh=refresh)
+    out: dict[str, Any] = {}
+    for info in report.hardware:
+        entry = out.setdefault(info.backend, {"available": False, "reason": None, "devices": []})
+        entry["devices"].append(info.to_dict())
+        entry["available"] = entry["available"] or info.available
+        if not info.available and entry["reason"] is None:
+            entry["reason"] = info.reason
+    return out

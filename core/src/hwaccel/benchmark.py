@@ -1,0 +1,82 @@
+"""Plan and run benchmark jobs for models x backends, recording every outcome.
+
+Planning happens before any job starts: every model is resolved and classified and every
+backend name checked, so bad input fails at once and nothing half-runs. Each job then runs in
+its own process (:func:`hwaccel.runner.run_job`) and its result, success or failure, is
+written to the store by this process as soon as it arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hwaccel.classify import classify
+from hwaccel.detection import DetectionReport
+from hwaccel.errors import UsageError
+from hwaccel.plugins import HookError, Plugins
+from hwaccel.runner import failure, run_job
+from hwaccel.store import Store
+from hwaccel.types import BenchmarkRequest, BenchmarkResult, BenchmarkSettings, Classification, \
+    HardwareInfo
+
+
+@dataclass(frozen=True)
+class Job:
+    """One planned (model, device) benchmark; ``skip`` holds a failure decided in advance."""
+
+    request: BenchmarkRequest
+    skip: BenchmarkResult | None = None
+
+
+def _absent(backend: str, report: DetectionReport) -> HardwareInfo:
+    known = [h for h in report.hardware if h.backend == backend]
+    reason = "; ".join(h.reason for h in known if h.reason) or "no device detected"
+    return HardwareInfo(backend=backend, device=backend, name=backend, available=False,
+                        reason=reason, plugin=known[0].plugin if known else None)
+
+
+def plan(models: list[str], backends: list[str], plugins: Plugins, report: DetectionReport,
+         settings: BenchmarkSettings) -> tuple[list[Job], list[HookError]]:
+    """Return the jobs for every (model, backend); raise :class:`UsageError` on bad input."""
+    known = {h.backend for h in report.hardware}
+    unknown = [b for b in backends if b not in known]
+    if unknown:
+        raise UsageError(f"unknown backend {', '.join(map(repr, unknown))} "
+                         f"(detected backends: {', '.join(sorted(known)) or 'none'})")
+    errors: list[HookError] = []
+    classified: list[tuple[str, Classification]] = []
+    for model in models:
+        outcome = classify(model, plugins)
+        errors.extend(outcome.errors)
+        classified.append((model, outcome.classification))
+    jobs = []
+    for model, classification in classified:
+        for backend in dict.fromkeys(backends):
+            devices = report.available(backend)
+            hardware = devices[0] if devices else _absent(backend, report)
+            request = BenchmarkRequest(model=model, hardware=hardware,
+                                       classification=classification, settings=settings)
+            skip = None
+            if not devices:
+                skip = failure(request, "unavailable", f"{backend} is absent: {hardware.reason}")
+            elif not classification.workload:
+                skip = failure(request, "unsupported", classification.reason)
+            jobs.append(Job(request, skip))
+    return jobs, errors
+
+
+def run(jobs: list[Job], store: Store, run_id: str, timeout_s: float,
+        on_start: Callable[[Job], None] | None = None,
+        on_done: Callable[[Job, BenchmarkResult], None] | None = None) -> list[BenchmarkResult]:
+    """Run the jobs one after another, storing each result as soon as it is known."""
+    results = []
+    for job in jobs:
+        if on_start:
+            on_start(job)
+        result = job.skip or run_job(job.request, timeout_s)
+        store.insert_result(result, job.request.classification, run_id)
+        results.append(result)
+        if on_done:
+            on_done(job, result)
+    return results

@@ -1,0 +1,146 @@
+"""Classification: evidence from the model reference, claims from the pipeline plugins.
+
+The core finds the strongest evidence of what a model is (its config, its architectures, an
+explicit class name or task, or its name alone), applies the reference rule of TAXONOMY.md,
+and asks every pipeline plugin to claim the model. The highest-confidence claim wins; a model
+nobody claims is reported with the labels the rule gives and the reason nobody claimed it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+from hwaccel import autotables
+from hwaccel.models import ModelRef, resolve_model
+from hwaccel.plugins import HookError, Plugins
+from hwaccel.taxonomy import Label, reference_label
+from hwaccel.types import Classification
+
+SIGNAL_CONFIDENCE = {"config": 1.0, "local": 1.0, "hf-cache": 1.0, "class": 0.9,
+                     "name": 0.6, "task": 0.4, "none": 0.0}
+# Hugging Face pipeline task names (and a few synonyms) -> auto-model TASK names.
+PIPELINE_TASKS = {
+    "fill-mask": "MASKED_LM", "feature-extraction": "TEXT_ENCODING",
+    "sentence-similarity": "TEXT_ENCODING", "text-classification": "SEQUENCE_CLASSIFICATION",
+    "token-classification": "TOKEN_CLASSIFICATION", "question-answering": "QUESTION_ANSWERING",
+    "text-generation": "CAUSAL_LM", "text2text-generation": "SEQ_TO_SEQ_CAUSAL_LM",
+    "summarization": "SEQ_TO_SEQ_CAUSAL_LM", "translation": "SEQ_TO_SEQ_CAUSAL_LM",
+    "image-classification": "IMAGE_CLASSIFICATION", "object-detection": "OBJECT_DETECTION",
+    "image-segmentation": "IMAGE_SEGMENTATION", "depth-estimation": "DEPTH_ESTIMATION",
+    "automatic-speech-recognition": "CTC", "audio-classification": "AUDIO_CLASSIFICATION",
+    "text-to-speech": "TEXT_TO_WAVEFORM", "text-to-audio": "TEXT_TO_WAVEFORM",
+    "zero-shot-image-classification": "ZERO_SHOT_IMAGE_CLASSIFICATION",
+    "image-text-to-text": "IMAGE_TEXT_TO_TEXT",
+    "visual-question-answering": "VISUAL_QUESTION_ANSWERING",
+}
+# Well-known model names that contain no transformers model_type.
+NAME_PATTERNS = {"minilm": "bert", "pythia": "gpt_neox", "vicuna": "llama", "alpaca": "llama",
+                 "tinyllama": "llama", "codellama": "llama", "bge": "bert", "e5": "bert",
+                 "flan": "t5", "santacoder": "gpt_bigcode", "starcoder": "gpt_bigcode"}
+
+
+@dataclass(frozen=True)
+class ClassifyOutcome:
+    """A classification plus the errors plugins raised while making it."""
+
+    classification: Classification
+    errors: list[HookError]
+
+
+def task_names(tasks: tuple[str, ...]) -> frozenset[str]:
+    """Map pipeline task names (``fill-mask``) or TASK names (``MASKED_LM``) to TASK names."""
+    out = set()
+    for task in tasks:
+        key = task.strip().lower()
+        out.add(PIPELINE_TASKS.get(key, task.strip().upper().replace("-", "_")))
+    return frozenset(out)
+
+
+def model_type_from_name(name: str, known_types: tuple[str, ...]) -> str | None:
+    """Return the model type a model name most likely means, or ``None``.
+
+    The longest installed model type (or well-known pattern) that appears in the last part
+    of the name at a word start, not followed by a letter, wins; a match at the very start of
+    the name beats one later in it.
+    """
+    text = name.rsplit("/", 1)[-1].lower().replace("_", "-")
+    candidates = {t.replace("_", "-"): t for t in known_types}
+    candidates.update({k: v for k, v in NAME_PATTERNS.items() if v in known_types})
+    best: tuple[int, int, str] | None = None
+    for match in re.finditer(r"(?:^|(?<=[-.\s]))[a-z0-9]", text):
+        start = match.start()
+        for key, model_type in candidates.items():
+            end = start + len(key)
+            if text.startswith(key, start) and (end == len(text) or not text[end].isalpha()):
+                score = (int(start == 0), len(key), model_type)
+                if best is None or score[:2] > best[:2]:
+                    best = score
+    return best[2] if best else None
+
+
+def gather_evidence(ref: ModelRef) -> ModelRef:
+    """Fill ``model_type``, ``signal`` and ``evidence`` from the strongest available signal."""
+    tables = autotables.load()
+    if ref.model_type:
+        return ref
+    for arch in ref.architectures:
+        if arch in tables.type_by_class:
+            return dataclasses.replace(ref, model_type=tables.type_by_class[arch],
+                                       evidence=ref.evidence + f"; architecture {arch}")
+    if ref.model_class and ref.model_class in tables.type_by_class:
+        return dataclasses.replace(ref, model_type=tables.type_by_class[ref.model_class],
+                                   signal="class", evidence=f"model class {ref.model_class}")
+    if ref.config is None:
+        model_type = model_type_from_name(ref.spec, tables.config_types)
+        if model_type:
+            return dataclasses.replace(
+                ref, model_type=model_type, signal="name",
+                evidence=f"name {ref.spec!r} matches model type {model_type!r} "
+                         f"({ref.evidence})")
+    if ref.tasks:
+        return dataclasses.replace(ref, signal="task",
+                                   evidence=f"tasks {', '.join(ref.tasks)}")
+    return ref
+
+
+def reference_of(ref: ModelRef) -> Label:
+    """Return the TAXONOMY.md labels of a resolved reference."""
+    if ref.model_type:
+        tasks = autotables.load().tasks(ref.model_type)
+        config = (lambda: ref.config) if ref.config is not None else None
+        return reference_label(ref.model_type, tasks, config)
+    if ref.tasks:
+        return reference_label("", task_names(ref.tasks))
+    return Label("unknown", None, None, "no config, class, task or known name")
+
+
+def classify_ref(ref: ModelRef, plugins: Plugins) -> ClassifyOutcome:
+    """Classify a resolved reference: evidence, reference label, then the plugins' claims."""
+    ref = gather_evidence(ref)
+    label = reference_of(ref)
+    ref = dataclasses.replace(ref, label=label)
+    claims, errors = plugins.call_each("hwaccel_classify", model=ref)
+    if claims:
+        # claims come in plugin-name order and max() keeps the first of equals
+        best = max(claims, key=lambda claim: claim[1].confidence)
+        return ClassifyOutcome(best[1], errors)
+    if label.pipeline:
+        reason = (f"{label.rule}; no installed plugin claims pipeline {label.pipeline!r}"
+                  f" (install hwaccel-pipeline-{label.pipeline})")
+    else:
+        reason = label.rule
+    classification = Classification(
+        model=ref.spec, family=label.family, subfamily=label.subfamily,
+        pipeline=label.pipeline, model_type=ref.model_type, model_class=ref.model_class,
+        confidence=SIGNAL_CONFIDENCE[ref.signal] if label.pipeline else 0.0,
+        signal=ref.signal, reason=f"{ref.evidence}; {reason}".lstrip("; "),
+        tasks=tuple(sorted(autotables.load().tasks(ref.model_type or ""))))
+    return ClassifyOutcome(classification, errors)
+
+
+def classify(spec: str, plugins: Plugins, *, model_class: str | None = None,
+             tasks: tuple[str, ...] = ()) -> ClassifyOutcome:
+    """Resolve and classify one model reference string."""
+    return classify_ref(resolve_model(spec, model_class=model_class, tasks=tasks), plugins)

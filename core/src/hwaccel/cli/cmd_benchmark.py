@@ -1,0 +1,92 @@
+"""``hwaccel benchmark``: load time, latency percentiles, throughput and peak memory."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the command."""
+    parser = sub.add_parser(
+        "benchmark", help="load time, latency percentiles, throughput, peak memory",
+        description="Benchmark each model on each backend, one job process per pair with a "
+                    "time limit: cold first call, warm-up, then at least --iterations calls "
+                    "and --min-seconds. Every result is kept in the DuckDB history.")
+    parser.add_argument("models", nargs="+", metavar="MODEL")
+    parser.add_argument("--backend", dest="backends", action="append", required=True,
+                        metavar="BACKEND", help="backend to measure on; repeatable")
+    parser.add_argument("--db", help="DuckDB file (default: in the user cache folder)")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--seq-len", type=int, default=32)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls after the cold one")
+    parser.add_argument("--iterations", type=int, default=20, help="minimum timed calls")
+    parser.add_argument("--min-seconds", type=float, default=1.0, help="minimum timed seconds")
+    parser.add_argument("--max-seconds", type=float, default=60.0,
+                        help="stop timing after this once --iterations are done")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds before a job is killed and recorded as a timeout")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(handler=run)
+
+
+def _check(args: argparse.Namespace) -> None:
+    from hwaccel.errors import UsageError
+
+    for name in ("batch_size", "seq_len", "iterations"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0 or args.min_seconds < 0 or args.timeout <= 0:
+        raise UsageError("--warmup and --min-seconds must be >= 0 and --timeout > 0")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be at least 1")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan, run and store the benchmarks; exit 1 when any job failed."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from hwaccel import benchmark
+    from hwaccel.cli.output import err_console, num, print_json, table, warn_errors
+    from hwaccel.detection import detect
+    from hwaccel.paths import default_db_path
+    from hwaccel.plugins import load
+    from hwaccel.store import Store
+    from hwaccel.types import BenchmarkSettings
+
+    _check(args)
+    plugins = load()
+    report = detect(plugins)
+    settings = BenchmarkSettings(batch_size=args.batch_size, seq_len=args.seq_len,
+                                 warmup=args.warmup, min_iterations=args.iterations,
+                                 min_seconds=args.min_seconds, max_seconds=args.max_seconds,
+                                 threads=args.threads)
+    jobs, errors = benchmark.plan(args.models, args.backends, plugins, report, settings)
+    warn_errors(errors)
+    db_path = args.db or default_db_path()
+    run_id = uuid.uuid4().hex
+    with Store(db_path) as store, Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            console=err_console, transient=True, disable=args.json) as progress:
+        task = progress.add_task("benchmark", total=len(jobs))
+
+        def on_start(job: benchmark.Job) -> None:
+            progress.update(task, description=f"{job.request.model} on "
+                                              f"{job.request.hardware.device}")
+
+        results = benchmark.run(jobs, store, run_id, args.timeout, on_start=on_start,
+                                on_done=lambda job, result: progress.advance(task))
+    if args.json:
+        print_json({"db": str(db_path), "run_id": run_id,
+                    "results": [r.to_dict() for r in results]})
+    else:
+        table(f"Benchmark (run {run_id[:8]}, stored in {db_path})",
+              ["model", "device", "ok", "load s", "cold ms", "p50 ms", "p90 ms", "p99 ms",
+               "items/s", "peak MiB", "iters", "threads", "error"],
+              [[r.model, r.device, "yes" if r.success else "no", num(r.load_time_s),
+                num(r.cold_ms), num(r.p50_ms), num(r.p90_ms), num(r.p99_ms),
+                num(r.throughput, 1), num(r.peak_rss_mb, 0), r.iterations or None, r.threads,
+                f"{r.error_category}: {r.error}" if not r.success else None]
+               for r in results])
+    return 0 if all(r.success for r in results) else 1

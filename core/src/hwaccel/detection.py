@@ -1,0 +1,74 @@
+"""Hardware detection through the backend plugins, cached on disk.
+
+Detection can take seconds (py-cpuinfo, importing torch, starting a browser), so its answer
+is cached in the hwaccel cache folder. The cache is used only while the same plugins at the
+same versions are loaded; ``refresh=True`` (``hwaccel detect --refresh``) always re-detects.
+A corrupt cache file is ignored and rewritten.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hwaccel import jsoncache, paths
+from hwaccel.plugins import HookError, Plugins
+from hwaccel.types import HardwareInfo
+
+_FORMAT = 1
+
+
+@dataclass
+class DetectionReport:
+    """The devices found, the plugins' detection errors, and whether it came from the cache."""
+
+    hardware: list[HardwareInfo]
+    errors: list[HookError] = field(default_factory=list)
+    cached: bool = False
+    timestamp: str = ""
+    cache_file: str = ""
+
+    def available(self, backend: str) -> list[HardwareInfo]:
+        """Return the available devices of ``backend``."""
+        return [h for h in self.hardware if h.backend == backend and h.available]
+
+    def to_dict(self) -> dict:
+        """Return a JSON-safe dict of the report."""
+        return {"timestamp": self.timestamp, "cached": self.cached,
+                "cache_file": self.cache_file,
+                "hardware": [h.to_dict() for h in self.hardware],
+                "errors": [{"plugin": e.plugin, "hook": e.hook, "message": e.message}
+                           for e in self.errors]}
+
+
+def cache_file() -> Path:
+    """Return the path of the detection cache file."""
+    return paths.cache_dir() / "detect.json"
+
+
+def _cache_key(plugins: Plugins) -> list[list[str | None]]:
+    return sorted([r.name, r.version] for r in plugins.loaded())
+
+
+def detect(plugins: Plugins, *, refresh: bool = False) -> DetectionReport:
+    """Return the hardware of every loaded backend plugin, from the cache unless stale."""
+    path = cache_file()
+    key = _cache_key(plugins)
+    data = None if refresh else jsoncache.read(path)
+    if isinstance(data, dict) and data.get("format") == _FORMAT and data.get("key") == key:
+        try:
+            return DetectionReport(
+                hardware=[HardwareInfo.from_dict(h) for h in data["hardware"]],
+                errors=[HookError(**e) for e in data["errors"]], cached=True,
+                timestamp=data["timestamp"], cache_file=str(path))
+        except (KeyError, TypeError):
+            pass  # a damaged cache is re-detected below
+    results, errors = plugins.call_each("hwaccel_detect")
+    hardware = [info for _, infos in results for info in infos]
+    timestamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    jsoncache.write(path, {"format": _FORMAT, "key": key, "timestamp": timestamp,
+                           "hardware": [h.to_dict() for h in hardware],
+                           "errors": [vars(e) for e in errors]})
+    return DetectionReport(hardware=hardware, errors=errors, cached=False,
+                           timestamp=timestamp, cache_file=str(path))

@@ -1,0 +1,112 @@
+"""The four hooks every hwaccel plugin may implement.
+
+Backends implement ``hwaccel_detect``, ``hwaccel_template`` and ``hwaccel_benchmark`` for their
+own backend; pipelines implement ``hwaccel_classify`` and ``hwaccel_template`` for their own
+pipeline. A backend never names a pipeline and a pipeline never names a backend: every
+(model, backend) combination comes from composing their answers in the core.
+
+Rules for implementations (checked by the loader and the tests):
+
+* Hooks are called with keyword arguments only; an implementation may accept fewer
+  arguments than the spec (opt-in), never more, and must not give its arguments defaults.
+* A plugin module must import without its vendor SDK: import heavy libraries inside the hook.
+* The core calls each implementation separately, so one that raises is reported against its
+  plugin and the other plugins' answers still count.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from hwaccel.models import ModelRef
+    from hwaccel.types import (
+        BenchmarkRequest,
+        BenchmarkResult,
+        Classification,
+        HardwareInfo,
+        TemplatePart,
+    )
+
+PROJECT = "hwaccel"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# -- Backend hooks ---------------------------------------------------------------------------
+
+
+@hookspec
+def hwaccel_detect() -> list[HardwareInfo]:
+    """Report the devices of this plugin's backend, present or absent.
+
+    Called by ``hwaccel detect`` (the answer is cached on disk until ``--refresh``) and before
+    a benchmark picks its device. Query the vendor's real API; never invent a device.
+
+    :returns: one ``HardwareInfo`` per device. When the backend is absent, return one
+        record with ``available=False`` and the ``reason`` (SDK not installed, no device,
+        driver error), so that absence is explained.
+
+    Results of all plugins are concatenated. An implementation that raises is recorded as a
+    detection error of its plugin; the others still answer.
+    """
+
+
+@hookspec(firstresult=True)
+def hwaccel_benchmark(request: BenchmarkRequest) -> BenchmarkResult | None:
+    """Load and run a model on this plugin's device and measure it.
+
+    Called inside a separate job process with a time limit, one job per (model, device).
+    Only the plugin that owns ``request.hardware.backend`` answers; every other plugin
+    returns ``None``. Use :func:`hwaccel.measure.benchmark_workload` so that every backend
+    measures the same way (cold call, warm-up, timed iterations, percentiles).
+
+    :param request: the model reference, the detected device, the model's classification
+        (its ``workload`` names the pipeline code that builds the model and its inputs) and
+        the measurement settings.
+    :returns: a ``BenchmarkResult``, or ``None`` when the device is not this plugin's.
+
+    The first non-``None`` result wins. Memory high-water marks, library versions and the
+    hardware fingerprint are added by the core.
+    """
+
+
+# -- Pipeline hooks --------------------------------------------------------------------------
+
+
+@hookspec
+def hwaccel_classify(model: ModelRef) -> Classification | None:
+    """Claim a model for this plugin's pipeline, with family, subfamily and confidence.
+
+    Called by ``hwaccel classify`` and before every benchmark and generated test. The core
+    has already resolved the reference (config, local folder, cache, class name, tasks or
+    name) into ``model``; ``model.evidence`` says which signal it came from.
+
+    :param model: the resolved model reference.
+    :returns: a ``Classification`` when this pipeline handles the model, else ``None``.
+
+    All claims are collected; the core keeps the highest ``confidence`` (ties broken by
+    plugin name). A model nobody claims is classified ``unknown`` with the reason.
+    """
+
+
+# -- Hooks for both kinds --------------------------------------------------------------------
+
+
+@hookspec
+def hwaccel_template(backend: str, pipeline: str) -> TemplatePart | None:
+    """Provide this plugin's half of a generated test file for (backend, pipeline).
+
+    Called by ``hwaccel generate``. The pipeline plugin named ``pipeline`` answers with the
+    test-module template and the slots it needs; the backend plugin named ``backend`` answers
+    with source snippets for those slots. Every other plugin returns ``None``.
+
+    :param backend: the backend id the file targets (``cpu``, ``cuda``, ...).
+    :param pipeline: the pipeline id of the model (``text``, ``vision``, ...).
+    :returns: a ``TemplatePart`` or ``None``.
+
+    All parts are collected and composed by the core; exactly one pipeline part and one
+    backend part must answer, and the backend must fill every slot the pipeline requires.
+    """

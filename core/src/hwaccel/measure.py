@@ -1,0 +1,124 @@
+"""The one measurement method every backend uses.
+
+A benchmark reports the first (cold) call on its own, then runs ``warmup`` untimed calls,
+then times calls with ``time.perf_counter`` until both ``min_iterations`` calls and
+``min_seconds`` have passed (or ``max_seconds``, whichever ends first once the minimum count
+is reached). Percentiles use linear interpolation between closest ranks, so
+``p50 <= p90 <= p99`` always holds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hwaccel.types import BenchmarkRequest, BenchmarkResult
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The raw outcome of :func:`time_calls`."""
+
+    cold_ms: float
+    times_ms: tuple[float, ...]
+    last_output: Any
+
+
+def percentile(sorted_values: list[float] | tuple[float, ...], q: float) -> float:
+    """Return the ``q``-th percentile (0..100) of ascending values, linearly interpolated."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    rank = (len(sorted_values) - 1) * q / 100.0
+    low, high = math.floor(rank), math.ceil(rank)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+def summarize(times_ms: tuple[float, ...] | list[float], batch_size: int) -> dict[str, float]:
+    """Return p50/p90/p99, mean, stdev, min, max, cv and throughput (samples/s) of latencies."""
+    ordered = sorted(times_ms)
+    mean = statistics.fmean(ordered)
+    stdev = statistics.stdev(ordered) if len(ordered) > 1 else 0.0
+    return {
+        "p50_ms": percentile(ordered, 50), "p90_ms": percentile(ordered, 90),
+        "p99_ms": percentile(ordered, 99), "mean_ms": mean, "stdev_ms": stdev,
+        "min_ms": ordered[0], "max_ms": ordered[-1], "cv": stdev / mean if mean else 0.0,
+        "throughput": batch_size / (mean / 1000.0) if mean else 0.0,
+    }
+
+
+def time_calls(call: Callable[[], Any], *, warmup: int, min_iterations: int,
+               min_seconds: float, max_seconds: float) -> Timing:
+    """Time ``call`` by the method above; ``call`` must include any device synchronisation."""
+    start = time.perf_counter()
+    output = call()
+    cold_ms = (time.perf_counter() - start) * 1000.0
+    for _ in range(warmup):
+        output = call()
+    times: list[float] = []
+    began = time.perf_counter()
+    while True:
+        start = time.perf_counter()
+        output = call()
+        times.append((time.perf_counter() - start) * 1000.0)
+        elapsed = time.perf_counter() - began
+        if len(times) >= min_iterations and (elapsed >= min_seconds or elapsed >= max_seconds):
+            break
+    return Timing(cold_ms=cold_ms, times_ms=tuple(times), last_output=output)
+
+
+def current_rss_mb() -> float | None:
+    """Return this process's resident memory in MiB (from ``/proc``), or ``None``."""
+    try:
+        with open(f"/proc/{os.getpid()}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def benchmark_workload(request: BenchmarkRequest, *,
+                       place_model: Callable[[Any], Any],
+                       place_inputs: Callable[[Any], Any],
+                       synchronize: Callable[[], None] | None = None,
+                       precision: str = "fp32", threads: int | None = None) -> BenchmarkResult:
+    """Measure the pipeline's workload for ``request`` on a device, the same way everywhere.
+
+    :param place_model: moves (or converts) the CPU model onto the device; its time counts
+        as load time.
+    :param place_inputs: moves the inputs onto the device (not timed).
+    :param synchronize: waits for the device to finish; called inside every timed call.
+    """
+    from hwaccel.workloads import load_workload
+
+    settings = request.settings
+    workload = load_workload(request.model, request.classification)
+    baseline = current_rss_mb()
+    start = time.perf_counter()
+    model = place_model(workload.load_model())
+    load_time = time.perf_counter() - start
+    inputs = place_inputs(workload.make_inputs(settings.batch_size, settings.seq_len))
+
+    def call() -> Any:
+        output = workload.forward(model, inputs)
+        if synchronize is not None:
+            synchronize()
+        return output
+
+    timing = time_calls(call, warmup=settings.warmup, min_iterations=settings.min_iterations,
+                        min_seconds=settings.min_seconds, max_seconds=settings.max_seconds)
+    return BenchmarkResult(
+        model=request.model, backend=request.hardware.backend, device=request.hardware.device,
+        success=True, load_time_s=load_time, cold_ms=timing.cold_ms,
+        iterations=len(timing.times_ms), batch_size=settings.batch_size,
+        seq_len=settings.seq_len, threads=threads, precision=precision,
+        output_shapes=workload.output_shapes(timing.last_output), baseline_rss_mb=baseline,
+        **summarize(timing.times_ms, settings.batch_size))

@@ -1,0 +1,158 @@
+"""The DuckDB history of benchmark results and hardware detections.
+
+One file (``--db``, default under the user cache folder). DuckDB lets one process hold a
+file for writing, so the process that runs ``hwaccel`` owns the database and job processes
+hand their results back to it. Tables follow the predecessor's schema (``hardware_results``,
+``hardware_detection``) with the measurement columns added; ``schema_version`` records the
+migrations applied.
+
+Units: ``load_time`` and ``inference_time`` (the mean latency) are seconds,
+``memory_usage`` is the peak resident memory of the job process in MiB, ``*_ms`` columns are
+milliseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from hwaccel.errors import HwaccelError
+from hwaccel.types import BenchmarkResult, Classification, HardwareInfo
+
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE SEQUENCE hardware_results_id;
+    CREATE TABLE hardware_results (
+        id INTEGER PRIMARY KEY DEFAULT nextval('hardware_results_id'),
+        model_id VARCHAR, model_type VARCHAR, hardware VARCHAR, success BOOLEAN,
+        load_time DOUBLE, inference_time DOUBLE, memory_usage DOUBLE, error VARCHAR,
+        timestamp TIMESTAMP, output_shape VARCHAR,
+        run_id VARCHAR, device VARCHAR, family VARCHAR, subfamily VARCHAR, pipeline VARCHAR,
+        error_category VARCHAR, batch_size INTEGER, seq_len INTEGER, iterations INTEGER,
+        cold_ms DOUBLE, p50_ms DOUBLE, p90_ms DOUBLE, p99_ms DOUBLE, mean_ms DOUBLE,
+        stdev_ms DOUBLE, min_ms DOUBLE, max_ms DOUBLE, cv DOUBLE, throughput DOUBLE,
+        precision VARCHAR, threads INTEGER, baseline_rss_mb DOUBLE, load_avg DOUBLE,
+        wall_time_s DOUBLE, versions VARCHAR, hardware_fingerprint VARCHAR, plugin VARCHAR
+    );
+    CREATE SEQUENCE hardware_detection_id;
+    CREATE TABLE hardware_detection (
+        id INTEGER PRIMARY KEY DEFAULT nextval('hardware_detection_id'),
+        hardware_type VARCHAR, available BOOLEAN, name VARCHAR, features VARCHAR,
+        timestamp TIMESTAMP,
+        run_id VARCHAR, device VARCHAR, reason VARCHAR, memory_total_bytes BIGINT,
+        memory_available_bytes BIGINT, details VARCHAR, hardware_fingerprint VARCHAR,
+        plugin VARCHAR
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Store:
+    """An open hwaccel database; use as a context manager so the file is released."""
+
+    def __init__(self, path: Path | str):
+        import duckdb
+
+        self.path = Path(path).expanduser()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            message = str(exc).splitlines()[0]
+            if "lock" in message.lower():
+                raise HwaccelError(f"database {self.path} is in use by another process "
+                                   f"({message})") from None
+            raise HwaccelError(f"cannot open database {self.path}: {message}") from None
+        except (duckdb.Error, OSError) as exc:
+            raise HwaccelError(f"cannot open database {self.path}: "
+                               f"{str(exc).splitlines()[0]}") from None
+        self.migrate()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (and release the file lock)."""
+        self.conn.close()
+
+    def schema_version(self) -> int:
+        """Return the schema version of the open database (0 for a new file)."""
+        self.conn.execute("CREATE TABLE IF NOT EXISTS schema_version "
+                          "(version INTEGER, applied_at TIMESTAMP)")
+        row = self.conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def migrate(self) -> None:
+        """Apply every migration the database has not had yet, each in one transaction."""
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise HwaccelError(f"database {self.path} has schema {current}, newer than this "
+                               f"hwaccel ({SCHEMA_VERSION}); upgrade hwaccel")
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            self.conn.execute("BEGIN")
+            self.conn.execute(MIGRATIONS[version - 1])
+            self.conn.execute("INSERT INTO schema_version VALUES (?, ?)", [version, _now()])
+            self.conn.execute("COMMIT")
+
+    def insert_result(self, result: BenchmarkResult, classification: Classification | None,
+                      run_id: str) -> int:
+        """Insert one benchmark result (success or failure) and return its id."""
+        c = classification
+        row: dict[str, Any] = {
+            "model_id": result.model, "model_type": c.model_type if c else None,
+            "hardware": result.backend, "success": result.success,
+            "load_time": result.load_time_s,
+            "inference_time": result.mean_ms / 1000.0 if result.mean_ms is not None else None,
+            "memory_usage": result.peak_rss_mb, "error": result.error, "timestamp": _now(),
+            "output_shape": json.dumps(result.output_shapes) if result.output_shapes else None,
+            "run_id": run_id, "device": result.device, "family": c.family if c else None,
+            "subfamily": c.subfamily if c else None, "pipeline": c.pipeline if c else None,
+            "error_category": result.error_category, "batch_size": result.batch_size,
+            "seq_len": result.seq_len, "iterations": result.iterations,
+            "cold_ms": result.cold_ms, "p50_ms": result.p50_ms, "p90_ms": result.p90_ms,
+            "p99_ms": result.p99_ms, "mean_ms": result.mean_ms, "stdev_ms": result.stdev_ms,
+            "min_ms": result.min_ms, "max_ms": result.max_ms, "cv": result.cv,
+            "throughput": result.throughput, "precision": result.precision,
+            "threads": result.threads, "baseline_rss_mb": result.baseline_rss_mb,
+            "load_avg": result.load_avg, "wall_time_s": result.wall_time_s,
+            "versions": json.dumps(result.versions, sort_keys=True),
+            "hardware_fingerprint": result.hardware_fingerprint, "plugin": result.plugin,
+        }
+        return self._insert("hardware_results", row)
+
+    def insert_detection(self, hardware: list[HardwareInfo], run_id: str) -> None:
+        """Insert one row per detected device (or absent backend)."""
+        from hwaccel.provenance import fingerprint
+
+        for info in hardware:
+            self._insert("hardware_detection", {
+                "hardware_type": info.backend, "available": info.available, "name": info.name,
+                "features": ",".join(info.capabilities), "timestamp": _now(), "run_id": run_id,
+                "device": info.device, "reason": info.reason,
+                "memory_total_bytes": info.memory_total_bytes,
+                "memory_available_bytes": info.memory_available_bytes,
+                "details": json.dumps(info.details, sort_keys=True, default=str),
+                "hardware_fingerprint": fingerprint(info), "plugin": info.plugin})
+
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        found = self.conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks}) "
+                                  "RETURNING id", list(row.values())).fetchone()
+        return int(found[0])
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Run a query and return its rows as dicts."""
+        cursor = self.conn.execute(sql, params or [])
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]

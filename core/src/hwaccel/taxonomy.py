@@ -1,0 +1,113 @@
+"""The reference rule of ``TAXONOMY.md``: family, subfamily and pipeline of a model type.
+
+The rule is data-driven: it looks only at the set of auto-model tasks that list a model type
+(from :mod:`hwaccel.autotables`) and, for mixture-of-experts, at the default config. Pipeline
+plugins call :func:`reference_label` and claim the models whose pipeline is theirs, so the order
+of precedence between pipelines lives in one place.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+PIPELINES = ("text", "vision", "vision-text", "audio", "multimodal", "diffusion", "moe",
+             "state-space", "rag")
+FAMILIES = ("embedding", "text_generation", "vision", "audio", "multimodal", "unknown")
+
+VISION_TEXT_TASKS = {"ZERO_SHOT_IMAGE_CLASSIFICATION", "ZERO_SHOT_OBJECT_DETECTION", "RETRIEVAL"}
+MULTIMODAL_TASKS = {"IMAGE_TEXT_TO_TEXT", "MULTIMODAL_LM", "VISUAL_QUESTION_ANSWERING",
+                    "DOCUMENT_QUESTION_ANSWERING", "VISION_2_SEQ"}
+AUDIO_TASKS = {"SPEECH_SEQ_2_SEQ", "CTC", "AUDIO_CLASSIFICATION", "AUDIO_FRAME_CLASSIFICATION",
+               "AUDIO_XVECTOR", "TEXT_TO_SPECTROGRAM", "TEXT_TO_WAVEFORM", "RNNT", "TDT"}
+VISION_TASK_PATTERNS = ("IMAGE", "IMAGE_CLASSIFICATION", "*_SEGMENTATION", "OBJECT_DETECTION",
+                        "DEPTH_ESTIMATION", "VIDEO_CLASSIFICATION", "MASK_GENERATION",
+                        "KEYPOINT_*", "IMAGE_TO_IMAGE", "*_ESTIMATION", "TEXT_RECOGNITION",
+                        "TABLE_RECOGNITION", "BACKBONE", "MASKED_IMAGE_MODELING",
+                        "CAUSAL_IMAGE_MODELING", "IMAGE_MATTING")
+EMBEDDING_TASKS = {"MASKED_LM", "TEXT_ENCODING", "SEQUENCE_CLASSIFICATION",
+                   "TOKEN_CLASSIFICATION", "QUESTION_ANSWERING", "MULTIPLE_CHOICE",
+                   "NEXT_SENTENCE_PREDICTION", "TABLE_QUESTION_ANSWERING", "PRETRAINING"}
+STATE_SPACE_TYPES = {"mamba", "mamba2", "falcon_mamba", "bamba", "jamba", "zamba", "zamba2",
+                     "falcon_h1", "nemotron_h", "granitemoehybrid", "rwkv", "recurrent_gemma",
+                     "xlstm"}
+EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts",
+               "n_experts", "num_experts_per_layer")
+
+
+@dataclass(frozen=True)
+class Label:
+    """The three labels of a model type and the rule that produced them."""
+
+    family: str
+    subfamily: str | None
+    pipeline: str | None
+    rule: str
+
+
+def _meets(tasks: frozenset[str], names: set[str]) -> bool:
+    return bool(tasks & names)
+
+
+def _is_vision(tasks: frozenset[str]) -> bool:
+    return any(fnmatch.fnmatchcase(t, p) for t in tasks for p in VISION_TASK_PATTERNS)
+
+
+def max_experts(config: dict[str, Any]) -> int:
+    """Return the largest expert count a config (or its ``text_config``) declares, else 0."""
+    counts = [0]
+    for scope in (config, config.get("text_config") or {}):
+        if not isinstance(scope, dict):
+            continue
+        for key in EXPERT_KEYS:
+            value = scope.get(key)
+            if isinstance(value, (list, tuple)):
+                value = max((v for v in value if isinstance(v, int)), default=0)
+            if isinstance(value, int) and not isinstance(value, bool):
+                counts.append(value)
+    return max(counts)
+
+
+def reference_label(model_type: str, tasks: frozenset[str],
+                    config: Callable[[], dict[str, Any]] | None = None) -> Label:
+    """Apply the TAXONOMY.md rule to a model type and its auto-model tasks.
+
+    :param model_type: the transformers ``model_type``.
+    :param tasks: the TASK names whose auto table lists the model type.
+    :param config: returns the config dict used for the expert count; without it the
+        default config's count (from the cached auto tables) is used. Only called for text
+        models.
+    """
+    if model_type == "rag":
+        return Label("text_generation", "seq2seq", "rag", "1: model type rag")
+    if _meets(tasks, VISION_TEXT_TASKS):
+        return Label("multimodal", None, "vision-text", "2: zero-shot/retrieval task")
+    if _meets(tasks, MULTIMODAL_TASKS):
+        return Label("multimodal", None, "multimodal", "3: image-text-to-text task")
+    if _meets(tasks, AUDIO_TASKS):
+        return Label("audio", None, "audio", "4: speech/audio task")
+    if _is_vision(tasks):
+        return Label("vision", None, "vision", "5: image/video task")
+    if "SEQ_TO_SEQ_CAUSAL_LM" in tasks or ("CAUSAL_LM" in tasks and "MASKED_LM" not in tasks):
+        sub = "seq2seq" if "SEQ_TO_SEQ_CAUSAL_LM" in tasks else "causal_lm"
+        label = Label("text_generation", sub, "text", "6: generative LM task")
+    elif _meets(tasks, EMBEDDING_TASKS):
+        sub = "masked_lm" if "MASKED_LM" in tasks else "encoder"
+        label = Label("embedding", sub, "text", "7: encoder task")
+    else:
+        return Label("unknown", None, None, "no rule matches the model type's tasks")
+    if model_type in STATE_SPACE_TYPES:
+        return Label(label.family, label.subfamily, "state-space",
+                     label.rule + ", recurrent-state model")
+    if config is not None:
+        experts = max_experts(config())
+    else:
+        from hwaccel import autotables
+
+        experts = autotables.load().experts_by_type.get(model_type, 0)
+    if experts > 1:
+        return Label(label.family, label.subfamily, "moe",
+                     label.rule + f", {experts} experts")
+    return label

@@ -1,0 +1,192 @@
+"""The small frozen records that hooks exchange.
+
+Plugins build these with keyword arguments only, so new fields (always with defaults) never
+break a plugin. Provenance fields (``plugin``, ``distribution``, ``distribution_version``) are
+stamped by the core after a hook returns; whatever a plugin puts there is overwritten.
+Every record converts to and from plain JSON-safe dicts (``to_dict``/``from_dict``), which is
+how they cross process boundaries and reach ``--json`` output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="_Record")
+
+
+class _Record:
+    """Mixin: dict round-trip for the frozen dataclasses below."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict of every field (tuples become lists)."""
+        return _jsonable(dataclasses.asdict(self))  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        """Build the record from ``to_dict`` output, ignoring keys it does not know."""
+        known = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        kwargs = {}
+        for key, value in data.items():
+            if key not in known:
+                continue
+            if isinstance(value, list) and "tuple" in str(known[key].type):
+                value = tuple(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HardwareInfo(_Record):
+    """One device (or one absent backend) as a backend plugin detected it.
+
+    An absent backend is reported too: ``available=False`` and ``reason`` says why, so
+    "absent" is always explained rather than silent.
+    """
+
+    backend: str
+    device: str
+    name: str
+    available: bool
+    reason: str | None = None
+    index: int = 0
+    memory_total_bytes: int | None = None
+    memory_available_bytes: int | None = None
+    capabilities: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+    plugin: str | None = None
+    distribution: str | None = None
+    distribution_version: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Classification(_Record):
+    """What a model is, in the labels of ``TAXONOMY.md``, and which signal decided it.
+
+    ``workload`` is the dotted path (``"package.module:Class"``) of the pipeline's workload:
+    the object that loads the model, builds inputs and runs inference for benchmarks and
+    generated tests. It is a string so that a classification can cross into a job process.
+    """
+
+    model: str
+    family: str
+    subfamily: str | None = None
+    pipeline: str | None = None
+    architecture: str | None = None
+    model_type: str | None = None
+    model_class: str | None = None
+    confidence: float = 0.0
+    signal: str = "none"
+    reason: str = ""
+    tasks: tuple[str, ...] = ()
+    workload: str | None = None
+    plugin: str | None = None
+    distribution: str | None = None
+    distribution_version: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TemplatePart(_Record):
+    """One plugin's half of a generated test file.
+
+    A pipeline answers with ``owner="pipeline"``, a Jinja2 ``template`` (the test module body)
+    and the ``required_slots`` it expects a backend to fill. A backend answers with
+    ``owner="backend"`` and ``snippets``: Python source for each slot it provides. The core
+    composes the two halves; a backend missing a required slot is a clear error.
+    """
+
+    owner: str
+    name: str
+    template: str | None = None
+    required_slots: tuple[str, ...] = ()
+    snippets: dict[str, str] = field(default_factory=dict)
+    plugin: str | None = None
+    distribution: str | None = None
+    distribution_version: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BenchmarkSettings(_Record):
+    """How one benchmark job measures: the method is the same for every backend."""
+
+    batch_size: int = 1
+    seq_len: int = 32
+    warmup: int = 3
+    min_iterations: int = 20
+    min_seconds: float = 1.0
+    max_seconds: float = 60.0
+    threads: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BenchmarkRequest(_Record):
+    """What the core asks a backend to benchmark: one model on one detected device."""
+
+    model: str
+    hardware: HardwareInfo
+    classification: Classification
+    settings: BenchmarkSettings = field(default_factory=BenchmarkSettings)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchmarkRequest:
+        """Rebuild the request and its nested records from ``to_dict`` output."""
+        return cls(
+            model=data["model"],
+            hardware=HardwareInfo.from_dict(data["hardware"]),
+            classification=Classification.from_dict(data["classification"]),
+            settings=BenchmarkSettings.from_dict(data.get("settings", {})),
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BenchmarkResult(_Record):
+    """A measured benchmark of one model on one device, or a failure with its category.
+
+    Latencies are milliseconds of one call on a batch of ``batch_size``; ``throughput`` is
+    samples per second at the mean latency. Memory fields are filled by the core from the job
+    process's kernel high-water mark, not by the plugin.
+    """
+
+    model: str
+    backend: str
+    device: str
+    success: bool
+    error: str | None = None
+    error_category: str | None = None
+    load_time_s: float | None = None
+    cold_ms: float | None = None
+    iterations: int = 0
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    stdev_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    cv: float | None = None
+    throughput: float | None = None
+    batch_size: int = 1
+    seq_len: int | None = None
+    threads: int | None = None
+    precision: str = "fp32"
+    output_shapes: dict[str, list[int]] = field(default_factory=dict)
+    baseline_rss_mb: float | None = None
+    peak_rss_mb: float | None = None
+    load_avg: float | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    hardware_fingerprint: str | None = None
+    wall_time_s: float | None = None
+    plugin: str | None = None
+    distribution: str | None = None
+    distribution_version: str | None = None

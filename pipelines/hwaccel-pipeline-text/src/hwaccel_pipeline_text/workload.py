@@ -1,0 +1,173 @@
+"""The text workload: load a text model, build its inputs, run forward and generate.
+
+Real checkpoints load from their folder with the class their config names, in fp32, with
+``trust_remote_code=False`` and nothing fetched remotely. ``tiny:`` models are built from their
+tiny config with the task head their subfamily implies, from a fixed seed, so every build of
+the same tiny model has the same weights.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from hwaccel.models import TINY_SEED, ModelRef
+from hwaccel.types import Classification
+
+SENTENCES = (
+    "Which hardware should this model run on?",
+    "The quick brown fox jumps over the lazy dog.",
+    "hwaccel measures instead of guessing.",
+    "Benchmarks need warm-up, percentiles and a fixed seed.",
+)
+AUTO_CLASSES = {"causal_lm": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq2SeqLM",
+                "masked_lm": "AutoModelForMaskedLM", "encoder": "AutoModel"}
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model")
+_LM_SUFFIXES = ("ForCausalLM", "ForMaskedLM", "ForConditionalGeneration", "LMHeadModel",
+                "ForSeq2SeqLM")
+
+
+class TextWorkload:
+    """Workload of the ``text`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
+
+    def __init__(self, ref: ModelRef, classification: Classification):
+        self.ref = ref
+        self.classification = classification
+
+    @property
+    def generative(self) -> bool:
+        """True for causal and sequence-to-sequence language models."""
+        return self.classification.subfamily in ("causal_lm", "seq2seq")
+
+    @property
+    def encoder_decoder(self) -> bool:
+        """True when the model takes decoder inputs."""
+        return self.classification.subfamily == "seq2seq"
+
+    @cached_property
+    def config(self) -> Any:
+        """The model's transformers config (tiny configs shrunk)."""
+        return self.ref.load_config()
+
+    @cached_property
+    def model_class(self) -> Any:
+        """The class that loads the model: the config's architecture, else the task's auto class."""
+        import transformers
+
+        for name in self.ref.architectures:
+            cls = getattr(transformers, name, None)
+            if cls is not None:
+                return cls
+        return getattr(transformers, AUTO_CLASSES.get(self.classification.subfamily or "",
+                                                      "AutoModel"))
+
+    @cached_property
+    def tokenizer(self) -> Any | None:
+        """The checkpoint's tokenizer when its folder ships one, else ``None``."""
+        if self.ref.path is None:
+            return None
+        folder = Path(self.ref.path)
+        if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+            return None
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True,
+                                             trust_remote_code=False)
+
+    def load_model(self) -> Any:
+        """Return the model on the CPU, fp32, in eval mode."""
+        import torch
+
+        torch.manual_seed(TINY_SEED)
+        if self.ref.is_tiny:
+            if hasattr(self.model_class, "from_config"):
+                model = self.model_class.from_config(self.config)
+            else:
+                model = self.model_class(self.config)
+        else:
+            from hwaccel.errors import ModelReferenceError
+            from hwaccel.models import not_cached_message
+
+            if self.ref.path is None:
+                raise ModelReferenceError(not_cached_message(self.ref.spec))
+            model = self.model_class.from_pretrained(
+                self.ref.path, local_files_only=True, trust_remote_code=False,
+                dtype=torch.float32)
+        return model.float().eval()
+
+    def make_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
+        """Tokenized sentences padded to ``seq_len``, or seeded random token ids."""
+        import torch
+
+        if self.tokenizer is not None:
+            texts = [SENTENCES[i % len(SENTENCES)] for i in range(batch_size)]
+            if self.tokenizer.pad_token is None:
+                self.tokenizer.pad_token = self.tokenizer.eos_token
+            encoded = self.tokenizer(texts, padding="max_length", truncation=True,
+                                     max_length=seq_len, return_tensors="pt")
+            inputs = {k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask",
+                                                                "token_type_ids")}
+        else:
+            generator = torch.Generator().manual_seed(TINY_SEED)
+            vocab = int(self.config.vocab_size)
+            ids = torch.randint(min(4, vocab - 1), vocab, (batch_size, seq_len),
+                                generator=generator)
+            inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        if self.encoder_decoder:
+            start = self._token_id("decoder_start_token_id", "pad_token_id")
+            decoder = inputs["input_ids"].clone()
+            decoder[:, 0] = start
+            inputs["decoder_input_ids"] = decoder
+        return inputs
+
+    def _token_id(self, *names: str) -> int:
+        """The first of the config's token ids ``names`` that is set, else 0."""
+        for name in names:
+            value = getattr(self.config, name, None)
+            if isinstance(value, int):
+                return value
+        return 0
+
+    def forward(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+        """One forward pass without a KV cache; returns the tensor outputs by name."""
+        import torch
+
+        extra = {"use_cache": False} if self.generative else {}
+        with torch.inference_mode():
+            outputs = model(**inputs, **extra)
+        return {name: value for name, value in outputs.items() if torch.is_tensor(value)}
+
+    def expected_shapes(self, inputs: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+        """Shapes implied by the config: LM logits over the vocabulary, or hidden states."""
+        batch, seq = inputs["input_ids"].shape
+        out_seq = inputs["decoder_input_ids"].shape[1] if "decoder_input_ids" in inputs else seq
+        name = self.model_class.__name__
+        if name.startswith("AutoModelFor") or name.endswith(_LM_SUFFIXES):
+            return {"logits": (batch, out_seq, int(self.config.vocab_size))}
+        if name == "AutoModel" or name.endswith("Model"):
+            return {"last_hidden_state": (batch, out_seq, int(self.config.hidden_size))}
+        return {}
+
+    def output_shapes(self, outputs: dict[str, Any]) -> dict[str, list[int]]:
+        """The shape of each named output."""
+        return {name: list(value.shape) for name, value in outputs.items()}
+
+    def generate(self, model: Any, inputs: dict[str, Any], new_tokens: int) -> Any:
+        """Greedy generation of exactly ``new_tokens`` tokens per row."""
+        import torch
+
+        prompt = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
+        options = {"pad_token_id": self._token_id("pad_token_id", "eos_token_id")}
+        if self.encoder_decoder:
+            options["decoder_start_token_id"] = self._token_id("decoder_start_token_id",
+                                                               "pad_token_id")
+        with torch.inference_mode():
+            return model.generate(**prompt, max_new_tokens=new_tokens,
+                                  min_new_tokens=new_tokens, do_sample=False, **options)
+
+    def generated_length(self, inputs: dict[str, Any], new_tokens: int) -> int:
+        """The sequence length :meth:`generate` returns for ``inputs``."""
+        if self.encoder_decoder:
+            return 1 + new_tokens  # the decoder start token, then the new tokens
+        return int(inputs["input_ids"].shape[1]) + new_tokens

@@ -1,0 +1,40 @@
+"""hwaccel backend ``cpu``: the host CPU, running models with PyTorch in eager mode.
+
+Always present: it is the reference every other backend is compared with. Detection reads
+psutil and py-cpuinfo (model, cores, ISA flags, memory) and the installed torch's version and
+thread count; heavy modules are imported inside the hooks only.
+"""
+
+from __future__ import annotations
+
+from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+
+NAME = "cpu"
+
+
+@hookimpl
+def hwaccel_detect() -> list[HardwareInfo]:
+    """Report the host CPU."""
+    from hwaccel_cpu.detect import detect_cpu
+
+    return [detect_cpu()]
+
+
+@hookimpl
+def hwaccel_template(backend: str) -> TemplatePart | None:
+    """Provide the CPU snippets for generated tests."""
+    if backend != NAME:
+        return None
+    from hwaccel_cpu.template import SNIPPETS
+
+    return TemplatePart(owner="backend", name=NAME, snippets=SNIPPETS)
+
+
+@hookimpl
+def hwaccel_benchmark(request: BenchmarkRequest) -> BenchmarkResult | None:
+    """Benchmark a model on the CPU with PyTorch eager, fp32."""
+    if request.hardware.backend != NAME:
+        return None
+    from hwaccel_cpu.bench import run
+
+    return run(request)
