@@ -101,6 +101,7 @@ def benchmark_workload(request: BenchmarkRequest, *,
 
     settings = request.settings
     workload = load_workload(request.model, request.classification)
+    workload.prepare()
     baseline = current_rss_mb()
     start = time.perf_counter()
     model = place_model(workload.load_model())

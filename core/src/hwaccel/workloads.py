@@ -18,6 +18,9 @@ from hwaccel.types import Classification
 class Workload(Protocol):
     """What a pipeline's workload class provides (constructed as ``Class(ref, classification)``)."""
 
+    def prepare(self) -> None:
+        """Import libraries and read configs: the set-up that is not model load time."""
+
     def load_model(self) -> Any:
         """Return the model on the CPU in fp32 eval mode (tiny models from a fixed seed)."""
 

@@ -52,15 +52,22 @@ class TextWorkload:
 
     @cached_property
     def model_class(self) -> Any:
-        """The class that loads the model: the config's architecture, else the task's auto class."""
+        """The concrete model class: the config's architecture, else the task's auto class's."""
         import transformers
 
         for name in self.ref.architectures:
             cls = getattr(transformers, name, None)
             if cls is not None:
                 return cls
-        return getattr(transformers, AUTO_CLASSES.get(self.classification.subfamily or "",
-                                                      "AutoModel"))
+        auto = getattr(transformers, AUTO_CLASSES.get(self.classification.subfamily or "",
+                                                       "AutoModel"))
+        try:
+            return auto._model_mapping[type(self.config)]
+        except KeyError:
+            from hwaccel.errors import HwaccelError
+
+            raise HwaccelError(f"{auto.__name__} has no class for "
+                               f"{type(self.config).__name__}") from None
 
     @cached_property
     def tokenizer(self) -> Any | None:
@@ -75,16 +82,19 @@ class TextWorkload:
         return AutoTokenizer.from_pretrained(folder, local_files_only=True,
                                              trust_remote_code=False)
 
+    def prepare(self) -> None:
+        """Import torch and the model class and read the config (not part of load time)."""
+        import torch  # noqa: F401
+
+        _ = self.model_class, self.config, self.tokenizer
+
     def load_model(self) -> Any:
         """Return the model on the CPU, fp32, in eval mode."""
         import torch
 
         torch.manual_seed(TINY_SEED)
         if self.ref.is_tiny:
-            if hasattr(self.model_class, "from_config"):
-                model = self.model_class.from_config(self.config)
-            else:
-                model = self.model_class(self.config)
+            model = self.model_class(self.config)
         else:
             from hwaccel.errors import ModelReferenceError
             from hwaccel.models import not_cached_message
@@ -143,9 +153,9 @@ class TextWorkload:
         batch, seq = inputs["input_ids"].shape
         out_seq = inputs["decoder_input_ids"].shape[1] if "decoder_input_ids" in inputs else seq
         name = self.model_class.__name__
-        if name.startswith("AutoModelFor") or name.endswith(_LM_SUFFIXES):
+        if name.endswith(_LM_SUFFIXES):
             return {"logits": (batch, out_seq, int(self.config.vocab_size))}
-        if name == "AutoModel" or name.endswith("Model"):
+        if name.endswith("Model"):
             return {"last_hidden_state": (batch, out_seq, int(self.config.hidden_size))}
         return {}
 
