@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from hwaccel import jsoncache, paths
 from hwaccel.errors import UsageError
 
-_FORMAT = 2
+_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,20 @@ def _default_experts(model_types: list[str]) -> dict[str, int]:
         logging.set_verbosity(verbosity)
 
 
+def _owner(class_name: str, model_types: list[str]) -> str:
+    """The model type a class belongs to: the one its name starts with, else the first."""
+    squashed = class_name.lower()
+    for model_type in sorted(model_types, key=len, reverse=True):
+        if squashed.startswith(model_type.replace("_", "").replace("-", "")):
+            return model_type
+    return model_types[0]
+
+
 def _read_tables() -> dict:
     from transformers.models.auto import configuration_auto, modeling_auto
 
     tasks_by_type: dict[str, list[str]] = {}
-    type_by_class: dict[str, str] = {}
+    types_by_class: dict[str, list[str]] = {}
     for attr in sorted(dir(modeling_auto)):
         if not (attr.startswith("MODEL_") and attr.endswith("_MAPPING_NAMES")):
             continue
@@ -81,7 +90,7 @@ def _read_tables() -> dict:
         for model_type, classes in table.items():
             tasks_by_type.setdefault(model_type, []).append(task)
             for name in classes if isinstance(classes, (list, tuple)) else [classes]:
-                type_by_class.setdefault(name, model_type)
+                types_by_class.setdefault(name, []).append(model_type)
     text_tasks = {"CAUSAL_LM", "SEQ_TO_SEQ_CAUSAL_LM", "MASKED_LM", "TEXT_ENCODING"}
     return {
         "format": _FORMAT,
@@ -89,7 +98,7 @@ def _read_tables() -> dict:
             sorted(t for t, tasks in tasks_by_type.items() if text_tasks & set(tasks))),
         "tasks_by_type": {k: sorted(set(v)) for k, v in tasks_by_type.items()},
         "config_types": sorted(configuration_auto.CONFIG_MAPPING_NAMES),
-        "type_by_class": type_by_class,
+        "type_by_class": {name: _owner(name, types) for name, types in types_by_class.items()},
     }
 
 

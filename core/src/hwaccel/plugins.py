@@ -116,8 +116,9 @@ def _contract_problem(module: object) -> str | None:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    """One line: the exception type and its message, multi-line messages joined."""
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return f"{type(exc).__name__}: {text[:400]}".rstrip(": ")
 
 
 def load_plugins(

@@ -1,0 +1,60 @@
+"""`hwaccel benchmark`: measured rows in DuckDB, failures recorded, bad input refused."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+from conftest import run_cli
+
+FAST = ["--iterations", "5", "--min-seconds", "0.05", "--warmup", "1"]
+
+
+def _rows(db) -> list[dict]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        cursor = conn.execute("SELECT * FROM hardware_results ORDER BY id")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+@pytest.mark.slow
+def test_benchmark_writes_a_measured_row(tmp_db):
+    proc = run_cli("benchmark", "tiny:bert", "--backend", "cpu", "--db", str(tmp_db),
+                   "--batch-size", "2", "--seq-len", "16", "--json", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    (row,) = _rows(tmp_db)
+    assert row["success"] is True and row["hardware"] == "cpu"
+    assert row["model_id"] == "tiny:bert" and row["model_type"] == "bert"
+    assert (row["family"], row["pipeline"]) == ("embedding", "text")
+    assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
+    assert row["iterations"] >= 5 and row["batch_size"] == 2 and row["seq_len"] == 16
+    assert row["inference_time"] == pytest.approx(row["mean_ms"] / 1000)
+    assert row["memory_usage"] > row["baseline_rss_mb"] > 0
+    assert row["load_time"] > 0 and row["cold_ms"] > 0 and row["threads"] >= 1
+    assert json.loads(row["output_shape"]) == {"logits": [2, 16, 1024]}
+    assert "torch" in json.loads(row["versions"]) and len(row["hardware_fingerprint"]) == 16
+    assert result["p50_ms"] == pytest.approx(row["p50_ms"])
+
+
+@pytest.mark.slow
+def test_unsupported_model_is_a_recorded_failure(tmp_db):
+    proc = run_cli("benchmark", "tiny:vit", "--backend", "cpu", "--db", str(tmp_db), *FAST)
+    assert proc.returncode == 1
+    (row,) = _rows(tmp_db)
+    assert row["success"] is False and row["error_category"] == "unsupported"
+    assert "pipeline 'vision'" in row["error"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backend", "warpdrive"], "unknown backend 'warpdrive'"),
+    (["--backend", "cpu", "--iterations", "0"], "--iterations must be at least 1"),
+])
+def test_bad_options_fail_before_any_job(tmp_db, args, message):
+    proc = run_cli("benchmark", "tiny:bert", "--db", str(tmp_db), *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"hwaccel: error: {message}")
+    assert "Traceback" not in proc.stderr
+    assert not tmp_db.exists() or _rows(tmp_db) == []

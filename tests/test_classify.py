@@ -1,0 +1,128 @@
+"""Classification gives the TAXONOMY.md labels, with the signal that decided them.
+
+Expected labels are copied from shared/TAXONOMY.md's examples, not computed by the code.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_cli
+
+from hwaccel.classify import classify, model_type_from_name
+from hwaccel.plugins import load
+
+
+@pytest.fixture(scope="module")
+def plugins():
+    return load(strict=True)
+
+
+# (model_type, family, subfamily or None to skip, pipeline) from TAXONOMY.md's examples
+TAXONOMY_EXAMPLES = [
+    ("bert", "embedding", "masked_lm", "text"),
+    ("gpt2", "text_generation", "causal_lm", "text"),
+    ("t5", "text_generation", "seq2seq", "text"),
+    ("vit", "vision", None, "vision"),
+    ("clip", "multimodal", None, "vision-text"),
+    ("siglip", "multimodal", None, "vision-text"),
+    ("blip", "multimodal", None, "vision-text"),
+    ("owlvit", "multimodal", None, "vision-text"),
+    ("llava", "multimodal", None, "multimodal"),
+    ("paligemma", "multimodal", None, "multimodal"),
+    ("idefics2", "multimodal", None, "multimodal"),
+    ("qwen2_vl", "multimodal", None, "multimodal"),
+    ("whisper", "audio", None, "audio"),
+    ("wav2vec2", "audio", None, "audio"),
+    ("mixtral", "text_generation", None, "moe"),
+    ("deepseek_v3", "text_generation", None, "moe"),
+    ("switch_transformers", "text_generation", None, "moe"),
+    ("mamba", "text_generation", None, "state-space"),
+    ("jamba", "text_generation", None, "state-space"),
+    ("rwkv", "text_generation", None, "state-space"),
+    ("rag", "text_generation", "seq2seq", "rag"),
+]
+
+
+@pytest.mark.parametrize("model_type, family, subfamily, pipeline", TAXONOMY_EXAMPLES)
+def test_taxonomy_examples(plugins, model_type, family, subfamily, pipeline):
+    result = classify(f"tiny:{model_type}", plugins).classification
+    assert (result.family, result.pipeline) == (family, pipeline)
+    if subfamily:
+        assert result.subfamily == subfamily
+    assert result.signal == "config"
+
+
+@pytest.mark.parametrize("model_type, architecture", [
+    ("bert", "encoder-only"), ("roberta", "encoder-only"), ("distilbert", "encoder-only"),
+    ("gpt2", "decoder-only"), ("llama", "decoder-only"), ("t5", "encoder-decoder"),
+    ("bart", "encoder-decoder")])
+def test_text_pipeline_claims_with_architecture_and_workload(plugins, model_type, architecture):
+    result = classify(f"tiny:{model_type}", plugins).classification
+    assert result.plugin == "text" and result.distribution == "hwaccel-pipeline-text"
+    assert result.architecture == architecture
+    assert result.workload and result.confidence == 1.0
+
+
+def test_unclaimed_pipeline_is_reported_with_the_reason(plugins):
+    result = classify("tiny:vit", plugins).classification
+    assert result.workload is None and result.plugin is None
+    assert "no installed plugin claims pipeline 'vision'" in result.reason
+
+
+def test_cli_classifies_hub_names_offline_by_name():
+    proc = run_cli("classify", "bert-base-uncased", "gpt2", "t5-small", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["model"]: r for r in json.loads(proc.stdout)}
+    expected = {"bert-base-uncased": ("embedding", "masked_lm", "text", "encoder-only"),
+                "gpt2": ("text_generation", "causal_lm", "text", "decoder-only"),
+                "t5-small": ("text_generation", "seq2seq", "text", "encoder-decoder")}
+    for model, labels in expected.items():
+        row = rows[model]
+        assert (row["family"], row["subfamily"], row["pipeline"], row["architecture"]) == labels
+        assert row["signal"] == "name"
+        assert 0 < row["confidence"] < 1  # weaker than a config
+
+
+@pytest.mark.parametrize("name, model_type", [
+    ("bert-base-uncased", "bert"), ("distilbert-base-uncased", "distilbert"),
+    ("FacebookAI/xlm-roberta-base", "xlm-roberta"), ("facebook/opt-125m", "opt"),
+    ("meta-llama/Llama-2-7b-hf", "llama"), ("EleutherAI/gpt-neo-125m", "gpt_neo"),
+    ("mistralai/Mixtral-8x7B-v0.1", "mixtral"), ("openai/whisper-tiny", "whisper"),
+    ("google/vit-base-patch16-224", "vit"), ("sentence-transformers/all-MiniLM-L6-v2", "bert"),
+    ("hf-internal-testing/tiny-random-gpt2", "gpt2"), ("unrelated-words-only", None)])
+def test_model_type_from_name(name, model_type):
+    from hwaccel import autotables
+
+    assert model_type_from_name(name, autotables.load().config_types) == model_type
+
+
+def test_local_folder_config_decides_over_the_name(plugins, tmp_path):
+    folder = tmp_path / "gpt2-looking-name"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    result = classify(str(folder), plugins).classification
+    assert (result.family, result.signal, result.confidence) == ("embedding", "local", 1.0)
+
+
+def test_architectures_decide_when_model_type_is_missing(plugins, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["T5ForConditionalGeneration"]}))
+    result = classify(str(tmp_path), plugins).classification
+    assert (result.model_type, result.subfamily) == ("t5", "seq2seq")
+
+
+def test_class_and_task_evidence(plugins):
+    by_class = classify("my-org/private-model", plugins, model_class="GPT2LMHeadModel")
+    assert (by_class.classification.model_type, by_class.classification.signal) == (
+        "gpt2", "class")
+    by_task = classify("my-org/private-model", plugins, tasks=("fill-mask",)).classification
+    assert (by_task.family, by_task.subfamily, by_task.signal) == (
+        "embedding", "masked_lm", "task")
+    assert by_task.confidence < by_class.classification.confidence
+
+
+def test_minilm_alias_is_the_real_shipped_model(plugins):
+    result = classify("minilm", plugins).classification
+    assert (result.family, result.model_type, result.model_class, result.signal) == (
+        "embedding", "bert", "BertModel", "local")
