@@ -6,6 +6,7 @@ import json
 
 import duckdb
 import pytest
+
 from conftest import run_cli
 
 FAST = ["--iterations", "5", "--min-seconds", "0.05", "--warmup", "1"]
@@ -15,7 +16,7 @@ def _rows(db) -> list[dict]:
     with duckdb.connect(str(db), read_only=True) as conn:
         cursor = conn.execute("SELECT * FROM hardware_results ORDER BY id")
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 @pytest.mark.slow

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from hwaccel.classify import classify, model_type_from_name
 from hwaccel.plugins import load
 
@@ -107,7 +107,8 @@ def test_local_folder_config_decides_over_the_name(plugins, tmp_path):
 
 
 def test_architectures_decide_when_model_type_is_missing(plugins, tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["T5ForConditionalGeneration"]}))
+    config = {"architectures": ["T5ForConditionalGeneration"]}
+    (tmp_path / "config.json").write_text(json.dumps(config))
     result = classify(str(tmp_path), plugins).classification
     assert (result.model_type, result.subfamily) == ("t5", "seq2seq")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import duckdb
 import psutil
 import pytest
-from conftest import run_cli
 
+from conftest import run_cli
 from hwaccel import detect_available_hardware
 from hwaccel.detection import cache_file, detect
 from hwaccel.plugins import load

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_plugin_dist, pythonpath_env, run_cli
 
+from conftest import make_plugin_dist, pythonpath_env, run_cli
 from hwaccel.classify import classify
 from hwaccel.errors import UsageError
 from hwaccel.generate import file_name, render, write_test
@@ -24,7 +24,8 @@ ABSENT_BACKEND = '''
     SNIPPETS = {
         "imports": "import torch",
         "availability": 'def unavailable_reason():\\n    return "no Acme NPU in this machine"',
-        "placement": "def place_model(m):\\n    return m\\n\\n\\ndef place_inputs(i):\\n    return i",
+        "placement": ("def place_model(m):\\n    return m\\n\\n\\n"
+                      "def place_inputs(i):\\n    return i"),
         "synchronize": "def synchronize():\\n    pass",
         "cleanup": "def release(m):\\n    pass",
         "tolerance": "ATOL = 1e-3\\nRTOL = 1e-3",
@@ -113,7 +114,7 @@ def test_backend_missing_a_required_slot_is_a_clear_error(tmp_path):
 
 def test_unknown_backend_and_unsupported_model_fail_with_one_line(tmp_path):
     proc = run_cli("generate", "tiny:bert", "--backend", "nope", "--out", str(tmp_path))
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "hwaccel: error: no loaded plugin provides template snippets for backend 'nope'"]
     proc = run_cli("generate", "tiny:vit", "--backend", "cpu", "--out", str(tmp_path))
@@ -128,8 +129,10 @@ def test_generated_files_pass_ruff_and_pytest(tmp_path):
     assert proc.returncode == 0, proc.stderr
     files = [Path(f["path"]) for f in json.loads(proc.stdout)]
     assert sorted(p.name for p in files) == sorted(p.name for p in out.iterdir())
-    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", str(out)],
-                          capture_output=True, text=True)
+    # the user's own lint settings are unknown: check with ruff's defaults plus pycodestyle,
+    # pyflakes, bugbear and pyupgrade at the default line length of 88
+    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
+                           "--select", "E,F,W,B,UP", str(out)], capture_output=True, text=True)
     assert ruff.returncode == 0, ruff.stdout
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           str(out)], capture_output=True, text=True, timeout=600)

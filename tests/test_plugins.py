@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_plugin_dist, pythonpath_env, run_cli
 
+from conftest import make_plugin_dist, pythonpath_env, run_cli
 from hwaccel.errors import PluginLoadError
 from hwaccel.plugins import Plugins, load, load_plugins, make_plugin_manager
 

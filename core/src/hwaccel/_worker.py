@@ -17,6 +17,7 @@ from hwaccel.jsoncache import write
 from hwaccel.provenance import fingerprint, library_versions
 from hwaccel.types import BenchmarkRequest, BenchmarkResult
 
+
 def peak_rss_mb() -> float | None:
     """Return the kernel's resident-memory high-water mark of this process (VmHWM), MiB."""
     try:

@@ -17,8 +17,13 @@ from hwaccel.errors import UsageError
 from hwaccel.plugins import HookError, Plugins
 from hwaccel.runner import failure, run_job
 from hwaccel.store import Store
-from hwaccel.types import BenchmarkRequest, BenchmarkResult, BenchmarkSettings, Classification, \
-    HardwareInfo
+from hwaccel.types import (
+    BenchmarkRequest,
+    BenchmarkResult,
+    BenchmarkSettings,
+    Classification,
+    HardwareInfo,
+)
 
 
 @dataclass(frozen=True)

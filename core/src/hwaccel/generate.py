@@ -46,10 +46,10 @@ def parts_for(plugins: Plugins, backend: str, pipeline: str
     backend_parts = [p for _, p in parts if p.owner == "backend" and p.name == backend]
     failed = "; ".join(str(e) for e in errors)
     if not pipeline_parts:
-        raise HwaccelError(f"no loaded plugin provides a test template for pipeline "
+        raise UsageError(f"no loaded plugin provides a test template for pipeline "
                            f"{pipeline!r}{': ' + failed if failed else ''}")
     if not backend_parts:
-        raise HwaccelError(f"no loaded plugin provides template snippets for backend "
+        raise UsageError(f"no loaded plugin provides template snippets for backend "
                            f"{backend!r}{': ' + failed if failed else ''}")
     pipeline_part, backend_part = pipeline_parts[0], backend_parts[0]
     if pipeline_part.template is None:

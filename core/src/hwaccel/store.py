@@ -155,4 +155,4 @@ class Store:
         """Run a query and return its rows as dicts."""
         cursor = self.conn.execute(sql, params or [])
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

@@ -81,21 +81,21 @@ def reference_label(model_type: str, tasks: frozenset[str],
         models.
     """
     if model_type == "rag":
-        return Label("text_generation", "seq2seq", "rag", "1: model type rag")
+        return Label("text_generation", "seq2seq", "rag", "rule 1: model type rag")
     if _meets(tasks, VISION_TEXT_TASKS):
-        return Label("multimodal", None, "vision-text", "2: zero-shot/retrieval task")
+        return Label("multimodal", None, "vision-text", "rule 2: zero-shot/retrieval task")
     if _meets(tasks, MULTIMODAL_TASKS):
-        return Label("multimodal", None, "multimodal", "3: image-text-to-text task")
+        return Label("multimodal", None, "multimodal", "rule 3: image-text-to-text task")
     if _meets(tasks, AUDIO_TASKS):
-        return Label("audio", None, "audio", "4: speech/audio task")
+        return Label("audio", None, "audio", "rule 4: speech/audio task")
     if _is_vision(tasks):
-        return Label("vision", None, "vision", "5: image/video task")
+        return Label("vision", None, "vision", "rule 5: image/video task")
     if "SEQ_TO_SEQ_CAUSAL_LM" in tasks or ("CAUSAL_LM" in tasks and "MASKED_LM" not in tasks):
         sub = "seq2seq" if "SEQ_TO_SEQ_CAUSAL_LM" in tasks else "causal_lm"
-        label = Label("text_generation", sub, "text", "6: generative LM task")
+        label = Label("text_generation", sub, "text", "rule 6: generative LM task")
     elif _meets(tasks, EMBEDDING_TASKS):
         sub = "masked_lm" if "MASKED_LM" in tasks else "encoder"
-        label = Label("embedding", sub, "text", "7: encoder task")
+        label = Label("embedding", sub, "text", "rule 7: encoder task")
     else:
         return Label("unknown", None, None, "no rule matches the model type's tasks")
     if model_type in STATE_SPACE_TYPES:

@@ -66,7 +66,7 @@ def tiny_config(model_type: str) -> Any:
     def apply(cfg: Any) -> None:
         for key, value in _shrink(cfg.to_dict()).items():
             setattr(cfg, key, value)
-        for key, value in vars(cfg).items():
+        for value in vars(cfg).values():
             if isinstance(value, PretrainedConfig):
                 apply(value)
 

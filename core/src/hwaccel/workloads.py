@@ -51,5 +51,6 @@ def load_workload(model: str, classification: Classification | None = None) -> W
     try:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as exc:
-        raise HwaccelError(f"workload {classification.workload!r} cannot be loaded: {exc}") from None
+        raise HwaccelError(
+            f"workload {classification.workload!r} cannot be loaded: {exc}") from None
     return cls(ref, classification)

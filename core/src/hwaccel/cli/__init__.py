@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import NoReturn
 
 from hwaccel.cli import cmd_benchmark, cmd_classify, cmd_detect, cmd_generate, cmd_plugins
 from hwaccel.errors import HwaccelError
@@ -17,9 +18,16 @@ from hwaccel.errors import HwaccelError
 COMMANDS = (cmd_plugins, cmd_detect, cmd_classify, cmd_generate, cmd_benchmark)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other hwaccel error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"hwaccel: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with one sub-command per command module."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hwaccel",
         description="Which hardware should this Hugging Face model run on? Detect, classify, "
                     "generate runnable tests and benchmark, measured.")

@@ -34,16 +34,17 @@ def run(args: argparse.Namespace) -> int:
         outcome = classify(model, plugins)
         warn_errors(outcome.errors)
         classified.append((model, outcome.classification))
+    # every file renders before any is written: bad input leaves the output folder untouched
+    rendered = [(model, backend, classification, render(model, classification, backend, plugins))
+                for model, classification in classified
+                for backend in dict.fromkeys(args.backends)]
     written: list[GeneratedFile] = []
     taken: set[str] = set()
-    for model, classification in classified:
-        for backend in dict.fromkeys(args.backends):
-            source = render(model, classification, backend, plugins)
-            name = file_name(model, backend, taken)
-            taken.add(name)
-            path = write_test(source, args.out, name)
-            written.append(GeneratedFile(model, backend, classification.pipeline or "",
-                                         str(path)))
+    for model, backend, classification, source in rendered:
+        name = file_name(model, backend, taken)
+        taken.add(name)
+        path = write_test(source, args.out, name)
+        written.append(GeneratedFile(model, backend, classification.pipeline or "", str(path)))
     if args.json:
         print_json([vars(f) for f in written])
     else:

@@ -38,7 +38,7 @@ def hwaccel_classify(model: ModelRef) -> Classification | None:
         architecture=ARCHITECTURES.get(label.subfamily or ""), model_type=model.model_type,
         model_class=model.model_class or next(iter(model.architectures), None),
         confidence=SIGNAL_CONFIDENCE.get(model.signal, 0.0), signal=model.signal,
-        reason=f"{model.evidence}; rule {label.rule}",
+        reason=f"{model.evidence}; {label.rule}",
         tasks=tuple(sorted(autotables.load().tasks(model.model_type or ""))),
         workload=WORKLOAD)
 

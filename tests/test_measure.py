@@ -1,0 +1,122 @@
+"""The one measurement method: percentiles, summaries and the timing loop."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+
+from hwaccel.measure import percentile, summarize, time_calls
+
+SAMPLES = [
+    [1.0, 2.0],
+    [1.0, 2.0, 3.0, 4.0],
+    [10.0, 0.5, 3.25, 7.0, 7.0, 100.0, 2.5],
+    [0.1 * i * i for i in range(37)],
+    [5.0] * 9 + [500.0],
+]
+
+
+@pytest.mark.parametrize("data", SAMPLES)
+@pytest.mark.parametrize("q", [50, 90, 99])
+def test_percentile_matches_inclusive_quantiles(data, q):
+    cuts = statistics.quantiles(data, n=100, method="inclusive")
+    assert percentile(sorted(data), q) == pytest.approx(cuts[q - 1])
+
+
+def test_percentile_examples_by_hand():
+    values = [10.0, 20.0, 30.0, 40.0, 50.0]
+    assert percentile(values, 50) == 30.0
+    assert percentile(values, 90) == pytest.approx(46.0)  # rank 3.6: 40 + 0.6 * 10
+    assert percentile(values, 0) == 10.0
+    assert percentile(values, 100) == 50.0
+
+
+@pytest.mark.parametrize("q", [0, 50, 90, 99, 100])
+def test_percentile_of_one_value(q):
+    assert percentile([4.2], q) == 4.2
+
+
+def test_percentile_of_nothing():
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_summarize():
+    times = [5.0, 1.0, 3.0, 2.0, 8.0, 13.0, 1.5, 2.25]
+    summary = summarize(times, batch_size=4)
+    mean = statistics.fmean(times)
+    stdev = statistics.stdev(times)
+    assert summary["p50_ms"] <= summary["p90_ms"] <= summary["p99_ms"]
+    assert summary["min_ms"] == 1.0
+    assert summary["max_ms"] == 13.0
+    assert summary["mean_ms"] == pytest.approx(mean)
+    assert summary["stdev_ms"] == pytest.approx(stdev)
+    assert summary["throughput"] == pytest.approx(4 / (mean / 1000.0))
+    assert summary["cv"] == pytest.approx(stdev / mean)
+    assert summary["p50_ms"] == pytest.approx(2.625)  # between 2.25 and 3.0
+
+
+def test_summarize_one_value():
+    summary = summarize([8.0], batch_size=2)
+    assert summary["p50_ms"] == summary["p90_ms"] == summary["p99_ms"] == 8.0
+    assert summary["mean_ms"] == 8.0
+    assert summary["stdev_ms"] == 0.0
+    assert summary["cv"] == 0.0
+    assert summary["throughput"] == pytest.approx(250.0)
+
+
+class Recorder:
+    """A call that sleeps, counts itself and records when each call started and ended."""
+
+    def __init__(self, sleep_s: float = 0.001, cold_sleep_s: float | None = None):
+        self.sleep_s = sleep_s
+        self.cold_sleep_s = cold_sleep_s
+        self.spans: list[tuple[float, float]] = []
+
+    def __call__(self) -> int:
+        start = time.perf_counter()
+        first = not self.spans
+        time.sleep(self.cold_sleep_s if first and self.cold_sleep_s else self.sleep_s)
+        self.spans.append((start, time.perf_counter()))
+        return len(self.spans)
+
+
+def test_time_calls_meets_count_and_duration():
+    call = Recorder(cold_sleep_s=0.03)
+    warmup, min_iterations, min_seconds = 2, 5, 0.05
+    timing = time_calls(call, warmup=warmup, min_iterations=min_iterations,
+                        min_seconds=min_seconds, max_seconds=10.0)
+    times = timing.times_ms
+    assert len(times) >= min_iterations
+    assert len(call.spans) == 1 + warmup + len(times)  # cold and warm-up calls are not timed
+    assert timing.cold_ms >= 30.0
+    assert timing.last_output == len(call.spans)
+    timed = call.spans[1 + warmup:]
+    assert timed[-1][1] - timed[0][0] >= min_seconds - 0.002
+    # it stopped at the first call that met both minimums, not later
+    assert len(times) - 1 < min_iterations or timed[-2][1] - timed[0][0] < min_seconds
+    assert all(t >= 1.0 for t in times)
+
+
+def test_time_calls_min_iterations_rule_when_seconds_are_met():
+    call = Recorder()
+    timing = time_calls(call, warmup=0, min_iterations=7, min_seconds=0.0, max_seconds=10.0)
+    assert len(timing.times_ms) == 7
+    assert len(call.spans) == 8
+
+
+def test_max_seconds_stops_a_long_run():
+    call = Recorder()
+    started = time.perf_counter()
+    timing = time_calls(call, warmup=1, min_iterations=3, min_seconds=100.0, max_seconds=0.05)
+    assert time.perf_counter() - started < 5.0
+    assert len(timing.times_ms) >= 3
+    assert len(call.spans) == 2 + len(timing.times_ms)
+
+
+def test_max_seconds_does_not_cut_below_min_iterations():
+    call = Recorder(sleep_s=0.01)
+    timing = time_calls(call, warmup=0, min_iterations=6, min_seconds=100.0, max_seconds=0.001)
+    assert len(timing.times_ms) == 6
