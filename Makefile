@@ -9,6 +9,8 @@ HWACCEL := $(VENV)/bin/hwaccel
 DISTS := core $(wildcard plugins/*/pyproject.toml pipelines/*/pyproject.toml hwaccel-*/pyproject.toml)
 DIST_DIRS := $(patsubst %/pyproject.toml,%,$(DISTS))
 STAMP := $(VENV)/.hwaccel-installed
+# torch is pinned to the CPU build (2.13.0 lies on this machine's disk): a plain `torch`
+# would pull a multi-GB CUDA build. It is installed first so nothing else picks another.
 OUT ?= build/run
 
 .PHONY: install run test lint clean
@@ -18,7 +20,6 @@ install: $(STAMP)
 $(STAMP): pyproject.toml $(wildcard core/pyproject.toml plugins/*/pyproject.toml pipelines/*/pyproject.toml hwaccel-*/pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# The CPU build of torch lies on this disk; a plain `torch` would pull a CUDA build.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet $(foreach d,$(DIST_DIRS),-e $(d)) -e '.[dev]'
 	touch $(STAMP)

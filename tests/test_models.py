@@ -39,7 +39,7 @@ def malformed_folder(tmp_path: Path) -> Path:
 def test_tiny_reference():
     ref = resolve_model("tiny:bert")
     assert (ref.kind, ref.model_type, ref.signal) == ("tiny", "bert", "config")
-    assert ref.is_tiny and ref.loadable
+    assert ref.is_tiny
 
 
 def test_unknown_tiny_type():
@@ -54,7 +54,7 @@ def test_local_folder(bert_folder):
     assert ref.model_type == "bert"
     assert ref.architectures == ("BertModel",)
     assert ref.signal == "local"
-    assert ref.loadable
+    assert ref.path is not None
 
 
 def test_malformed_config(malformed_folder):
@@ -112,7 +112,7 @@ def test_minilm_alias():
     assert ref.kind == "alias"
     assert ref.path is not None and (Path(ref.path) / "config.json").is_file()
     assert ref.model_type == "bert"
-    assert ref.loadable
+    assert ref.path is not None
 
 
 # -- the Hugging Face cache ------------------------------------------------------------------
@@ -141,7 +141,7 @@ def test_hub_id_in_the_cache(tmp_path, monkeypatch):
     assert (ref.kind, ref.signal) == ("hub", "hf-cache")
     assert Path(ref.path) == snapshot
     assert ref.model_type == "gpt2"
-    assert ref.loadable
+    assert ref.path is not None
 
 
 def test_hub_id_in_the_cache_without_refs(tmp_path, monkeypatch):
@@ -160,7 +160,7 @@ def test_hub_id_not_in_the_cache(tmp_path, monkeypatch):
     ref = resolve_model("org/absent-model")
     assert ref.kind == "hub"
     assert ref.path is None
-    assert ref.loadable is False
+    assert ref.path is None and not ref.is_tiny
     with pytest.raises(ModelReferenceError, match="not in the local Hugging Face cache"):
         ref.load_config()
 

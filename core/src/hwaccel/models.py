@@ -62,11 +62,6 @@ class ModelRef:
         """True for ``tiny:`` references, whose weights are random."""
         return self.kind == "tiny"
 
-    @property
-    def loadable(self) -> bool:
-        """True when weights (or a tiny config) are available offline."""
-        return self.is_tiny or self.path is not None
-
     def load_config(self) -> Any:
         """Return the transformers config object (tiny configs are shrunk; nothing remote)."""
         from transformers import AutoConfig

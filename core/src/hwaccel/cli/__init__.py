@@ -22,6 +22,7 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line, like every other hwaccel error."""
 
     def error(self, message: str) -> NoReturn:
+        """Print ``hwaccel: error: MESSAGE`` and exit 2."""
         self.exit(2, f"hwaccel: error: {message} (see '{self.prog} --help')\n")
 
 
