@@ -59,3 +59,12 @@ def test_bad_options_fail_before_any_job(tmp_db, args, message):
     assert len(lines) == 1 and lines[0].startswith(f"hwaccel: error: {message}")
     assert "Traceback" not in proc.stderr
     assert not tmp_db.exists() or _rows(tmp_db) == []
+
+
+def test_a_hub_model_that_is_not_cached_is_recorded_without_running(tmp_db):
+    proc = run_cli("benchmark", "gpt2", "--backend", "cpu", "--db", str(tmp_db), *FAST)
+    assert proc.returncode == 1
+    (row,) = _rows(tmp_db)
+    assert (row["success"], row["error_category"]) == (False, "model-unavailable")
+    assert "not in the local Hugging Face cache" in row["error"]
+    assert row["wall_time_s"] is None  # no job process was started

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from hwaccel.classify import classify
+from hwaccel.classify import classify_ref
 from hwaccel.detection import DetectionReport
 from hwaccel.errors import UsageError
+from hwaccel.models import ModelRef, not_cached_message, resolve_model
 from hwaccel.plugins import HookError, Plugins
 from hwaccel.runner import failure, run_job
 from hwaccel.store import Store
@@ -50,13 +51,15 @@ def plan(models: list[str], backends: list[str], plugins: Plugins, report: Detec
         raise UsageError(f"unknown backend {', '.join(map(repr, unknown))} "
                          f"(detected backends: {', '.join(sorted(known)) or 'none'})")
     errors: list[HookError] = []
-    classified: list[tuple[str, Classification]] = []
+    classified: list[tuple[ModelRef, Classification]] = []
     for model in models:
-        outcome = classify(model, plugins)
+        ref = resolve_model(model)
+        outcome = classify_ref(ref, plugins)
         errors.extend(outcome.errors)
-        classified.append((model, outcome.classification))
+        classified.append((ref, outcome.classification))
     jobs = []
-    for model, classification in classified:
+    for ref, classification in classified:
+        model = ref.spec
         for backend in dict.fromkeys(backends):
             devices = report.available(backend)
             hardware = devices[0] if devices else _absent(backend, report)
@@ -67,6 +70,8 @@ def plan(models: list[str], backends: list[str], plugins: Plugins, report: Detec
                 skip = failure(request, "unavailable", f"{backend} is absent: {hardware.reason}")
             elif not classification.workload:
                 skip = failure(request, "unsupported", classification.reason)
+            elif not ref.is_tiny and ref.path is None:
+                skip = failure(request, "model-unavailable", not_cached_message(model))
             jobs.append(Job(request, skip))
     return jobs, errors
 

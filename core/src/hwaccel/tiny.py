@@ -13,7 +13,8 @@ from typing import Any
 TINY_HIDDEN = 32
 TINY_INTERMEDIATE = 64
 TINY_LAYERS = 2
-TINY_HEADS = 2
+TINY_HEADS = 4
+TINY_KV_HEADS = 2
 TINY_HEAD_DIM = TINY_HIDDEN // TINY_HEADS
 TINY_VOCAB = 1024
 
@@ -25,35 +26,55 @@ _INTERMEDIATE = ("intermediate_size", "ffn_dim", "d_ff", "n_inner", "hidden_dim"
 _LAYERS = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "num_decoder_layers",
            "encoder_layers", "decoder_layers")
 _HEADS = ("num_attention_heads", "n_head", "n_heads", "num_heads", "encoder_attention_heads",
-          "decoder_attention_heads", "num_key_value_heads")
-_HEAD_DIM = ("head_dim", "d_kv", "attention_head_size")
+          "decoder_attention_heads")
+_KV_HEADS = ("num_key_value_heads", "num_kv_heads", "multi_query_group_num")
+_HEAD_DIM = ("head_dim", "d_kv", "attention_head_size", "rotary_dim", "v_head_dim",
+             "kv_lora_rank", "q_lora_rank")
+_MLA_HEAD_DIM = ("qk_rope_head_dim", "qk_nope_head_dim")  # latent-attention query split
+_FILL_WHEN_NONE = {"head_dim": TINY_HEAD_DIM, "num_key_value_heads": TINY_KV_HEADS}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _shrink(values: dict[str, Any]) -> dict[str, Any]:
     """Return the overrides that make one (sub-)config dict tiny."""
     out: dict[str, Any] = {}
 
-    def set_int(keys: tuple[str, ...], value: int, only_if_larger: bool = True) -> None:
+    def cap(keys: tuple[str, ...], value: int) -> None:
         for key in keys:
-            current = values.get(key)
-            if isinstance(current, int) and not isinstance(current, bool):
-                out[key] = min(current, value) if only_if_larger else value
+            if _is_int(values.get(key)):
+                out[key] = min(values[key], value)
 
-    set_int(_WIDTH, TINY_HIDDEN)
-    set_int(_INTERMEDIATE, TINY_INTERMEDIATE)
-    set_int(_LAYERS, TINY_LAYERS)
-    set_int(_HEADS, TINY_HEADS)
-    set_int(_HEAD_DIM, TINY_HEAD_DIM)
-    vocab = values.get("vocab_size")
-    if isinstance(vocab, int) and vocab > TINY_VOCAB:
+    cap(_WIDTH, TINY_HIDDEN)
+    cap(_INTERMEDIATE, TINY_INTERMEDIATE)
+    cap(_LAYERS, TINY_LAYERS)
+    cap(_HEADS, TINY_HEADS)
+    cap(_KV_HEADS, TINY_KV_HEADS)
+    cap(_HEAD_DIM, TINY_HEAD_DIM)
+    cap(_MLA_HEAD_DIM, TINY_HEAD_DIM)
+    for key, value in _FILL_WHEN_NONE.items():
+        if key in values and values[key] is None:
+            out[key] = value
+    # per-layer lists (layer_types, sliding-window patterns) follow the new depth
+    depth = next((values[k] for k in _LAYERS if _is_int(values.get(k))), None)
+    if depth is not None and depth > TINY_LAYERS:
+        for key, value in values.items():
+            if isinstance(value, list) and len(value) == depth:
+                out[key] = value[:TINY_LAYERS]
+    for key in ("src_vocab_size", "tgt_vocab_size"):
+        cap((key,), TINY_VOCAB)
+    vocab = values.get("vocab_size", 0)
+    if "vocab_size" in values and (vocab is None or (_is_int(vocab) and vocab > TINY_VOCAB)):
         out["vocab_size"] = vocab = TINY_VOCAB
-    if isinstance(vocab, int):
+    if _is_int(vocab):
         for key in [k for k in values if k.endswith(("token_id", "token_index"))]:
             token = values.get(key)
-            if isinstance(token, int) and token >= vocab:
+            if _is_int(token) and token >= vocab:
                 out[key] = vocab - 1
             elif isinstance(token, list):
-                out[key] = [t if t < vocab else vocab - 1 for t in token if isinstance(t, int)]
+                out[key] = [t if t < vocab else vocab - 1 for t in token if _is_int(t)]
     return out
 
 

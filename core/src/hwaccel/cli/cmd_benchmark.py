@@ -45,7 +45,14 @@ def _check(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Plan, run and store the benchmarks; exit 1 when any job failed."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from hwaccel import benchmark
     from hwaccel.cli.output import err_console, num, print_json, table, warn_errors
@@ -67,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     db_path = args.db or default_db_path()
     run_id = uuid.uuid4().hex
     with Store(db_path) as store, Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            SpinnerColumn(), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+            TimeElapsedColumn(),
             console=err_console, transient=True, disable=args.json) as progress:
         task = progress.add_task("benchmark", total=len(jobs))
 

@@ -25,7 +25,7 @@ AUTO_CLASSES = {"causal_lm": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq
                 "masked_lm": "AutoModelForMaskedLM", "encoder": "AutoModel"}
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model")
 _LM_SUFFIXES = ("ForCausalLM", "ForMaskedLM", "ForConditionalGeneration", "LMHeadModel",
-                "ForSeq2SeqLM")
+                "ForSeq2SeqLM", "MTModel")
 
 
 class TextWorkload:
@@ -49,6 +49,11 @@ class TextWorkload:
     def config(self) -> Any:
         """The model's transformers config (tiny configs shrunk)."""
         return self.ref.load_config()
+
+    @cached_property
+    def text_config(self) -> Any:
+        """The config that holds the vocabulary and width (the text part of composite ones)."""
+        return self.config.get_text_config()
 
     @cached_property
     def model_class(self) -> Any:
@@ -120,7 +125,7 @@ class TextWorkload:
                                                                 "token_type_ids")}
         else:
             generator = torch.Generator().manual_seed(TINY_SEED)
-            vocab = int(self.config.vocab_size)
+            vocab = int(self.text_config.vocab_size)
             ids = torch.randint(min(4, vocab - 1), vocab, (batch_size, seq_len),
                                 generator=generator)
             inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
@@ -135,6 +140,8 @@ class TextWorkload:
         """The first of the config's token ids ``names`` that is set, else 0."""
         for name in names:
             value = getattr(self.config, name, None)
+            if value is None:
+                value = getattr(self.text_config, name, None)
             if isinstance(value, int):
                 return value
         return 0
@@ -154,9 +161,9 @@ class TextWorkload:
         out_seq = inputs["decoder_input_ids"].shape[1] if "decoder_input_ids" in inputs else seq
         name = self.model_class.__name__
         if name.endswith(_LM_SUFFIXES):
-            return {"logits": (batch, out_seq, int(self.config.vocab_size))}
+            return {"logits": (batch, out_seq, int(self.text_config.vocab_size))}
         if name.endswith("Model"):
-            return {"last_hidden_state": (batch, out_seq, int(self.config.hidden_size))}
+            return {"last_hidden_state": (batch, out_seq, int(self.text_config.hidden_size))}
         return {}
 
     def output_shapes(self, outputs: dict[str, Any]) -> dict[str, list[int]]:
