@@ -68,3 +68,9 @@ def test_a_hub_model_that_is_not_cached_is_recorded_without_running(tmp_db):
     assert (row["success"], row["error_category"]) == (False, "model-unavailable")
     assert "not in the local Hugging Face cache" in row["error"]
     assert row["wall_time_s"] is None  # no job process was started
+
+
+def test_rows_decided_without_a_job_still_carry_versions_and_fingerprint(tmp_db):
+    run_cli("benchmark", "tiny:vit", "--backend", "cpu", "--db", str(tmp_db), *FAST)
+    (row,) = _rows(tmp_db)
+    assert "python" in json.loads(row["versions"]) and len(row["hardware_fingerprint"]) == 16

@@ -307,3 +307,18 @@ def test_classify_good_and_bad_together():
     assert bert["model_type"] == "bert"
     assert bert["signal"] == "config"
     assert bert["confidence"] == 1.0
+
+
+def test_damaged_auto_table_cache_is_rebuilt(tmp_path, monkeypatch):
+    from hwaccel import autotables
+
+    monkeypatch.setenv("HWACCEL_CACHE_DIR", str(tmp_path))
+    version = autotables.transformers_version()
+    cache = tmp_path / f"autotables-transformers-{version}.json"
+    cache.write_text(json.dumps({"format": autotables._FORMAT, "tasks_by_type": {}}))
+    autotables.load.cache_clear()
+    try:
+        assert "CAUSAL_LM" in autotables.load().tasks("gpt2")
+        assert "gpt2" in json.loads(cache.read_text())["tasks_by_type"]
+    finally:
+        autotables.load.cache_clear()

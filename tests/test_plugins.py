@@ -196,3 +196,16 @@ def test_strict_plugins_flag_fails_with_one_line(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "hwaccel: error: plugin 'boom' (hwaccel-test-import-error): "
         "RuntimeError: broken at import"]
+
+
+def test_every_hook_is_documented_with_its_signature():
+    """Each hookspec has a full docstring and appears in the README with its exact signature."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    pm = make_plugin_manager()
+    for name in ("hwaccel_detect", "hwaccel_classify", "hwaccel_template", "hwaccel_benchmark"):
+        caller = getattr(pm.hook, name)
+        signature = f"{name}({', '.join(caller.spec.argnames)})"
+        assert f"`{signature}`" in readme, signature
+        doc = caller.spec.function.__doc__ or ""
+        for part in ("Called", ":returns:", "How results combine:"):
+            assert part in doc, (name, part)

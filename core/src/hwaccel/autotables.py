@@ -108,9 +108,17 @@ def load() -> AutoTables:
     version = transformers_version()
     cache_file = paths.cache_dir() / f"autotables-transformers-{version}.json"
     data = jsoncache.read(cache_file)
-    if not isinstance(data, dict) or data.get("format") != _FORMAT:
-        data = _read_tables()
-        jsoncache.write(cache_file, data)
+    if isinstance(data, dict) and data.get("format") == _FORMAT:
+        try:
+            return _from_data(version, data)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            pass  # a damaged cache file is rebuilt below
+    data = _read_tables()
+    jsoncache.write(cache_file, data)
+    return _from_data(version, data)
+
+
+def _from_data(version: str, data: dict) -> AutoTables:
     return AutoTables(
         transformers_version=version,
         tasks_by_type={k: tuple(v) for k, v in data["tasks_by_type"].items()},

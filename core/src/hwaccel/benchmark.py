@@ -8,6 +8,7 @@ written to the store by this process as soon as it arrives.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from hwaccel.detection import DetectionReport
 from hwaccel.errors import UsageError
 from hwaccel.models import ModelRef, not_cached_message, resolve_model
 from hwaccel.plugins import HookError, Plugins
+from hwaccel.provenance import fingerprint, library_versions
 from hwaccel.runner import failure, run_job
 from hwaccel.store import Store
 from hwaccel.types import (
@@ -85,6 +87,10 @@ def run(jobs: list[Job], store: Store, run_id: str, timeout_s: float,
         if on_start:
             on_start(job)
         result = job.skip or run_job(job.request, timeout_s)
+        if not result.versions:  # decided here, or the job died before stamping its result
+            result = dataclasses.replace(
+                result, versions=library_versions(),
+                hardware_fingerprint=fingerprint(job.request.hardware))
         store.insert_result(result, job.request.classification, run_id)
         results.append(result)
         if on_done:

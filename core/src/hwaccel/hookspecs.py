@@ -49,8 +49,8 @@ def hwaccel_detect() -> list[HardwareInfo]:
         record with ``available=False`` and the ``reason`` (SDK not installed, no device,
         driver error), so that absence is explained.
 
-    Results of all plugins are concatenated. An implementation that raises is recorded as a
-    detection error of its plugin; the others still answer.
+    How results combine: all plugins' lists are concatenated. An implementation that raises
+    is recorded as a detection error of its plugin; the others still answer.
     """
 
 
@@ -68,8 +68,8 @@ def hwaccel_benchmark(request: BenchmarkRequest) -> BenchmarkResult | None:
         the measurement settings.
     :returns: a ``BenchmarkResult``, or ``None`` when the device is not this plugin's.
 
-    The first non-``None`` result wins. Memory high-water marks, library versions and the
-    hardware fingerprint are added by the core.
+    How results combine: the first non-``None`` result wins. Memory high-water marks, library
+    versions and the hardware fingerprint are added by the core.
     """
 
 
@@ -87,8 +87,9 @@ def hwaccel_classify(model: ModelRef) -> Classification | None:
     :param model: the resolved model reference.
     :returns: a ``Classification`` when this pipeline handles the model, else ``None``.
 
-    All claims are collected; the core keeps the highest ``confidence`` (ties broken by
-    plugin name). A model nobody claims is classified ``unknown`` with the reason.
+    How results combine: all claims are collected and the highest ``confidence`` wins (ties
+    broken by plugin name). A model nobody claims keeps the labels of TAXONOMY.md's rule, no
+    workload, and the reason nobody claimed it.
     """
 
 
@@ -107,6 +108,7 @@ def hwaccel_template(backend: str, pipeline: str) -> TemplatePart | None:
     :param pipeline: the pipeline id of the model (``text``, ``vision``, ...).
     :returns: a ``TemplatePart`` or ``None``.
 
-    All parts are collected and composed by the core; exactly one pipeline part and one
-    backend part must answer, and the backend must fill every slot the pipeline requires.
+    How results combine: all parts are collected and composed by the core; a pipeline part
+    and a backend part must answer, and the backend must fill every slot the pipeline
+    requires.
     """
