@@ -2,7 +2,7 @@
 
 Plugins import what they need from here::
 
-    from hwaccel import hookimpl, HardwareInfo, Classification, TemplatePart
+    from hwaccel import hookimpl, HardwareInfo, Classification, ModelRef, TemplatePart
 
 Importing this package is cheap: no plugin is loaded and no heavy library is imported until a
 function needs it.
@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from hwaccel.hookspecs import hookimpl
+from hwaccel.models import ModelRef
 from hwaccel.types import (
     BenchmarkRequest,
     BenchmarkResult,
@@ -28,6 +29,7 @@ __all__ = [
     "BenchmarkSettings",
     "Classification",
     "HardwareInfo",
+    "ModelRef",
     "TemplatePart",
     "__version__",
     "detect_available_hardware",

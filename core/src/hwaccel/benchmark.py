@@ -54,7 +54,7 @@ def plan(models: list[str], backends: list[str], plugins: Plugins, report: Detec
                          f"(detected backends: {', '.join(sorted(known)) or 'none'})")
     errors: list[HookError] = []
     classified: list[tuple[ModelRef, Classification]] = []
-    for model in models:
+    for model in dict.fromkeys(models):
         ref = resolve_model(model)
         outcome = classify_ref(ref, plugins)
         errors.extend(outcome.errors)

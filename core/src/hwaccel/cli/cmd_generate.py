@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     plugins = load()
     classified = []
-    for model in args.models:  # resolve every model before writing anything
+    for model in dict.fromkeys(args.models):  # resolve every model before writing anything
         outcome = classify(model, plugins)
         warn_errors(outcome.errors)
         classified.append((model, outcome.classification))

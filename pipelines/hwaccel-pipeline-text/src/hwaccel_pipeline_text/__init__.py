@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-from hwaccel import Classification, TemplatePart, hookimpl
-from hwaccel.models import ModelRef
+from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
 
 NAME = "text"
 WORKLOAD = "hwaccel_pipeline_text.workload:TextWorkload"
