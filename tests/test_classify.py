@@ -127,3 +127,11 @@ def test_minilm_alias_is_the_real_shipped_model(plugins):
     result = classify("minilm", plugins).classification
     assert (result.family, result.model_type, result.model_class, result.signal) == (
         "embedding", "bert", "BertModel", "local")
+
+
+def test_explicit_task_outranks_the_name(plugins):
+    """TAXONOMY.md: class names and tasks as callers pass them beat the name alone."""
+    result = classify("acme/bert-style-generator", plugins,
+                      tasks=("text-generation",)).classification
+    assert (result.family, result.subfamily, result.signal) == (
+        "text_generation", "causal_lm", "task")

@@ -18,8 +18,10 @@ from hwaccel.plugins import HookError, Plugins
 from hwaccel.taxonomy import Label, reference_label
 from hwaccel.types import Classification
 
+# TAXONOMY.md's order of signals, strongest first: config, local folder, cache, hub, an
+# explicit class name, explicit tasks, the name alone.
 SIGNAL_CONFIDENCE = {"config": 1.0, "local": 1.0, "hf-cache": 1.0, "class": 0.9,
-                     "name": 0.6, "task": 0.4, "none": 0.0}
+                     "task": 0.7, "name": 0.5, "none": 0.0}
 # Hugging Face pipeline task names (and a few synonyms) -> auto-model TASK names.
 PIPELINE_TASKS = {
     "fill-mask": "MASKED_LM", "feature-extraction": "TEXT_ENCODING",
@@ -81,7 +83,11 @@ def model_type_from_name(name: str, known_types: tuple[str, ...]) -> str | None:
 
 
 def gather_evidence(ref: ModelRef) -> ModelRef:
-    """Fill ``model_type``, ``signal`` and ``evidence`` from the strongest available signal."""
+    """Fill ``model_type``, ``signal`` and ``evidence`` from the strongest available signal.
+
+    Order: the config's ``model_type``, its ``architectures``, an explicit class name,
+    explicit tasks, then the name alone.
+    """
     tables = autotables.load()
     if ref.model_type:
         return ref
@@ -92,6 +98,9 @@ def gather_evidence(ref: ModelRef) -> ModelRef:
     if ref.model_class and ref.model_class in tables.type_by_class:
         return dataclasses.replace(ref, model_type=tables.type_by_class[ref.model_class],
                                    signal="class", evidence=f"model class {ref.model_class}")
+    if ref.tasks:
+        return dataclasses.replace(ref, signal="task",
+                                   evidence=f"tasks {', '.join(ref.tasks)}")
     if ref.config is None:
         model_type = model_type_from_name(ref.spec, tables.config_types)
         if model_type:
@@ -99,9 +108,6 @@ def gather_evidence(ref: ModelRef) -> ModelRef:
                 ref, model_type=model_type, signal="name",
                 evidence=f"name {ref.spec!r} matches model type {model_type!r} "
                          f"({ref.evidence})")
-    if ref.tasks:
-        return dataclasses.replace(ref, signal="task",
-                                   evidence=f"tasks {', '.join(ref.tasks)}")
     return ref
 
 
