@@ -165,3 +165,12 @@ def test_generated_file_skips_with_the_reason_when_hardware_is_absent(tmp_path):
     assert run.returncode == 0, run.stdout
     assert "3 skipped" in run.stdout
     assert "acme unavailable: no Acme NPU in this machine" in run.stdout
+
+
+def test_an_unwritable_output_folder_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = run_cli("generate", "tiny:bert", "--backend", "cpu", "--out", str(blocker / "sub"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("hwaccel: error: cannot write ")
+    assert len(proc.stderr.strip().splitlines()) == 1

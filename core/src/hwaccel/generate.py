@@ -109,9 +109,12 @@ def file_name(model: str, backend: str, taken: set[str]) -> str:
 def write_test(source: str, out_dir: Path, name: str) -> Path:
     """Write ``source`` as ``out_dir/name``; refuse any path that would leave ``out_dir``."""
     out_dir = out_dir.expanduser()
-    out_dir.mkdir(parents=True, exist_ok=True)
     target = (out_dir / name).resolve()
     if target.parent != out_dir.resolve() or not re.fullmatch(r"test_[a-z0-9_]+\.py", name):
         raise UsageError(f"refusing to write {name!r} outside {out_dir}")
-    target.write_text(source, encoding="utf-8")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target.write_text(source, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
     return target
