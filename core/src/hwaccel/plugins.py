@@ -22,8 +22,10 @@ import importlib.metadata
 import inspect
 import os
 import sys
+import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -119,6 +121,12 @@ def _describe(exc: BaseException) -> str:
     """One line: the exception type and its message, multi-line messages joined."""
     text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     return f"{type(exc).__name__}: {text[:400]}".rstrip(": ")
+
+
+def _where(exc: BaseException) -> str:
+    """Where an exception was raised: the innermost frame's file name and line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f"at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "at ?"
 
 
 def load_plugins(
@@ -234,7 +242,8 @@ class Plugins:
                 value = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
                 value = self._checked(hook, impl.plugin_name, value)
             except Exception as exc:  # noqa: BLE001 - attributed to the plugin, never fatal
-                errors.append(HookError(impl.plugin_name, hook, _describe(exc)))
+                errors.append(HookError(impl.plugin_name, hook,
+                                        f"{_describe(exc)} ({_where(exc)})"))
                 continue
             if value is not None:
                 results.append((impl.plugin_name, value))
