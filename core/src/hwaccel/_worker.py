@@ -14,23 +14,9 @@ import sys
 from pathlib import Path
 
 from hwaccel.jsoncache import write
+from hwaccel.measure import process_memory_mb
 from hwaccel.provenance import fingerprint, library_versions
 from hwaccel.types import BenchmarkRequest, BenchmarkResult
-
-
-def peak_rss_mb() -> float | None:
-    """Return the kernel's resident-memory high-water mark of this process (VmHWM), MiB."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
 
 
 def run(request: BenchmarkRequest) -> BenchmarkResult:
@@ -49,7 +35,7 @@ def run(request: BenchmarkRequest) -> BenchmarkResult:
             result = failure(request, "no-backend",
                              f"no loaded plugin benchmarks backend {request.hardware.backend!r}")
     return dataclasses.replace(
-        result, peak_rss_mb=peak_rss_mb(), load_avg=load_avg,
+        result, peak_rss_mb=process_memory_mb("VmHWM"), load_avg=load_avg,
         versions=library_versions((result.distribution, request.classification.distribution)),
         hardware_fingerprint=fingerprint(request.hardware))
 

@@ -10,7 +10,6 @@ is reached). Percentiles use linear interpolation between closest ranks, so
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -71,15 +70,25 @@ def time_calls(call: Callable[[], Any], *, warmup: int, min_iterations: int,
     return Timing(cold_ms=cold_ms, times_ms=tuple(times), last_output=output)
 
 
-def current_rss_mb() -> float | None:
-    """Return this process's resident memory in MiB (from ``/proc``), or ``None``."""
+def process_memory_mb(field: str) -> float | None:
+    """Return a memory field of this process's ``/proc/self/status`` in MiB.
+
+    ``VmRSS`` is the resident memory now, ``VmHWM`` the kernel's high-water mark. Where
+    ``/proc`` is missing, ``VmRSS`` falls back to psutil and ``VmHWM`` to ``ru_maxrss``.
+    """
     try:
-        with open(f"/proc/{os.getpid()}/status", encoding="ascii") as status:
+        with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
+    if field == "VmHWM":
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20
@@ -102,7 +111,7 @@ def benchmark_workload(request: BenchmarkRequest, *,
     settings = request.settings
     workload = load_workload(request.model, request.classification)
     workload.prepare()
-    baseline = current_rss_mb()
+    baseline = process_memory_mb("VmRSS")
     start = time.perf_counter()
     model = place_model(workload.load_model())
     load_time = time.perf_counter() - start

@@ -222,10 +222,9 @@ class Plugins:
         self.records = records
         self._by_name = {r.name: r for r in records}
 
-    def loaded(self, kind: str | None = None) -> list[PluginRecord]:
-        """Return the loaded plugins, optionally only those of one kind."""
-        return [r for r in self.records
-                if r.status == "loaded" and (kind is None or r.kind == kind)]
+    def loaded(self) -> list[PluginRecord]:
+        """Return the records of the plugins that loaded."""
+        return [r for r in self.records if r.status == "loaded"]
 
     def call_each(self, hook: str, **kwargs: Any) -> tuple[list[tuple[str, Any]], list[HookError]]:
         """Call every implementation of ``hook`` separately, in plugin-name order.
