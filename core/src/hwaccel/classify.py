@@ -150,3 +150,31 @@ def classify(spec: str, plugins: Plugins, *, model_class: str | None = None,
              tasks: tuple[str, ...] = ()) -> ClassifyOutcome:
     """Resolve and classify one model reference string."""
     return classify_ref(resolve_model(spec, model_class=model_class, tasks=tasks), plugins)
+
+
+def claim(model: ModelRef, pipeline: str, workload: str, *, subfamily: str | None = None,
+          architecture: str | None = None, confidence: float | None = None,
+          reason: str | None = None) -> Classification | None:
+    """Build a pipeline plugin's claim on a model whose reference label names ``pipeline``.
+
+    The helper pipeline plugins call from ``hwaccel_classify``: it returns ``None`` unless the
+    core's TAXONOMY.md label (``model.label``) has pipeline ``pipeline``, and otherwise a
+    :class:`Classification` with the label's family, the given (or the label's) subfamily,
+    the confidence of the deciding signal, the auto-model tasks and the workload path.
+
+    :param confidence: overrides the signal's confidence (for claims that go beyond the
+        reference label, which callers then make themselves).
+    :param reason: replaces the label's rule in the reason text.
+    """
+    label = model.label
+    if label is None or label.pipeline != pipeline:
+        return None
+    return Classification(
+        model=model.spec, family=label.family, subfamily=subfamily or label.subfamily,
+        pipeline=pipeline, architecture=architecture, model_type=model.model_type,
+        model_class=model.model_class or next(iter(model.architectures), None),
+        confidence=SIGNAL_CONFIDENCE.get(model.signal, 0.0) if confidence is None
+        else confidence,
+        signal=model.signal, reason=f"{model.evidence}; {reason or label.rule}".lstrip("; "),
+        tasks=tuple(sorted(autotables.load().tasks(model.model_type or ""))),
+        workload=workload)

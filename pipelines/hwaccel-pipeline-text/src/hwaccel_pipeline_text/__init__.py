@@ -26,20 +26,10 @@ REQUIRED_SLOTS = ("imports", "availability", "placement", "synchronize", "cleanu
 @hookimpl
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim text models: TAXONOMY rules 6 (generative LM) and 7 (encoder tasks)."""
-    label = model.label
-    if label is None or label.pipeline != NAME:
-        return None
-    from hwaccel import autotables
-    from hwaccel.classify import SIGNAL_CONFIDENCE
+    from hwaccel.classify import claim
 
-    return Classification(
-        model=model.spec, family=label.family, subfamily=label.subfamily, pipeline=NAME,
-        architecture=ARCHITECTURES.get(label.subfamily or ""), model_type=model.model_type,
-        model_class=model.model_class or next(iter(model.architectures), None),
-        confidence=SIGNAL_CONFIDENCE.get(model.signal, 0.0), signal=model.signal,
-        reason=f"{model.evidence}; {label.rule}",
-        tasks=tuple(sorted(autotables.load().tasks(model.model_type or ""))),
-        workload=WORKLOAD)
+    subfamily = model.label.subfamily if model.label else None
+    return claim(model, NAME, WORKLOAD, architecture=ARCHITECTURES.get(subfamily or ""))
 
 
 @hookimpl

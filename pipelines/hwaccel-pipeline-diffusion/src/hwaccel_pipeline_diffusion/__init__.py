@@ -1,0 +1,3 @@
+"""hwaccel pipeline ``diffusion``: diffusers models and pipelines (UNet denoising loops, DDPM,
+Stable Diffusion).
+"""

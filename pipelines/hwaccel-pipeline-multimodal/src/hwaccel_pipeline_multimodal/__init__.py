@@ -1,0 +1,3 @@
+"""hwaccel pipeline ``multimodal``: generative vision-language models (LLaVA, PaliGemma, Idefics,
+Qwen2-VL).
+"""

@@ -1,0 +1,2 @@
+"""hwaccel pipeline ``rag``: retrieve-then-generate compositions and transformers' Rag models.
+"""

@@ -1,0 +1,2 @@
+"""hwaccel pipeline ``vision-text``: image-text dual encoders (CLIP, SigLIP, BLIP, OWL-ViT).
+"""

@@ -1,0 +1,2 @@
+"""hwaccel pipeline ``vision``: image models (classification, detection, segmentation, backbones).
+"""
