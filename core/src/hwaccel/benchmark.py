@@ -72,8 +72,9 @@ def plan(models: list[str], backends: list[str], plugins: Plugins, report: Detec
                 skip = failure(request, "unavailable", f"{backend} is absent: {hardware.reason}")
             elif not classification.workload:
                 skip = failure(request, "unsupported", classification.reason)
-            elif not ref.is_tiny and ref.path is None:
-                skip = failure(request, "model-unavailable", not_cached_message(model))
+            elif not ref.loadable:
+                missing = next(p for p in ref.components or (ref,) if not p.loadable)
+                skip = failure(request, "model-unavailable", not_cached_message(missing.spec))
             jobs.append(Job(request, skip))
     return jobs, errors
 

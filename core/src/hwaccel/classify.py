@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from hwaccel import autotables
 from hwaccel.models import ModelRef, resolve_model
 from hwaccel.plugins import HookError, Plugins
-from hwaccel.taxonomy import Label, reference_label
+from hwaccel.taxonomy import Label, composition_label, diffusers_label, reference_label
 from hwaccel.types import Classification
 
 # TAXONOMY.md's order of signals, strongest first: config, local folder, cache, hub, an
@@ -101,7 +101,7 @@ def gather_evidence(ref: ModelRef) -> ModelRef:
     if ref.tasks:
         return dataclasses.replace(ref, signal="task",
                                    evidence=f"tasks {', '.join(ref.tasks)}")
-    if ref.config is None:
+    if ref.kind == "hub" and ref.config is None:
         model_type = model_type_from_name(ref.spec, tables.config_types)
         if model_type:
             return dataclasses.replace(
@@ -113,12 +113,22 @@ def gather_evidence(ref: ModelRef) -> ModelRef:
 
 def reference_of(ref: ModelRef) -> Label:
     """Return the TAXONOMY.md labels of a resolved reference."""
+    if ref.kind == "composite":
+        return composition_label(reference_of(gather_evidence(ref.components[-1])))
+    if ref.config is not None and not ref.model_type:
+        label = diffusers_label(ref.config)
+        if label is not None:
+            return label
     if ref.model_type:
         tasks = autotables.load().tasks(ref.model_type)
         config = (lambda: ref.config) if ref.config is not None else None
         return reference_label(ref.model_type, tasks, config)
     if ref.tasks:
         return reference_label("", task_names(ref.tasks))
+    classes = ref.architectures or ((ref.model_class,) if ref.model_class else ())
+    if classes:
+        return Label("unknown", None, None, f"{classes[0]} is in no auto-model table of the "
+                                            "installed transformers")
     return Label("unknown", None, None, "no config, class, task or known name")
 
 

