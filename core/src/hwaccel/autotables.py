@@ -1,10 +1,10 @@
 """The installed transformers' auto-model tables, read at run time and cached on disk.
 
 ``transformers.models.auto.modeling_auto`` holds one ``MODEL_FOR_<TASK>_MAPPING_NAMES`` dict per
-task, mapping a ``model_type`` to its class names. Reading it costs seconds (it imports
-transformers), so the derived tables are cached per transformers version in the hwaccel cache
-folder; a new transformers release is read afresh, so new model types classify without a code
-change.
+task, mapping a ``model_type`` to its class names. They are read from transformers' source
+(:mod:`hwaccel.autotables_source`, a fraction of a second) or, if the source has changed shape,
+by importing it (seconds), and cached per transformers version in the hwaccel cache folder; a
+new transformers release is read afresh, so new model types classify without a code change.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from hwaccel import jsoncache, paths
 from hwaccel.errors import UsageError
 
-_FORMAT = 3
+_FORMAT = 4
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,11 @@ def _owner(class_name: str, model_types: list[str]) -> str:
     return model_types[0]
 
 
-def _read_tables() -> dict:
+_TEXT_TASKS = {"CAUSAL_LM", "SEQ_TO_SEQ_CAUSAL_LM", "MASKED_LM", "TEXT_ENCODING"}
+
+
+def read_by_import() -> dict:
+    """Read the tables by importing transformers (seconds): the fallback and the oracle."""
     from transformers.models.auto import configuration_auto, modeling_auto
 
     tasks_by_type: dict[str, list[str]] = {}
@@ -91,14 +95,27 @@ def _read_tables() -> dict:
             tasks_by_type.setdefault(model_type, []).append(task)
             for name in classes if isinstance(classes, (list, tuple)) else [classes]:
                 types_by_class.setdefault(name, []).append(model_type)
-    text_tasks = {"CAUSAL_LM", "SEQ_TO_SEQ_CAUSAL_LM", "MASKED_LM", "TEXT_ENCODING"}
+    return {
+        "experts_by_type": _default_experts(
+            sorted(t for t, tasks in tasks_by_type.items() if _TEXT_TASKS & set(tasks))),
+        "tasks_by_type": tasks_by_type, "types_by_class": types_by_class,
+        "config_types": sorted(configuration_auto.CONFIG_MAPPING_NAMES),
+    }
+
+
+def _read_tables() -> dict:
+    """Read the tables from transformers' source (fast), else by importing it."""
+    from hwaccel import autotables_source
+    from hwaccel.taxonomy import EXPERT_KEYS
+
+    raw = autotables_source.read(EXPERT_KEYS, _TEXT_TASKS) or read_by_import()
     return {
         "format": _FORMAT,
-        "experts_by_type": _default_experts(
-            sorted(t for t, tasks in tasks_by_type.items() if text_tasks & set(tasks))),
-        "tasks_by_type": {k: sorted(set(v)) for k, v in tasks_by_type.items()},
-        "config_types": sorted(configuration_auto.CONFIG_MAPPING_NAMES),
-        "type_by_class": {name: _owner(name, types) for name, types in types_by_class.items()},
+        "experts_by_type": raw["experts_by_type"],
+        "tasks_by_type": {k: sorted(set(v)) for k, v in raw["tasks_by_type"].items()},
+        "config_types": raw["config_types"],
+        "type_by_class": {name: _owner(name, types)
+                          for name, types in raw["types_by_class"].items()},
     }
 
 
