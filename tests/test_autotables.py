@@ -12,7 +12,7 @@ from hwaccel.taxonomy import EXPERT_KEYS
 
 @pytest.fixture(scope="module")
 def both():
-    from_source = autotables_source.read(EXPERT_KEYS, autotables._TEXT_TASKS)
+    from_source = autotables_source.read(EXPERT_KEYS, autotables._text_tasks())
     assert from_source is not None, "the installed transformers' source was not readable"
     return from_source, autotables.read_by_import()
 
@@ -56,4 +56,4 @@ def test_mapping_literals_follow_updates_and_splices():
 
 def test_unreadable_source_falls_back_to_none(monkeypatch, tmp_path):
     monkeypatch.setattr(autotables_source, "transformers_root", lambda: tmp_path)
-    assert autotables_source.read(EXPERT_KEYS, autotables._TEXT_TASKS) is None
+    assert autotables_source.read(EXPERT_KEYS, autotables._text_tasks()) is None

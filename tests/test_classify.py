@@ -65,8 +65,10 @@ def test_text_pipeline_claims_with_architecture_and_workload(plugins, model_type
     assert result.workload and result.confidence == 1.0
 
 
-def test_unclaimed_pipeline_is_reported_with_the_reason(plugins):
-    result = classify("tiny:vit", plugins).classification
+def test_unclaimed_pipeline_is_reported_with_the_reason(monkeypatch):
+    monkeypatch.setenv("HWACCEL_DISABLE_PLUGINS", "vision")
+    result = classify("tiny:vit", load(strict=True)).classification
+    assert (result.family, result.pipeline) == ("vision", "vision")
     assert result.workload is None and result.plugin is None
     assert "no installed plugin claims pipeline 'vision'" in result.reason
 
@@ -135,3 +137,79 @@ def test_explicit_task_outranks_the_name(plugins):
                       tasks=("text-generation",)).classification
     assert (result.family, result.subfamily, result.signal) == (
         "text_generation", "causal_lm", "task")
+
+
+@pytest.mark.parametrize("name, model_type", [
+    ("EleutherAI/gpt-j-6b", "gptj"), ("Qwen/Qwen2-VL-7B-Instruct", "qwen2_vl"),
+    ("Salesforce/blip2-opt-2.7b", "blip-2"), ("distil-whisper/distil-large-v3", "whisper"),
+    ("ProsusAI/finbert", "bert"), ("Qwen/Qwen3-30B-A3B", "qwen3_moe"),
+    ("Qwen/Qwen1.5-MoE-A2.7B", "qwen2_moe"), ("meta-llama/Llama3-8B", "llama"),
+    ("tiiuae/falcon-mamba-7b", "falcon_mamba"), ("google/gemma-2-9b", "gemma2"),
+    ("Helsinki-NLP/opus-mt-en-de", "marian"), ("microsoft/trocr-base", "vision-encoder-decoder"),
+    ("acme/optimus-prime", None)])
+def test_model_type_from_name_joins_words_and_knows_naming_patterns(name, model_type):
+    from hwaccel import autotables
+
+    assert model_type_from_name(name, autotables.load().config_types) == model_type
+
+
+def test_class_name_outside_the_auto_tables_falls_back_to_its_prefix(plugins):
+    result = classify("acme/encoder", plugins, model_class="WhisperEncoder")
+    assert (result.classification.model_type, result.classification.signal) == ("whisper", "class")
+
+
+@pytest.mark.parametrize("config, pipeline", [
+    ({"model_type": "mixtral"}, "moe"),  # no expert key: the class default (8) counts
+    ({"model_type": "mixtral", "num_local_experts": 1}, "text"),
+    ({"model_type": "llama", "text_config": {"num_experts": 4}}, "moe")])
+def test_expert_count_comes_from_the_config_else_its_defaults(plugins, tmp_path, config,
+                                                               pipeline):
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert classify(str(tmp_path), plugins).classification.pipeline == pipeline
+
+
+def test_hf_cache_configs_decide_for_uninformative_names(plugins, tmp_path, monkeypatch):
+    """Only config.json files in the cache; names say nothing; the cache is the signal."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    cached = {"acme/model-a": ("whisper", "audio"), "acme/model-b": ("clip", "vision-text"),
+              "acme/model-c": ("mamba", "state-space"), "acme/model-d": ("bert", "text")}
+    for hub_id, (model_type, _) in cached.items():
+        snapshot = tmp_path / f"models--{hub_id.replace('/', '--')}" / "snapshots" / "abc123"
+        snapshot.mkdir(parents=True)
+        (snapshot / "config.json").write_text(json.dumps({"model_type": model_type}))
+    for hub_id, (model_type, pipeline) in cached.items():
+        result = classify(hub_id, plugins).classification
+        assert (result.model_type, result.pipeline, result.signal) == (
+            model_type, pipeline, "hf-cache"), hub_id
+        assert result.confidence == 1.0
+
+
+def test_config_with_an_unknown_model_type_is_unknown(plugins, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
+    result = classify(str(tmp_path), plugins).classification
+    assert (result.family, result.pipeline, result.workload) == ("unknown", None, None)
+    assert result.reason
+
+
+def test_cli_from_file_and_arguments_together(tmp_path):
+    listing = tmp_path / "models.txt"
+    listing.write_text("# models to check\ngpt2\n\n  tiny:bert   # trailing comment\n")
+    proc = run_cli("classify", "t5-small", "--from-file", str(listing), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [r["model"] for r in json.loads(proc.stdout)] == ["t5-small", "gpt2", "tiny:bert"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "no such file"), (b"\xff\xfe\x00junk\x80", "not UTF-8")])
+def test_cli_from_file_errors_are_one_line(tmp_path, content, message):
+    listing = tmp_path / "models.txt"
+    if content is not None:
+        listing.write_bytes(content)
+    proc = run_cli("classify", "--from-file", str(listing))
+    assert proc.returncode == 2 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_cli_without_models_is_a_usage_error():
+    proc = run_cli("classify")
+    assert proc.returncode == 2 and "no models given" in proc.stderr

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from hwaccel import jsoncache, paths
 from hwaccel.errors import UsageError
 
-_FORMAT = 4
+_FORMAT = 5
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,11 @@ def _owner(class_name: str, model_types: list[str]) -> str:
     return model_types[0]
 
 
-_TEXT_TASKS = {"CAUSAL_LM", "SEQ_TO_SEQ_CAUSAL_LM", "MASKED_LM", "TEXT_ENCODING"}
+def _text_tasks() -> set[str]:
+    """Tasks of TAXONOMY.md rules 6 and 7: model types with them may be mixtures of experts."""
+    from hwaccel.taxonomy import EMBEDDING_TASKS
+
+    return {"CAUSAL_LM", "SEQ_TO_SEQ_CAUSAL_LM", *EMBEDDING_TASKS}
 
 
 def read_by_import() -> dict:
@@ -97,7 +101,7 @@ def read_by_import() -> dict:
                 types_by_class.setdefault(name, []).append(model_type)
     return {
         "experts_by_type": _default_experts(
-            sorted(t for t, tasks in tasks_by_type.items() if _TEXT_TASKS & set(tasks))),
+            sorted(t for t, tasks in tasks_by_type.items() if _text_tasks() & set(tasks))),
         "tasks_by_type": tasks_by_type, "types_by_class": types_by_class,
         "config_types": sorted(configuration_auto.CONFIG_MAPPING_NAMES),
     }
@@ -108,7 +112,7 @@ def _read_tables() -> dict:
     from hwaccel import autotables_source
     from hwaccel.taxonomy import EXPERT_KEYS
 
-    raw = autotables_source.read(EXPERT_KEYS, _TEXT_TASKS) or read_by_import()
+    raw = autotables_source.read(EXPERT_KEYS, _text_tasks()) or read_by_import()
     return {
         "format": _FORMAT,
         "experts_by_type": raw["experts_by_type"],

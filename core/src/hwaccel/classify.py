@@ -37,10 +37,23 @@ PIPELINE_TASKS = {
     "image-text-to-text": "IMAGE_TEXT_TO_TEXT",
     "visual-question-answering": "VISUAL_QUESTION_ANSWERING",
 }
-# Well-known model names that contain no transformers model_type.
-NAME_PATTERNS = {"minilm": "bert", "pythia": "gpt_neox", "vicuna": "llama", "alpaca": "llama",
-                 "tinyllama": "llama", "codellama": "llama", "bge": "bert", "e5": "bert",
-                 "flan": "t5", "santacoder": "gpt_bigcode", "starcoder": "gpt_bigcode"}
+# Naming conventions of well-known model families whose names hold no transformers
+# model_type (or hold a misleading one): name words -> model_type.
+NAME_PATTERNS = {
+    "minilm": "bert", "bge": "bert", "e5": "bert", "gte": "bert", "distilroberta": "roberta",
+    "pythia": "gpt_neox", "dolly": "gpt_neox", "vicuna": "llama", "alpaca": "llama",
+    "tinyllama": "llama", "codellama": "llama", "wizardlm": "llama", "deepseek-coder": "llama",
+    "deepseek-llm": "llama", "deepseek-r1": "deepseek_v3", "zephyr": "mistral",
+    "openchat": "mistral", "flan": "t5", "byt5": "t5", "mt0": "mt5", "bloomz": "bloom",
+    "santacoder": "gpt_bigcode", "starcoder": "gpt_bigcode", "distilgpt2": "gpt2",
+    "dialogpt": "gpt2", "cerebras-gpt": "gpt2", "galactica": "opt", "qwen1.5": "qwen2",
+    "qwen1.5-moe": "qwen2_moe", "phi-3.5-moe": "phimoe", "switch": "switch_transformers",
+    "yi": "llama", "opus-mt": "marian", "nllb": "m2m_100", "distilbart": "bart", "mms": "wav2vec2",
+    "ast": "audio-spectrogram-transformer", "trocr": "vision-encoder-decoder",
+    "donut": "vision-encoder-decoder",
+}
+_SUFFIX_TYPES = ("bert", "roberta", "gpt2")  # finbert, PubMedBERT, ... when nothing else fits
+_ACTIVE_PARAMS = re.compile(r"^a\d+b$")  # Qwen3-30B-A3B: 3 B parameters active per token
 
 
 @dataclass(frozen=True)
@@ -60,26 +73,71 @@ def task_names(tasks: tuple[str, ...]) -> frozenset[str]:
     return frozenset(out)
 
 
-def model_type_from_name(name: str, known_types: tuple[str, ...]) -> str | None:
-    """Return the model type a model name most likely means, or ``None``.
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
 
-    The longest installed model type (or well-known pattern) that appears in the last part
-    of the name at a word start, not followed by a letter, wins; a match at the very start of
-    the name beats one later in it.
+
+def _match_words(words: list[str], candidates: dict[str, str]) -> str | None:
+    """The model type whose joined words start at a word of ``words`` (best match).
+
+    A candidate matches when its words, joined, equal consecutive name words joined, or a
+    prefix of them followed by a digit (``llama3``). A match at the first word beats one
+    later in the name; then the longer candidate wins.
     """
-    text = name.rsplit("/", 1)[-1].lower().replace("_", "-")
-    candidates = {t.replace("_", "-"): t for t in known_types}
-    candidates.update({k: v for k, v in NAME_PATTERNS.items() if v in known_types})
     best: tuple[int, int, str] | None = None
-    for match in re.finditer(r"(?:^|(?<=[-.\s]))[a-z0-9]", text):
-        start = match.start()
-        for key, model_type in candidates.items():
-            end = start + len(key)
-            if text.startswith(key, start) and (end == len(text) or not text[end].isalpha()):
+    for start in range(len(words)):
+        joined = ""
+        for word in words[start:start + 4]:
+            joined += word
+            for key, model_type in candidates.items():
+                if not joined.startswith(key):
+                    continue
+                rest = joined[len(key):]
+                if rest and not (rest[0].isdigit() and len(joined) - len(word) < len(key)):
+                    continue
                 score = (int(start == 0), len(key), model_type)
                 if best is None or score[:2] > best[:2]:
                     best = score
     return best[2] if best else None
+
+
+def model_type_from_name(name: str, known_types: tuple[str, ...]) -> str | None:
+    """Return the model type a model name most likely means, or ``None``.
+
+    The name's words (``org/Qwen2-VL-7B`` -> qwen2, vl, 7b) are matched against every
+    installed model type and the well-known naming patterns (:data:`NAME_PATTERNS`), in the
+    repository part of the name first, then in the whole name (``distil-whisper/...``); last,
+    a word ending in a common model type (``finbert``) counts.
+    """
+    candidates = {"".join(_words(t)): t for t in known_types}
+    candidates.update({"".join(_words(k)): v for k, v in NAME_PATTERNS.items()
+                       if v in known_types})
+    repo = name.rsplit("/", 1)[-1]
+    for text in dict.fromkeys((repo, name)):
+        found = _match_words(_words(text), candidates)
+        if found:
+            return _moe_variant(found, _words(repo), known_types)
+    for word in _words(repo):
+        for suffix in _SUFFIX_TYPES:
+            if word.endswith(suffix) and suffix in known_types:
+                return suffix
+    return None
+
+
+def _moe_variant(model_type: str, words: list[str], known_types: tuple[str, ...]) -> str:
+    """``<type>_moe`` when the name says mixture of experts (``MoE``, ``A3B``) and it exists."""
+    variant = f"{model_type}_moe"
+    says_moe = "moe" in words or any(_ACTIVE_PARAMS.match(w) for w in words)
+    return variant if says_moe and variant in known_types else model_type
+
+
+def _type_of_class(class_name: str, tables: autotables.AutoTables) -> str | None:
+    """The model type of a class: from the auto tables, else the longest type it starts with."""
+    if class_name in tables.type_by_class:
+        return tables.type_by_class[class_name]
+    squashed = class_name.lower()
+    prefixes = [t for t in tables.config_types if squashed.startswith("".join(_words(t)))]
+    return max(prefixes, key=len) if prefixes else None
 
 
 def gather_evidence(ref: ModelRef) -> ModelRef:
@@ -95,9 +153,10 @@ def gather_evidence(ref: ModelRef) -> ModelRef:
         if arch in tables.type_by_class:
             return dataclasses.replace(ref, model_type=tables.type_by_class[arch],
                                        evidence=ref.evidence + f"; architecture {arch}")
-    if ref.model_class and ref.model_class in tables.type_by_class:
-        return dataclasses.replace(ref, model_type=tables.type_by_class[ref.model_class],
-                                   signal="class", evidence=f"model class {ref.model_class}")
+    model_type = _type_of_class(ref.model_class, tables) if ref.model_class else None
+    if model_type:
+        return dataclasses.replace(ref, model_type=model_type, signal="class",
+                                   evidence=f"model class {ref.model_class}")
     if ref.tasks:
         return dataclasses.replace(ref, signal="task",
                                    evidence=f"tasks {', '.join(ref.tasks)}")

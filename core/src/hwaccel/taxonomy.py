@@ -70,6 +70,12 @@ def max_experts(config: dict[str, Any]) -> int:
     return max(counts)
 
 
+def declares_experts(config: dict[str, Any]) -> bool:
+    """True when a config (or its ``text_config``) sets any of the expert-count keys."""
+    scopes = (config, config.get("text_config"))
+    return any(isinstance(scope, dict) and key in scope for scope in scopes for key in EXPERT_KEYS)
+
+
 def diffusers_label(config: dict[str, Any]) -> Label | None:
     """TAXONOMY.md's rule outside transformers: a diffusers pipeline or model config.
 
@@ -100,9 +106,9 @@ def reference_label(model_type: str, tasks: frozenset[str],
 
     :param model_type: the transformers ``model_type``.
     :param tasks: the TASK names whose auto table lists the model type.
-    :param config: returns the config dict used for the expert count; without it the
-        default config's count (from the cached auto tables) is used. Only called for text
-        models.
+    :param config: returns the config dict used for the expert count; where it sets no
+        expert key (or is not given) the default config's count, from the cached auto tables,
+        is used. Only called for text models.
     """
     if model_type == "rag":
         return Label("text_generation", "seq2seq", "rag", "rule 1: model type rag")
@@ -125,9 +131,10 @@ def reference_label(model_type: str, tasks: frozenset[str],
     if model_type in STATE_SPACE_TYPES:
         return Label(label.family, label.subfamily, "state-space",
                      label.rule + ", recurrent-state model")
-    if config is not None:
-        experts = max_experts(config())
-    else:
+    values = config() if config is not None else {}
+    if declares_experts(values):
+        experts = max_experts(values)
+    else:  # a config without the keys takes its class defaults, as transformers does
         from hwaccel import autotables
 
         experts = autotables.load().experts_by_type.get(model_type, 0)

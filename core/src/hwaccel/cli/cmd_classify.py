@@ -12,12 +12,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                         "tiny:<model_type>, a folder with config.json, a hub "
                                         "id (from the local cache, else by name) or an alias "
                                         "such as minilm.")
-    parser.add_argument("models", nargs="+", metavar="MODEL")
+    parser.add_argument("models", nargs="*", metavar="MODEL")
+    parser.add_argument("--from-file", dest="from_file", metavar="FILE",
+                        help="read more models from FILE, one per line ('#' comments; '-' is "
+                             "standard input)")
     parser.add_argument("--class", dest="model_class", help="the model class name, as evidence")
     parser.add_argument("--task", dest="tasks", action="append", default=[],
                         help="a task (fill-mask, text-generation, ...), as evidence; repeatable")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=run)
+
+
+def read_model_list(path: str) -> list[str]:
+    """Models from a file (or ``-`` for standard input): one per line, ``#`` starts a comment."""
+    import sys
+    from pathlib import Path
+
+    from hwaccel.errors import UsageError
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"--from-file: no such file: {path}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--from-file: {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"--from-file: cannot read {path}: {exc.strerror}") from None
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,9 +49,14 @@ def run(args: argparse.Namespace) -> int:
     from hwaccel.errors import UsageError
     from hwaccel.plugins import load
 
+    models = list(args.models)
+    if args.from_file:
+        models += read_model_list(args.from_file)
+    if not models:
+        raise UsageError("no models given: name them, or use --from-file FILE")
     plugins = load()
     rows, failures = [], []
-    for model in args.models:
+    for model in models:
         try:
             outcome = classify(model, plugins, model_class=args.model_class,
                                tasks=tuple(args.tasks))
