@@ -3,10 +3,10 @@
 Run: .venv/bin/python benchmarks/name_accuracy.py [LIST.tsv] [--misses]
 
 LIST.tsv (default: benchmarks/hub_models.tsv) has one model per line: name, model class,
-expected family, expected pipeline, tab-separated; `#` starts a comment. Nothing is in the
-Hugging Face cache (an empty one is used), so the name (and the class, when given) is all the
-classifier has. Prints the share of models whose family and pipeline are both right; the
-targets of issue 3 are 98% with the class and 90% by name alone.
+expected family, expected pipeline (`None` for none), tab-separated; `#` starts a comment.
+Nothing is in the Hugging Face cache (an empty one is used), so the name (and the class, when
+given) is all the classifier has. Prints the share of models whose family and pipeline are
+both right; the targets of issue 3 are 98% with the class and 90% by name alone.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from pathlib import Path
 DEFAULT_LIST = Path(__file__).with_name("hub_models.tsv")
 
 
-def read_list(path: Path) -> list[tuple[str, str, str, str]]:
+def read_list(path: Path) -> list[tuple[str, str, str, str | None]]:
     """Return (name, class, family, pipeline) rows."""
     rows = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
             name, cls, family, pipeline = line.split("\t")
-            rows.append((name, cls, family, pipeline))
+            rows.append((name, cls, family, None if pipeline == "None" else pipeline))
     return rows
 
 

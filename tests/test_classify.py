@@ -213,3 +213,25 @@ def test_cli_from_file_errors_are_one_line(tmp_path, content, message):
 def test_cli_without_models_is_a_usage_error():
     proc = run_cli("classify")
     assert proc.returncode == 2 and "no models given" in proc.stderr
+
+
+def test_hub_name_accuracy_on_the_benchmark_list(plugins):
+    """benchmarks/hub_models.tsv (hand-labelled by TAXONOMY.md): 98% with class, 90% by name."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "name_accuracy.py"
+    spec = importlib.util.spec_from_file_location("name_accuracy", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.read_list(module.DEFAULT_LIST)
+    assert len(rows) > 250
+
+    def labels(name: str, model_class: str | None) -> tuple[str, str | None]:
+        result = classify(name, plugins, model_class=model_class).classification
+        return result.family, result.pipeline
+
+    with_class = sum(labels(name, cls) == (fam, pipe) for name, cls, fam, pipe in rows)
+    name_alone = sum(labels(name, None) == (fam, pipe) for name, _, fam, pipe in rows)
+    assert with_class / len(rows) >= 0.98 and name_alone / len(rows) >= 0.90, (
+        with_class, name_alone, len(rows))

@@ -48,7 +48,10 @@ NAME_PATTERNS = {
     "santacoder": "gpt_bigcode", "starcoder": "gpt_bigcode", "distilgpt2": "gpt2",
     "dialogpt": "gpt2", "cerebras-gpt": "gpt2", "galactica": "opt", "qwen1.5": "qwen2",
     "qwen1.5-moe": "qwen2_moe", "phi-3.5-moe": "phimoe", "switch": "switch_transformers",
-    "yi": "llama", "opus-mt": "marian", "nllb": "m2m_100", "distilbart": "bart", "mms": "wav2vec2",
+    "yi": "llama", "solar": "llama", "codet5": "t5", "wmt19": "fsmt", "mxbai": "bert",
+    "dino": "vit", "mit-b": "segformer", "dit": "beit", "deplot": "pix2struct",
+    "pixtral": "llava", "s2t": "speech_to_text", "smollm": "llama", "opus-mt": "marian",
+    "nllb": "m2m_100", "distilbart": "bart", "mms": "wav2vec2",
     "ast": "audio-spectrogram-transformer", "trocr": "vision-encoder-decoder",
     "donut": "vision-encoder-decoder",
 }
@@ -77,6 +80,12 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
 
 
+def _camel_words(text: str) -> list[str]:
+    """Words split at case changes and digits too: ``CohereForAI`` -> cohere, for, ai."""
+    return [w.lower() for w in re.findall(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+",
+                                          text)]
+
+
 def _match_words(words: list[str], candidates: dict[str, str]) -> str | None:
     """The model type whose joined words start at a word of ``words`` (best match).
 
@@ -87,7 +96,7 @@ def _match_words(words: list[str], candidates: dict[str, str]) -> str | None:
     best: tuple[int, int, str] | None = None
     for start in range(len(words)):
         joined = ""
-        for word in words[start:start + 4]:
+        for word in words[start:start + 8]:
             joined += word
             for key, model_type in candidates.items():
                 if not joined.startswith(key):
@@ -106,17 +115,19 @@ def model_type_from_name(name: str, known_types: tuple[str, ...]) -> str | None:
 
     The name's words (``org/Qwen2-VL-7B`` -> qwen2, vl, 7b) are matched against every
     installed model type and the well-known naming patterns (:data:`NAME_PATTERNS`), in the
-    repository part of the name first, then in the whole name (``distil-whisper/...``); last,
-    a word ending in a common model type (``finbert``) counts.
+    repository part of the name first, then in the whole name (``distil-whisper/...``), then
+    both again with words split at case changes (``CohereForAI``); last, a word ending in a
+    common model type (``finbert``) counts.
     """
     candidates = {"".join(_words(t)): t for t in known_types}
     candidates.update({"".join(_words(k)): v for k, v in NAME_PATTERNS.items()
                        if v in known_types})
     repo = name.rsplit("/", 1)[-1]
-    for text in dict.fromkeys((repo, name)):
-        found = _match_words(_words(text), candidates)
-        if found:
-            return _moe_variant(found, _words(repo), known_types)
+    for split in (_words, _camel_words):
+        for text in dict.fromkeys((repo, name)):
+            found = _match_words(split(text), candidates)
+            if found:
+                return _moe_variant(found, _words(repo), known_types)
     for word in _words(repo):
         for suffix in _SUFFIX_TYPES:
             if word.endswith(suffix) and suffix in known_types:
