@@ -9,6 +9,7 @@ nobody claims is reported with the labels the rule gives and the reason nobody c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass
 
@@ -97,17 +98,25 @@ def _match_words(words: list[str], candidates: dict[str, str]) -> str | None:
     for start in range(len(words)):
         joined = ""
         for word in words[start:start + 8]:
+            boundary = len(joined)
             joined += word
-            for key, model_type in candidates.items():
-                if not joined.startswith(key):
+            for end in range(boundary + 1, len(joined) + 1):
+                model_type = candidates.get(joined[:end])
+                if model_type is None or (end < len(joined) and not joined[end].isdigit()):
                     continue
-                rest = joined[len(key):]
-                if rest and not (rest[0].isdigit() and len(joined) - len(word) < len(key)):
-                    continue
-                score = (int(start == 0), len(key), model_type)
+                score = (int(start == 0), end, model_type)
                 if best is None or score[:2] > best[:2]:
                     best = score
     return best[2] if best else None
+
+
+@functools.lru_cache(maxsize=4)
+def _name_candidates(known_types: tuple[str, ...]) -> dict[str, str]:
+    """Joined words of every model type and naming pattern -> model type."""
+    candidates = {"".join(_words(t)): t for t in known_types}
+    candidates.update({"".join(_words(k)): v for k, v in NAME_PATTERNS.items()
+                       if v in known_types})
+    return candidates
 
 
 def model_type_from_name(name: str, known_types: tuple[str, ...]) -> str | None:
@@ -119,9 +128,7 @@ def model_type_from_name(name: str, known_types: tuple[str, ...]) -> str | None:
     both again with words split at case changes (``CohereForAI``); last, a word ending in a
     common model type (``finbert``) counts.
     """
-    candidates = {"".join(_words(t)): t for t in known_types}
-    candidates.update({"".join(_words(k)): v for k, v in NAME_PATTERNS.items()
-                       if v in known_types})
+    candidates = _name_candidates(known_types)
     repo = name.rsplit("/", 1)[-1]
     for split in (_words, _camel_words):
         for text in dict.fromkeys((repo, name)):
