@@ -39,9 +39,13 @@ def test_benchmark_writes_a_measured_row(tmp_db):
     assert result["p50_ms"] == pytest.approx(row["p50_ms"])
 
 
+NO_VISION = {"HWACCEL_DISABLE_PLUGINS": "vision"}  # tiny:vit then has no workload
+
+
 @pytest.mark.slow
 def test_unsupported_model_is_a_recorded_failure(tmp_db):
-    proc = run_cli("benchmark", "tiny:vit", "--backend", "cpu", "--db", str(tmp_db), *FAST)
+    proc = run_cli("benchmark", "tiny:vit", "--backend", "cpu", "--db", str(tmp_db), *FAST,
+                   env=NO_VISION)
     assert proc.returncode == 1
     (row,) = _rows(tmp_db)
     assert row["success"] is False and row["error_category"] == "unsupported"
@@ -71,6 +75,7 @@ def test_a_hub_model_that_is_not_cached_is_recorded_without_running(tmp_db):
 
 
 def test_rows_decided_without_a_job_still_carry_versions_and_fingerprint(tmp_db):
-    run_cli("benchmark", "tiny:vit", "--backend", "cpu", "--db", str(tmp_db), *FAST)
+    run_cli("benchmark", "tiny:vit", "--backend", "cpu", "--db", str(tmp_db), *FAST,
+            env=NO_VISION)
     (row,) = _rows(tmp_db)
     assert "python" in json.loads(row["versions"]) and len(row["hardware_fingerprint"]) == 16

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "transformers", "openvino", "onnxruntime")
+HEAVY = ("torch", "transformers", "openvino", "onnxruntime", "diffusers", "PIL", "numpy")
 PROBE = """
 import runpy, sys
 sys.argv = ["hwaccel", *{args!r}]

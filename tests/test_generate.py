@@ -117,7 +117,8 @@ def test_unknown_backend_and_unsupported_model_fail_with_one_line(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "hwaccel: error: no loaded plugin provides template snippets for backend 'nope'"]
-    proc = run_cli("generate", "tiny:vit", "--backend", "cpu", "--out", str(tmp_path))
+    proc = run_cli("generate", "tiny:vit", "--backend", "cpu", "--out", str(tmp_path),
+                   env={"HWACCEL_DISABLE_PLUGINS": "vision"})
     assert proc.returncode == 2 and "no installed plugin claims pipeline 'vision'" in proc.stderr
 
 

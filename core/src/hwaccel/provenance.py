@@ -9,7 +9,7 @@ import platform
 
 from hwaccel.types import HardwareInfo
 
-_VERSIONED = ("hwaccel-core", "torch", "transformers", "numpy")
+_VERSIONED = ("hwaccel-core", "torch", "transformers", "numpy", "diffusers")
 
 
 def library_versions(extra: tuple[str | None, ...] = ()) -> dict[str, str]:

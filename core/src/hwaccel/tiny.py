@@ -19,7 +19,10 @@ TINY_HEAD_DIM = TINY_HIDDEN // TINY_HEADS
 TINY_VOCAB = 1024
 
 _WIDTH = ("hidden_size", "n_embd", "d_model", "dim", "embed_dim", "embedding_size",
-          "word_embed_proj_dim")
+          "word_embed_proj_dim", "projection_dim", "projection_size", "encoder_hidden_size")
+_STAGE_WIDTHS = ("hidden_sizes",)  # per-stage widths of convolutional vision models
+_CONV_WIDTHS = ("conv_dim", "tdnn_dim")  # per-layer channels of speech feature encoders
+_STAGE_DEPTHS = ("depths",)
 _INTERMEDIATE = ("intermediate_size", "ffn_dim", "d_ff", "n_inner", "hidden_dim",
                  "encoder_ffn_dim", "decoder_ffn_dim", "moe_intermediate_size",
                  "shared_expert_intermediate_size")
@@ -38,8 +41,47 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _int_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(_is_int(v) for v in value)
+
+
+def _token_ids(values: dict[str, Any]) -> set[int]:
+    """The integer token ids a config dict declares."""
+    keys = [k for k in values if k.endswith(("token_id", "token_index"))]
+    return {values[k] for k in keys if _is_int(values[k])}
+
+
+def _token_ids_within(values: dict[str, Any], vocab: int,
+                      reserved: set[int] = frozenset()) -> dict[str, Any]:
+    """Move token ids outside ``vocab`` to distinct free ids from the top of the vocabulary.
+
+    Equal ids stay equal (gpt2's bos and eos), different ones stay different, and none takes
+    a ``reserved`` id (an image token must not become the text model's end-of-sequence).
+    """
+    keys = [k for k in values if k.endswith(("token_id", "token_index"))]
+    taken = {t for t in _token_ids(values) | set(reserved) if 0 <= t < vocab}
+    free = (i for i in range(vocab - 1, -1, -1) if i not in taken)
+    moved: dict[int, int] = {}
+
+    def within(token: int) -> int:
+        return token if token < vocab else moved.setdefault(token, next(free))
+
+    out: dict[str, Any] = {}
+    for key in keys:
+        token = values[key]
+        if _is_int(token) and token >= vocab:
+            out[key] = within(token)
+        elif isinstance(token, list) and any(_is_int(t) and t >= vocab for t in token):
+            out[key] = [within(t) for t in token if _is_int(t)]
+    return out
+
+
 def _shrink(values: dict[str, Any]) -> dict[str, Any]:
-    """Return the overrides that make one (sub-)config dict tiny."""
+    """Return the overrides that make one (sub-)config dict tiny.
+
+    A composite config (no ``vocab_size`` of its own) has token ids that index its
+    ``text_config``'s vocabulary, shrunk before it (sub-configs are shrunk first).
+    """
     out: dict[str, Any] = {}
 
     def cap(keys: tuple[str, ...], value: int) -> None:
@@ -57,6 +99,18 @@ def _shrink(values: dict[str, Any]) -> dict[str, Any]:
     for key, value in _FILL_WHEN_NONE.items():
         if key in values and values[key] is None:
             out[key] = value
+    # per-stage lists of convolutional models: narrow and one block deep, unless group norms
+    # fix the number of channels groups must divide (BiT)
+    if not _is_int(values.get("num_groups")):
+        for key in _STAGE_WIDTHS:
+            if _int_list(values.get(key)):
+                out[key] = [min(v, TINY_INTERMEDIATE) for v in values[key]]
+        for key in _STAGE_DEPTHS:
+            if _int_list(values.get(key)):
+                out[key] = [min(v, 1) for v in values[key]]
+    for key in _CONV_WIDTHS:
+        if _int_list(values.get(key)):
+            out[key] = [min(v, TINY_HIDDEN) for v in values[key]]
     # per-layer lists (layer_types, sliding-window patterns) follow the new depth
     depth = next((values[k] for k in _LAYERS if _is_int(values.get(k))), None)
     if depth is not None and depth > TINY_LAYERS:
@@ -65,16 +119,15 @@ def _shrink(values: dict[str, Any]) -> dict[str, Any]:
                 out[key] = value[:TINY_LAYERS]
     for key in ("src_vocab_size", "tgt_vocab_size"):
         cap((key,), TINY_VOCAB)
-    vocab = values.get("vocab_size", 0)
+    vocab = values.get("vocab_size")
     if "vocab_size" in values and (vocab is None or (_is_int(vocab) and vocab > TINY_VOCAB)):
         out["vocab_size"] = vocab = TINY_VOCAB
-    if _is_int(vocab):
-        for key in [k for k in values if k.endswith(("token_id", "token_index"))]:
-            token = values.get(key)
-            if _is_int(token) and token >= vocab:
-                out[key] = vocab - 1
-            elif isinstance(token, list):
-                out[key] = [t if t < vocab else vocab - 1 for t in token if _is_int(t)]
+    text = values.get("text_config") if isinstance(values.get("text_config"), dict) else {}
+    reserved: set[int] = set()
+    if not _is_int(vocab):  # a composite config: its token ids index the text model's vocab
+        vocab, reserved = text.get("vocab_size"), _token_ids(text)
+    if _is_int(vocab) and vocab > 0:
+        out.update(_token_ids_within(values, vocab, reserved))
     return out
 
 
@@ -85,11 +138,11 @@ def tiny_config(model_type: str) -> Any:
     config = AutoConfig.for_model(model_type)
 
     def apply(cfg: Any) -> None:
-        for key, value in _shrink(cfg.to_dict()).items():
-            setattr(cfg, key, value)
-        for value in vars(cfg).values():
+        for value in vars(cfg).values():  # sub-configs first: their vocabularies count above
             if isinstance(value, PretrainedConfig):
                 apply(value)
+        for key, value in _shrink(cfg.to_dict()).items():
+            setattr(cfg, key, value)
 
     apply(config)
     return config
