@@ -1,0 +1,159 @@
+"""The ``vision`` pipeline: claims, subfamilies, workload, generated tests and a benchmark.
+
+Family and pipeline labels are copied from shared/TAXONOMY.md (rule 5: vit -> vision/vision);
+subfamilies are the pipeline's documented table (hwaccel_pipeline_vision.SUBFAMILIES).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import run_cli
+from hwaccel.classify import classify, gather_evidence, reference_of
+from hwaccel.models import resolve_model
+from hwaccel.plugins import load
+from hwaccel.workloads import load_workload
+from hwaccel_pipeline_vision import hwaccel_classify, subfamily_of
+
+WORKLOAD = "hwaccel_pipeline_vision.workload:VisionWorkload"
+# model type -> subfamily, for the tiny models this pipeline must run
+TINY = {"vit": "image_classifier", "resnet": "image_classifier", "detr": "object_detector"}
+FAST = ["--iterations", "3", "--min-seconds", "0.01", "--warmup", "1"]
+
+
+@pytest.fixture(scope="module")
+def plugins():
+    return load(strict=True)
+
+
+@pytest.mark.parametrize("model_type, subfamily", TINY.items())
+def test_tiny_models_are_claimed_by_the_vision_pipeline(plugins, model_type, subfamily):
+    result = classify(f"tiny:{model_type}", plugins).classification
+    assert (result.family, result.pipeline, result.subfamily) == ("vision", "vision", subfamily)
+    assert (result.plugin, result.distribution) == ("vision", "hwaccel-pipeline-vision")
+    assert result.workload == WORKLOAD
+    assert result.signal == "config" and result.confidence == 1.0
+
+
+def _labelled(spec: str):
+    ref = gather_evidence(resolve_model(spec))
+    return dataclasses.replace(ref, label=reference_of(ref))
+
+
+@pytest.mark.parametrize("spec", ["tiny:bert", "tiny:clip", "tiny:whisper"])
+def test_other_pipelines_models_are_not_claimed(spec):
+    assert hwaccel_classify(_labelled(spec)) is None
+
+
+@pytest.mark.parametrize("tasks, architecture, subfamily", [
+    ({"BASE", "IMAGE", "VIDEO_CLASSIFICATION"}, None, "video_classifier"),
+    ({"BASE", "IMAGE_SEGMENTATION", "OBJECT_DETECTION"}, None, "object_detector"),
+    ({"BASE", "DEPTH_ESTIMATION", "SEMANTIC_SEGMENTATION"}, None, "depth_estimator"),
+    ({"BASE", "IMAGE_CLASSIFICATION", "SEMANTIC_SEGMENTATION"}, None, "image_segmenter"),
+    ({"BASE", "IMAGE", "IMAGE_CLASSIFICATION"}, None, "image_classifier"),
+    ({"BASE", "MASK_GENERATION"}, "SamModel", "mask_generator"),
+    ({"BACKBONE", "BASE"}, None, "image_encoder"),
+    ({"BASE", "IMAGE", "IMAGE_CLASSIFICATION"}, "ViTModel", "image_encoder"),
+    ({"BASE", "IMAGE_CLASSIFICATION", "SEMANTIC_SEGMENTATION"},
+     "MobileNetV2ForImageClassification", "image_classifier"),
+])
+def test_subfamily_table(tasks, architecture, subfamily):
+    assert subfamily_of(frozenset(tasks), architecture) == subfamily
+
+
+def test_a_checkpoint_folder_runs_its_own_class_through_its_image_processor(plugins, tmp_path):
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    config = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                       intermediate_size=64, image_size=48, patch_size=16)
+    ViTModel(config).save_pretrained(tmp_path)
+    # a processor that only rescales to [0, 1]: without it images would span [-1, 1]
+    ViTImageProcessor(size={"height": 48, "width": 48}, image_mean=[0.0] * 3,
+                      image_std=[1.0] * 3).save_pretrained(tmp_path)
+    result = classify(str(tmp_path), plugins).classification
+    assert (result.pipeline, result.subfamily, result.signal) == ("vision", "image_encoder",
+                                                                  "local")
+    workload = load_workload(str(tmp_path), result)
+    inputs = workload.make_inputs(3, 8)
+    pixels = inputs["pixel_values"]
+    assert tuple(pixels.shape) == (3, 3, 48, 48)
+    assert pixels.min() >= 0 and pixels.max() <= 1 and pixels.max() > 0.5
+    model = workload.load_model()
+    assert type(model).__name__ == "ViTModel" and not model.training
+    outputs = workload.forward(model, inputs)
+    patches = (48 // 16) ** 2
+    assert tuple(outputs["last_hidden_state"].shape) == (3, patches + 1, 32)
+
+
+@pytest.mark.parametrize("model_type", TINY)
+def test_tiny_workload_inputs_forward_and_shapes(plugins, model_type):
+    classification = classify(f"tiny:{model_type}", plugins).classification
+    workload = load_workload(f"tiny:{model_type}", classification)
+    config = workload.config
+    inputs = workload.make_inputs(2, 8)
+    assert inputs.keys() == {"pixel_values"}
+    side = config.image_size if hasattr(config, "image_size") else 224
+    assert tuple(inputs["pixel_values"].shape) == (2, config.num_channels, side, side)
+    assert inputs["pixel_values"].equal(workload.make_inputs(2, 8)["pixel_values"])
+    model = workload.load_model()
+    outputs = workload.forward(model, inputs)
+    expected = workload.expected_shapes(inputs)
+    if model_type == "detr":
+        # DETR scores every query over the labels plus "no object"
+        assert expected == {"logits": (2, config.num_queries, config.num_labels + 1),
+                            "pred_boxes": (2, config.num_queries, 4)}
+        assert config.backbone_config.model_type == "resnet"  # not timm
+    else:
+        assert expected == {"logits": (2, config.num_labels)}
+    assert {name: tuple(outputs[name].shape) for name in expected} == expected
+
+
+def test_tiny_builds_are_identical(plugins):
+    workload = load_workload("tiny:detr")
+    first, second = workload.load_model(), workload.load_model()
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(),
+                                 strict=True):
+        assert a.equal(b), name
+
+
+@pytest.mark.slow
+def test_generated_files_pass_ruff_and_pytest(tmp_path):
+    out = tmp_path / "generated"
+    models = [f"tiny:{t}" for t in TINY]
+    proc = run_cli("generate", *models, "--backend", "cpu", "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    files = [Path(f["path"]) for f in json.loads(proc.stdout)]
+    assert len(files) == len(models) and all(f.parent == out for f in files)
+    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
+                           "--select", "E,F,W,B,UP", str(out)], capture_output=True, text=True)
+    assert ruff.returncode == 0, ruff.stdout
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:]
+    # per model: 3 shared checks, batch independence, image dependence, one head check
+    assert f"{6 * len(models)} passed" in run.stdout
+
+
+@pytest.mark.slow
+def test_benchmark_records_a_success(tmp_db):
+    proc = run_cli("benchmark", "tiny:vit", "--backend", "cpu", "--db", str(tmp_db),
+                   "--batch-size", "2", "--json", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert result["success"] is True
+    with duckdb.connect(str(tmp_db), read_only=True) as conn:
+        row = conn.execute("SELECT success, family, pipeline, model_type, output_shape "
+                           "FROM hardware_results").fetchall()
+    from transformers import AutoConfig
+
+    labels = AutoConfig.for_model("vit").num_labels
+    ((success, family, pipeline, model_type, output_shape),) = row
+    assert (success, family, pipeline, model_type) == (True, "vision", "vision", "vit")
+    assert json.loads(output_shape) == {"logits": [2, labels]}
