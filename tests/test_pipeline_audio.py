@@ -1,0 +1,186 @@
+"""The audio pipeline: labels, the Whisper and wav2vec2 workloads, generated tests, a benchmark.
+
+Expected family and pipeline are copied from shared/TAXONOMY.md (rule 4: whisper, wav2vec2 ->
+audio/audio); expected subfamilies from the table in hwaccel_pipeline_audio's docstring. Sizes
+are read from the models' own configs and modules, never from the workload under test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import torch
+
+from conftest import run_cli
+from hwaccel.classify import classify
+from hwaccel.plugins import load
+from hwaccel.workloads import load_workload
+from hwaccel_pipeline_audio import subfamily_of
+from hwaccel_pipeline_audio.workload import waveforms
+
+WORKLOAD = "hwaccel_pipeline_audio.workload:AudioWorkload"
+
+
+@pytest.fixture(scope="module")
+def plugins():
+    return load(strict=True)
+
+
+@pytest.fixture(scope="module")
+def whisper(plugins):
+    workload = load_workload("tiny:whisper", classify("tiny:whisper", plugins).classification)
+    return workload, workload.load_model()
+
+
+@pytest.fixture(scope="module")
+def wav2vec2(plugins):
+    workload = load_workload("tiny:wav2vec2",
+                             classify("tiny:wav2vec2", plugins).classification)
+    return workload, workload.load_model()
+
+
+@pytest.mark.parametrize("model_type, subfamily", [
+    ("whisper", "speech_recognition"), ("wav2vec2", "speech_recognition"),
+    ("hubert", "speech_recognition"), ("audio-spectrogram-transformer", "audio_classifier"),
+    ("vits", "speech_synthesis")])
+def test_audio_models_are_claimed_with_their_subfamily(plugins, model_type, subfamily):
+    result = classify(f"tiny:{model_type}", plugins).classification
+    assert (result.family, result.subfamily, result.pipeline) == ("audio", subfamily, "audio")
+    assert result.plugin == "audio" and result.distribution == "hwaccel-pipeline-audio"
+    assert result.workload == WORKLOAD
+    assert (result.signal, result.confidence) == ("config", 1.0)
+
+
+@pytest.mark.parametrize("model", ["tiny:gpt2", "tiny:llava"])
+def test_other_models_are_left_to_other_pipelines(plugins, model):
+    result = classify(model, plugins).classification
+    assert result.plugin != "audio" and result.pipeline != "audio"
+
+
+@pytest.mark.parametrize("tasks, subfamily", [
+    ({"AUDIO_CLASSIFICATION", "SPEECH_SEQ_2_SEQ", "CAUSAL_LM"}, "speech_recognition"),
+    ({"AUDIO_XVECTOR", "AUDIO_FRAME_CLASSIFICATION"}, "audio_classifier"),
+    ({"TEXT_TO_WAVEFORM"}, "speech_synthesis"), ({"RNNT"}, "speech_recognition"),
+    ({"CAUSAL_LM", "MASKED_LM"}, None)])
+def test_subfamily_table(tasks, subfamily):
+    assert subfamily_of(tasks) == subfamily
+
+
+def test_waveforms_are_seeded_tones_that_differ_per_row():
+    first, second = waveforms(3, 8000, 16000), waveforms(3, 8000, 16000)
+    assert [w.dtype.name for w in first] == ["float32"] * 3
+    assert all((a == b).all() for a, b in zip(first, second, strict=True))
+    assert not (first[0] == first[1]).all()
+    assert all(0.05 < abs(w).max() < 1.0 for w in first)
+
+
+def test_whisper_inputs_forward_and_shapes(whisper):
+    workload, model = whisper
+    config = model.config
+    inputs = workload.make_inputs(2, 6)
+    encoder = model.get_encoder()
+    mel_frames = config.max_source_positions * encoder.conv1.stride[0] * encoder.conv2.stride[0]
+    assert tuple(inputs["input_features"].shape) == (2, config.num_mel_bins, mel_frames)
+    assert not inputs["input_features"][0].equal(inputs["input_features"][1])
+    assert tuple(inputs["decoder_input_ids"].shape) == (2, 6)
+    assert inputs["decoder_input_ids"][:, 0].tolist() == [config.decoder_start_token_id] * 2
+    again = workload.make_inputs(2, 6)
+    assert all(again[name].equal(value) for name, value in inputs.items())
+    outputs = workload.forward(model, inputs)
+    assert tuple(outputs["logits"].shape) == (2, 6, config.vocab_size)
+    assert tuple(outputs["encoder_last_hidden_state"].shape) == (
+        2, config.max_source_positions, config.d_model)
+    expected = workload.expected_shapes(inputs)
+    assert {name: tuple(outputs[name].shape) for name in expected} == expected
+    assert set(expected) == {"logits", "encoder_last_hidden_state"}
+
+
+@pytest.mark.parametrize("new_tokens", [1, 5])
+def test_whisper_greedy_generate_adds_exactly_n_tokens(whisper, new_tokens):
+    workload, model = whisper
+    inputs = workload.make_inputs(2, 4)
+    tokens = workload.generate(model, inputs, new_tokens)
+    # Whisper's generate returns only the tokens it added after its decoder prompt
+    assert tuple(tokens.shape) == (2, new_tokens)
+    assert workload.generated_length(inputs, new_tokens) == new_tokens
+
+
+@pytest.mark.parametrize("seq_len", [16, 50])
+def test_wav2vec2_ctc_frames_follow_the_conv_feature_encoder(wav2vec2, seq_len):
+    workload, model = wav2vec2
+    inputs = workload.make_inputs(2, seq_len)
+    samples = inputs["input_values"].shape[1]
+    frames = int(model._get_feat_extract_output_lengths(samples))
+    assert frames == seq_len  # seq_len counts encoder frames for conv feature encoders
+    assert int(model._get_feat_extract_output_lengths(samples - 1)) == seq_len - 1
+    outputs = workload.forward(model, inputs)
+    assert tuple(outputs["logits"].shape) == (2, frames, model.config.vocab_size)
+    assert workload.expected_shapes(inputs) == {"logits": (2, frames, model.config.vocab_size)}
+    ids = workload.ctc_greedy_ids(outputs["logits"])
+    assert tuple(ids.shape) == (2, frames)  # one id per frame
+    assert workload.ctc_collapse([5, 5, 0, 5, 7, 7, 0]) == [5, 5, 7]  # pad 0 is the blank
+
+
+def test_a_checkpoint_folder_loads_with_its_own_feature_extractor(plugins, whisper, tmp_path):
+    from transformers import WhisperFeatureExtractor
+
+    workload, model = whisper
+    model.save_pretrained(tmp_path)
+    WhisperFeatureExtractor(feature_size=model.config.num_mel_bins).save_pretrained(tmp_path)
+    result = classify(str(tmp_path), plugins).classification
+    assert (result.family, result.subfamily, result.pipeline) == (
+        "audio", "speech_recognition", "audio")
+    assert result.signal == "local" and result.model_class == "WhisperForConditionalGeneration"
+    folder = load_workload(str(tmp_path), result)
+    assert isinstance(folder.feature_extractor, WhisperFeatureExtractor)
+    inputs = folder.make_inputs(1, 3)
+    assert all(workload.make_inputs(1, 3)[name].equal(value) for name, value in inputs.items())
+    loaded = folder.forward(folder.load_model(), inputs)["logits"]
+    assert torch.allclose(loaded, workload.forward(model, inputs)["logits"], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_generated_tests_pass_for_whisper_and_wav2vec2(tmp_path):
+    out = tmp_path / "generated"
+    proc = run_cli("generate", "tiny:whisper", "tiny:wav2vec2", "--backend", "cpu",
+                   "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    files = {Path(f["path"]).name: Path(f["path"]).read_text(encoding="utf-8")
+             for f in json.loads(proc.stdout)}
+    whisper, wav2vec2 = files["test_hf_tiny_whisper_cpu.py"], files["test_hf_tiny_wav2vec2_cpu.py"]
+    assert "def test_generate" in whisper and "def test_ctc_greedy_decode" not in whisper
+    assert "def test_ctc_greedy_decode" in wav2vec2 and "def test_generate" not in wav2vec2
+    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
+                           "--select", "E,F,W,B,UP", str(out)], capture_output=True, text=True)
+    assert ruff.returncode == 0, ruff.stdout
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:]
+    # 3 shared checks each, plus generate (whisper) and the CTC decode (wav2vec2)
+    assert "8 passed" in run.stdout and "skipped" not in run.stdout
+
+
+@pytest.mark.slow
+def test_benchmark_records_a_success(tmp_path):
+    from hwaccel.tiny import tiny_config
+
+    db = tmp_path / "audio.duckdb"
+    proc = run_cli("benchmark", "tiny:whisper", "--backend", "cpu", "--db", str(db),
+                   "--batch-size", "2", "--seq-len", "8", "--json", "--iterations", "3",
+                   "--min-seconds", "0.01", "--warmup", "1")
+    assert proc.returncode == 0, proc.stderr
+    with duckdb.connect(str(db), read_only=True) as conn:
+        rows = conn.execute("SELECT success, family, pipeline, output_shape "
+                            "FROM hardware_results").fetchall()
+    ((success, family, pipeline, shapes),) = rows
+    assert (success, family, pipeline) == (True, "audio", "audio")
+    config = tiny_config("whisper")
+    assert json.loads(shapes) == {
+        "logits": [2, 8, config.vocab_size],
+        "encoder_last_hidden_state": [2, config.max_source_positions, config.d_model]}
+
