@@ -1,2 +1,44 @@
 """hwaccel pipeline ``state-space``: recurrent-state sequence models (Mamba, Mamba2, Jamba, RWKV).
+
+Claims every model whose TAXONOMY.md reference label has pipeline ``state-space``: SSMs and
+linear RNNs, pure or hybrid with attention, whose defining property is a fixed-size recurrent
+state instead of a KV cache that grows with the sequence. The workload reuses the text workload
+and adds a measurement of that state. Importing this module imports neither torch nor
+transformers.
 """
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
+
+NAME = "state-space"
+WORKLOAD = "hwaccel_pipeline_state_space.workload:StateSpaceWorkload"
+ARCHITECTURES = {"causal_lm": "decoder-only", "seq2seq": "encoder-decoder"}
+IMPORTS = """\
+import torch
+from hwaccel.types import Classification
+from hwaccel.workloads import load_workload"""
+REQUIRED_SLOTS = ("imports", "availability", "placement", "synchronize", "cleanup", "tolerance")
+
+
+@hookimpl
+def hwaccel_classify(model: ModelRef) -> Classification | None:
+    """Claim recurrent-state text models (the taxonomy's state-space model types)."""
+    from hwaccel.classify import claim
+
+    subfamily = model.label.subfamily if model.label else None
+    return claim(model, NAME, WORKLOAD, subfamily=subfamily,
+                 architecture=ARCHITECTURES.get(subfamily or ""))
+
+
+@hookimpl
+def hwaccel_template(pipeline: str) -> TemplatePart | None:
+    """Provide the state-space test-module template."""
+    if pipeline != NAME:
+        return None
+    template = files(__package__).joinpath("test_state_space.py.j2").read_text(
+        encoding="utf-8")
+    return TemplatePart(owner="pipeline", name=NAME, template=template,
+                        snippets={"imports": IMPORTS}, required_slots=REQUIRED_SLOTS)
