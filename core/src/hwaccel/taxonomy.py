@@ -33,6 +33,9 @@ EMBEDDING_TASKS = {"MASKED_LM", "TEXT_ENCODING", "SEQUENCE_CLASSIFICATION",
 STATE_SPACE_TYPES = {"mamba", "mamba2", "falcon_mamba", "bamba", "jamba", "zamba", "zamba2",
                      "falcon_h1", "nemotron_h", "granitemoehybrid", "rwkv", "recurrent_gemma",
                      "xlstm"}
+# The text architecture the text-like pipelines report for each text subfamily.
+TEXT_ARCHITECTURES = {"masked_lm": "encoder-only", "encoder": "encoder-only",
+                      "causal_lm": "decoder-only", "seq2seq": "encoder-decoder"}
 EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts",
                "n_experts", "num_experts_per_layer")
 

@@ -8,6 +8,7 @@ two builds of the same tiny model are identical.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 TINY_HIDDEN = 32
@@ -146,3 +147,31 @@ def tiny_config(model_type: str) -> Any:
 
     apply(config)
     return config
+
+
+def rebuilt_tiny_config(model_type: str,
+                        adjust: Callable[[dict, dict, dict], None] | None = None) -> Any:
+    """The tiny config rebuilt through its config class, after ``adjust`` adds overrides.
+
+    Rebuilding derives again, from the shrunk values, the sizes a config class computes from
+    others when it is built (RWKV's ``attention_hidden_size``, DeepSeek's ``qk_head_dim``,
+    Mamba's ``time_step_rank``). ``adjust(values, default, overrides)`` gets the tiny values,
+    the default config's values and the overrides so far, and may add more (a pipeline's
+    fixes for its own architectures). A class that refuses the rebuild keeps the tiny config
+    with the overrides set on it.
+    """
+    from transformers import AutoConfig
+
+    tiny = tiny_config(model_type)
+    default = AutoConfig.for_model(model_type).to_dict()
+    values = tiny.to_dict()
+    overrides = {k: v for k, v in values.items() if default.get(k) != v}
+    if adjust is not None:
+        adjust(values, default, overrides)
+    try:
+        return AutoConfig.for_model(model_type, **overrides)
+    except Exception:  # noqa: BLE001 - a class that refuses the rebuild keeps the tiny config
+        for key, value in overrides.items():
+            if not isinstance(value, dict):
+                setattr(tiny, key, value)
+        return tiny

@@ -8,10 +8,11 @@ generated test, so that loading plugins never imports torch.
 from __future__ import annotations
 
 import importlib
+from functools import cached_property
 from typing import Any, Protocol
 
 from hwaccel.errors import HwaccelError
-from hwaccel.models import resolve_model
+from hwaccel.models import TINY_SEED, ModelRef, resolve_model
 from hwaccel.types import Classification
 
 
@@ -35,6 +36,53 @@ class Workload(Protocol):
 
     def output_shapes(self, outputs: dict[str, Any]) -> dict[str, list[int]]:
         """Return the shape of each named output."""
+
+
+class BaseWorkload:
+    """What every workload shares: its reference and classification, and output shapes."""
+
+    def __init__(self, ref: ModelRef, classification: Classification):
+        self.ref = ref
+        self.classification = classification
+
+    def output_shapes(self, outputs: dict[str, Any]) -> dict[str, list[int]]:
+        """The shape of each named output."""
+        return {name: list(value.shape) for name, value in outputs.items()}
+
+
+class TransformersWorkload(BaseWorkload):
+    """A workload whose model is one transformers class built from the model's config.
+
+    Subclasses provide ``model_class`` (usually a cached property). Real checkpoints load from
+    their folder in fp32 with nothing fetched remotely and no remote code; ``tiny:`` models are
+    built from their tiny config with weights from :data:`~hwaccel.models.TINY_SEED`, so every
+    build of the same tiny model is identical.
+    """
+
+    model_class: Any
+
+    @cached_property
+    def config(self) -> Any:
+        """The model's transformers config (tiny configs shrunk)."""
+        return self.ref.load_config()
+
+    def load_model(self) -> Any:
+        """Return the model on the CPU, fp32, in eval mode."""
+        import torch
+
+        torch.manual_seed(TINY_SEED)
+        if self.ref.is_tiny:
+            model = self.model_class(self.config)
+        else:
+            from hwaccel.errors import ModelReferenceError
+            from hwaccel.models import not_cached_message
+
+            if self.ref.path is None:
+                raise ModelReferenceError(not_cached_message(self.ref.spec))
+            model = self.model_class.from_pretrained(
+                self.ref.path, local_files_only=True, trust_remote_code=False,
+                dtype=torch.float32)
+        return model.float().eval()
 
 
 def load_workload(model: str, classification: Classification | None = None) -> Workload:

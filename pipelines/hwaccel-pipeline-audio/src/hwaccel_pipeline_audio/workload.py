@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel.errors import HwaccelError
-from hwaccel.models import TINY_SEED, ModelRef
-from hwaccel.types import Classification
+from hwaccel.models import TINY_SEED
+from hwaccel.workloads import TransformersWorkload
 from hwaccel_pipeline_audio import SUBFAMILY_TASKS
 
 TONES_HZ = (220.0, 330.0, 440.0, 660.0)  # row i sounds these, each raised by i semitones
@@ -85,17 +85,8 @@ def conv_input_length(frames: int, kernels: list[int], strides: list[int]) -> in
     return receptive + (frames - 1) * hop
 
 
-class AudioWorkload:
+class AudioWorkload(TransformersWorkload):
     """Workload of the ``audio`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
-
-    def __init__(self, ref: ModelRef, classification: Classification):
-        self.ref = ref
-        self.classification = classification
-
-    @cached_property
-    def config(self) -> Any:
-        """The model's transformers config (tiny configs shrunk)."""
-        return self.ref.load_config()
 
     @cached_property
     def model_class(self) -> Any:
@@ -237,24 +228,6 @@ class AudioWorkload:
 
         _ = self.model_class, self.config, self.feature_extractor, self.tokenizer
 
-    def load_model(self) -> Any:
-        """Return the model on the CPU, fp32, in eval mode."""
-        import torch
-
-        torch.manual_seed(TINY_SEED)
-        if self.ref.is_tiny:
-            model = self.model_class(self.config)
-        else:
-            from hwaccel.errors import ModelReferenceError
-            from hwaccel.models import not_cached_message
-
-            if self.ref.path is None:
-                raise ModelReferenceError(not_cached_message(self.ref.spec))
-            model = self.model_class.from_pretrained(
-                self.ref.path, local_files_only=True, trust_remote_code=False,
-                dtype=torch.float32)
-        return model.float().eval()
-
     def make_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
         """Model inputs for ``batch_size`` deterministic waveforms (or texts), see the module."""
         if self.main_input == "input_ids":
@@ -352,10 +325,6 @@ class AudioWorkload:
         elif self.head == "AUDIO_FRAME_CLASSIFICATION" and frames is not None:
             shapes["logits"] = (batch, frames, int(config.num_labels))
         return shapes
-
-    def output_shapes(self, outputs: dict[str, Any]) -> dict[str, list[int]]:
-        """The shape of each named output."""
-        return {name: list(value.shape) for name, value in outputs.items()}
 
     def ctc_greedy_ids(self, logits: Any) -> Any:
         """Greedy CTC decoding, step one: the most likely token id of every frame."""

@@ -20,19 +20,12 @@ transformers nor diffusers.
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
 
 NAME = "diffusion"
 FAMILY = "vision"
 SUBFAMILY = "diffusion"
 WORKLOAD = "hwaccel_pipeline_diffusion.workload:DiffusionWorkload"
-IMPORTS = """\
-import torch
-from hwaccel.types import Classification
-from hwaccel.workloads import load_workload"""
-REQUIRED_SLOTS = ("imports", "availability", "placement", "synchronize", "cleanup", "tolerance")
 _TAXONOMY = "TAXONOMY.md: diffusers models and pipelines are vision/diffusion"
 
 
@@ -87,6 +80,6 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
     """Provide the diffusion test-module template."""
     if pipeline != NAME:
         return None
-    template = files(__package__).joinpath("test_diffusion.py.j2").read_text(encoding="utf-8")
-    return TemplatePart(owner="pipeline", name=NAME, template=template,
-                        snippets={"imports": IMPORTS}, required_slots=REQUIRED_SLOTS)
+    from hwaccel.pipeline_parts import template_part
+
+    return template_part(NAME, __package__, "test_diffusion.py.j2")

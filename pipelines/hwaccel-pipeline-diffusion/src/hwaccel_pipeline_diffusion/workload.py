@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel.errors import HwaccelError
-from hwaccel.models import TINY_SEED, ModelRef
-from hwaccel.types import Classification
+from hwaccel.models import TINY_SEED
+from hwaccel.workloads import BaseWorkload
 
 NUM_INFERENCE_STEPS = 4  # denoising steps per call: short, but a real multi-step schedule
 LOOP, UNCONDITIONAL, TEXT_TO_IMAGE = ("denoising-loop", "unconditional-pipeline",
@@ -56,14 +56,10 @@ def _size(config: dict[str, Any]) -> tuple[int, ...]:
     return tuple(int(s) for s in size) if isinstance(size, (list, tuple)) else (int(size),) * 2
 
 
-class DiffusionWorkload:
+class DiffusionWorkload(BaseWorkload):
     """Workload of the ``diffusion`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
 
     num_inference_steps = NUM_INFERENCE_STEPS
-
-    def __init__(self, ref: ModelRef, classification: Classification):
-        self.ref = ref
-        self.classification = classification
 
     # ---- what the reference is ------------------------------------------------------------
 
@@ -305,10 +301,6 @@ class DiffusionWorkload:
             return {}
         return {"images": (len(inputs["prompt"]), int(self.components["vae"]["out_channels"]),
                            *self.image_size)}
-
-    def output_shapes(self, outputs: dict[str, Any]) -> dict[str, list[int]]:
-        """The shape of each named output."""
-        return {name: list(value.shape) for name, value in outputs.items()}
 
     # ---- for the generated tests ----------------------------------------------------------
 

@@ -52,9 +52,8 @@ def _int(value: Any) -> int | None:
 def tiny_moe_config(model_type: str) -> Any:
     """The core's tiny config of ``model_type`` with the fixes an MoE model needs to run.
 
-    1. Rebuilt through the config class from the core's shrunk values, so that sizes the
-       class derives from others in ``__post_init__`` (DeepSeek's ``qk_head_dim``, ...) are
-       derived again from the shrunk ones instead of keeping the full-size value.
+    1. Rebuilt through the config class (:func:`hwaccel.tiny.rebuilt_tiny_config`), so that
+       sizes the class derives from others (DeepSeek's ``qk_head_dim``) follow the shrunk ones.
     2. Multi-head latent attention (DeepSeek) expands keys to every query head, so a default
        config with as many key/value heads as query heads keeps that equality.
     3. At least one layer keeps its experts: layer-placement keys (``first_k_dense_replace``,
@@ -65,14 +64,14 @@ def tiny_moe_config(model_type: str) -> Any:
        kind their default ``layer_types`` has; two tiny layers would otherwise be all linear,
        which transformers cannot run.
     """
-    from transformers import AutoConfig
+    from hwaccel.tiny import rebuilt_tiny_config
 
-    from hwaccel.tiny import tiny_config
+    return rebuilt_tiny_config(model_type, _moe_fixes)
 
-    tiny = tiny_config(model_type)
-    default = AutoConfig.for_model(model_type).to_dict()
-    values = tiny.to_dict()
-    overrides = {k: v for k, v in values.items() if default.get(k) != v}
+
+def _moe_fixes(values: dict[str, Any], default: dict[str, Any],
+               overrides: dict[str, Any]) -> None:
+    """Fixes 2-4 of :func:`tiny_moe_config`, added to ``overrides``."""
     depth = next((values[k] for k in _DEPTH_KEYS["decoder"] if _int(values.get(k))), 1)
     heads, kv_heads = values.get("num_attention_heads"), values.get("num_key_value_heads")
     if (_int(heads) and _int(kv_heads) and kv_heads != heads
@@ -98,13 +97,6 @@ def tiny_moe_config(model_type: str) -> Any:
     if (isinstance(kinds, list) and 0 < len(kinds) and "sparse" not in kinds
             and "sparse" in (default.get("mlp_layer_types") or ())):
         overrides["mlp_layer_types"] = kinds[:-1] + ["sparse"]
-    try:
-        return AutoConfig.for_model(model_type, **overrides)
-    except Exception:  # noqa: BLE001 - a class that refuses the rebuild keeps the core's config
-        for key, value in overrides.items():
-            if not isinstance(value, dict):
-                setattr(tiny, key, value)
-        return tiny
 
 
 class MoeWorkload(TextWorkload):

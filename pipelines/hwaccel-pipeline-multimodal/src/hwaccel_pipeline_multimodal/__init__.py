@@ -22,7 +22,6 @@ error. Importing this module imports neither torch, transformers nor PIL.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from importlib.resources import files
 
 from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
 
@@ -34,36 +33,20 @@ SUBFAMILY_TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("visual_question_answering", ("VISUAL_QUESTION_ANSWERING",)),
     ("document_question_answering", ("DOCUMENT_QUESTION_ANSWERING",)),
 )
-IMPORTS = """\
-import torch
-from hwaccel.types import Classification
-from hwaccel.workloads import load_workload"""
-REQUIRED_SLOTS = ("imports", "availability", "placement", "synchronize", "cleanup", "tolerance")
 
 
 def subfamily_of(tasks: Iterable[str]) -> str | None:
     """Return the multimodal subfamily of a set of auto-model TASK names, or ``None``."""
-    tasks = set(tasks)
-    for subfamily, names in SUBFAMILY_TASKS:
-        if tasks.intersection(names):
-            return subfamily
-    return None
+    from hwaccel.pipeline_parts import subfamily_by_tasks
 
-
-def model_tasks(model: ModelRef) -> frozenset[str]:
-    """The auto-model tasks of a reference: its model type's tables, else its explicit tasks."""
-    from hwaccel import autotables
-    from hwaccel.classify import task_names
-
-    if model.model_type:
-        return autotables.load().tasks(model.model_type)
-    return task_names(model.tasks)
+    return subfamily_by_tasks(tasks, SUBFAMILY_TASKS)
 
 
 @hookimpl
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim generative vision-language models (TAXONOMY rule 3) with their subfamily."""
     from hwaccel.classify import claim
+    from hwaccel.pipeline_parts import model_tasks
 
     if model.label is None or model.label.pipeline != NAME:
         return None
@@ -75,7 +58,6 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
     """Provide the multimodal test-module template."""
     if pipeline != NAME:
         return None
-    template = files(__package__).joinpath("test_multimodal.py.j2").read_text(
-        encoding="utf-8")
-    return TemplatePart(owner="pipeline", name=NAME, template=template,
-                        snippets={"imports": IMPORTS}, required_slots=REQUIRED_SLOTS)
+    from hwaccel.pipeline_parts import template_part
+
+    return template_part(NAME, __package__, "test_multimodal.py.j2")

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel.errors import HwaccelError
-from hwaccel.models import TINY_SEED, ModelRef
-from hwaccel.types import Classification
+from hwaccel.models import TINY_SEED
+from hwaccel.workloads import TransformersWorkload
 from hwaccel_pipeline_multimodal import GENERATION, SUBFAMILY_TASKS
 
 TEXT = ("Describe this picture in one sentence and tell me which hardware should run this "
@@ -64,12 +64,8 @@ def _size(value: Any) -> tuple[int, int]:
     return int(value), int(value)
 
 
-class MultimodalWorkload:
+class MultimodalWorkload(TransformersWorkload):
     """Workload of the ``multimodal`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
-
-    def __init__(self, ref: ModelRef, classification: Classification):
-        self.ref = ref
-        self.classification = classification
 
     @cached_property
     def config(self) -> Any:
@@ -178,24 +174,6 @@ class MultimodalWorkload:
 
         _ = self.model_class, self.config, self.processor
 
-    def load_model(self) -> Any:
-        """Return the model on the CPU, fp32, in eval mode."""
-        import torch
-
-        torch.manual_seed(TINY_SEED)
-        if self.ref.is_tiny:
-            model = self.model_class(self.config)
-        else:
-            from hwaccel.errors import ModelReferenceError
-            from hwaccel.models import not_cached_message
-
-            if self.ref.path is None:
-                raise ModelReferenceError(not_cached_message(self.ref.spec))
-            model = self.model_class.from_pretrained(
-                self.ref.path, local_files_only=True, trust_remote_code=False,
-                dtype=torch.float32)
-        return model.float().eval()
-
     def make_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
         """Images and prompts for ``batch_size`` rows (see the module docstring)."""
         if self.processor is not None:
@@ -269,10 +247,6 @@ class MultimodalWorkload:
         """``logits``: (batch, prompt length, the text config's vocabulary size)."""
         batch, seq = inputs["input_ids"].shape
         return {"logits": (int(batch), int(seq), int(self.text_config.vocab_size))}
-
-    def output_shapes(self, outputs: dict[str, Any]) -> dict[str, list[int]]:
-        """The shape of each named output."""
-        return {name: list(value.shape) for name, value in outputs.items()}
 
     def generate(self, model: Any, inputs: dict[str, Any], new_tokens: int) -> Any:
         """Greedy generation of exactly ``new_tokens`` tokens per row after the prompt."""

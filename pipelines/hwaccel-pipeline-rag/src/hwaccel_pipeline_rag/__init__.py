@@ -9,19 +9,12 @@ Importing this module imports neither torch nor transformers.
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
 
 NAME = "rag"
 WORKLOAD = "hwaccel_pipeline_rag.workload:RagWorkload"
 ARCHITECTURE = "retrieve-then-generate"
 GENERATORS = ("causal_lm", "seq2seq")
-IMPORTS = """\
-import torch
-from hwaccel.types import Classification
-from hwaccel.workloads import load_workload"""
-REQUIRED_SLOTS = ("imports", "availability", "placement", "synchronize", "cleanup", "tolerance")
 
 
 @hookimpl
@@ -65,6 +58,6 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
     """Provide the rag test-module template."""
     if pipeline != NAME:
         return None
-    template = files(__package__).joinpath("test_rag.py.j2").read_text(encoding="utf-8")
-    return TemplatePart(owner="pipeline", name=NAME, template=template,
-                        snippets={"imports": IMPORTS}, required_slots=REQUIRED_SLOTS)
+    from hwaccel.pipeline_parts import template_part
+
+    return template_part(NAME, __package__, "test_rag.py.j2")

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel.errors import HwaccelError
-from hwaccel.models import TINY_SEED, ModelRef
-from hwaccel.types import Classification
+from hwaccel.models import TINY_SEED
+from hwaccel.workloads import BaseWorkload
 from hwaccel_pipeline_rag.documents import DOC_MAX_TOKENS, DOCUMENTS, QUESTIONS, TOP_K, hash_ids
 
 GENERATOR_SUBFAMILIES = ("causal_lm", "seq2seq")
@@ -50,15 +50,11 @@ def token_id(config: Any, *names: str) -> int | None:
     return None
 
 
-class RagWorkload:
+class RagWorkload(BaseWorkload):
     """Workload of the ``rag`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
 
     documents: tuple[str, ...] = DOCUMENTS
     questions: tuple[str, ...] = QUESTIONS
-
-    def __init__(self, ref: ModelRef, classification: Classification):
-        self.ref = ref
-        self.classification = classification
 
     @property
     def is_composition(self) -> bool:
@@ -291,10 +287,6 @@ class RagWorkload:
         return {"logits": (batch, length, int(self.generator_config.vocab_size)),
                 "retrieval_scores": (batch, self.top_k),
                 "retrieved_indices": (batch, self.top_k)}
-
-    def output_shapes(self, outputs: dict[str, Any]) -> dict[str, list[int]]:
-        """The shape of each named output."""
-        return {name: list(value.shape) for name, value in outputs.items()}
 
     def generate(self, model: Any, inputs: dict[str, Any], new_tokens: int) -> Any:
         """Retrieve, then greedy generation of exactly ``new_tokens`` tokens per question."""

@@ -106,8 +106,8 @@ def _keep_layer_kinds(values: dict[str, Any], default: dict[str, Any], depth: in
 def tiny_state_space_config(model_type: str) -> Any:
     """The core's tiny config of ``model_type`` with the fixes a state-space model needs.
 
-    1. Rebuilt through the config class from the core's shrunk values, so sizes the class
-       derives in ``__post_init__`` are derived again from the shrunk ones (RWKV's
+    1. Rebuilt through the config class (:func:`hwaccel.tiny.rebuilt_tiny_config`), so sizes
+       the class derives from others follow the shrunk ones (RWKV's
        ``attention_hidden_size``, Mamba's ``time_step_rank``, Jamba's ``mamba_dt_rank``...).
     2. Mamba2-style mixers: ``heads * head_dim == expand * hidden_size`` with ``n_groups``
        dividing the heads; the core caps heads and head size separately, which breaks it.
@@ -118,24 +118,17 @@ def tiny_state_space_config(model_type: str) -> Any:
        offset pairs and per-layer pattern lists are adjusted so the last layers carry the
        missing kinds.
     """
-    from transformers import AutoConfig
+    from hwaccel.tiny import rebuilt_tiny_config
 
-    from hwaccel.tiny import tiny_config
+    return rebuilt_tiny_config(model_type, _state_space_fixes)
 
-    tiny = tiny_config(model_type)
-    default = AutoConfig.for_model(model_type).to_dict()
-    values = tiny.to_dict()
-    overrides = {k: v for k, v in values.items() if default.get(k) != v}
+
+def _state_space_fixes(values: dict[str, Any], default: dict[str, Any],
+                       overrides: dict[str, Any]) -> None:
+    """Fixes 2 and 3 of :func:`tiny_state_space_config`, added to ``overrides``."""
     depth = next((values[k] for k in _DEPTH_KEYS if _int(values.get(k))), 1)
     _mamba2_heads(values, overrides)
     _keep_layer_kinds(values, default, depth, overrides)
-    try:
-        return AutoConfig.for_model(model_type, **overrides)
-    except Exception:  # noqa: BLE001 - a class that refuses the rebuild keeps the core's config
-        for key, value in overrides.items():
-            if not isinstance(value, dict):
-                setattr(tiny, key, value)
-        return tiny
 
 
 def _tensor_bytes(obj: Any, kind: str, sizes: dict[str, int], seen: set[int],

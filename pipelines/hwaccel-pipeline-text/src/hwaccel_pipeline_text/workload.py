@@ -12,8 +12,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from hwaccel.models import TINY_SEED, ModelRef
-from hwaccel.types import Classification
+from hwaccel.models import TINY_SEED
+from hwaccel.workloads import TransformersWorkload
 
 SENTENCES = (
     "Which hardware should this model run on?",
@@ -28,12 +28,8 @@ _LM_SUFFIXES = ("ForCausalLM", "ForMaskedLM", "ForConditionalGeneration", "LMHea
                 "ForSeq2SeqLM", "MTModel")
 
 
-class TextWorkload:
+class TextWorkload(TransformersWorkload):
     """Workload of the ``text`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
-
-    def __init__(self, ref: ModelRef, classification: Classification):
-        self.ref = ref
-        self.classification = classification
 
     @property
     def generative(self) -> bool:
@@ -44,11 +40,6 @@ class TextWorkload:
     def encoder_decoder(self) -> bool:
         """True when the model takes decoder inputs."""
         return self.classification.subfamily == "seq2seq"
-
-    @cached_property
-    def config(self) -> Any:
-        """The model's transformers config (tiny configs shrunk)."""
-        return self.ref.load_config()
 
     @cached_property
     def text_config(self) -> Any:
@@ -92,24 +83,6 @@ class TextWorkload:
         import torch  # noqa: F401
 
         _ = self.model_class, self.config, self.tokenizer
-
-    def load_model(self) -> Any:
-        """Return the model on the CPU, fp32, in eval mode."""
-        import torch
-
-        torch.manual_seed(TINY_SEED)
-        if self.ref.is_tiny:
-            model = self.model_class(self.config)
-        else:
-            from hwaccel.errors import ModelReferenceError
-            from hwaccel.models import not_cached_message
-
-            if self.ref.path is None:
-                raise ModelReferenceError(not_cached_message(self.ref.spec))
-            model = self.model_class.from_pretrained(
-                self.ref.path, local_files_only=True, trust_remote_code=False,
-                dtype=torch.float32)
-        return model.float().eval()
 
     def make_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
         """Tokenized sentences padded to ``seq_len``, or seeded random token ids."""
@@ -165,10 +138,6 @@ class TextWorkload:
         if name.endswith("Model"):
             return {"last_hidden_state": (batch, out_seq, int(self.text_config.hidden_size))}
         return {}
-
-    def output_shapes(self, outputs: dict[str, Any]) -> dict[str, list[int]]:
-        """The shape of each named output."""
-        return {name: list(value.shape) for name, value in outputs.items()}
 
     def generate(self, model: Any, inputs: dict[str, Any], new_tokens: int) -> Any:
         """Greedy generation of exactly ``new_tokens`` tokens per row."""

@@ -8,8 +8,6 @@ generated-test template. Importing this module imports neither torch, transforme
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
 
 NAME = "vision-text"
@@ -27,11 +25,6 @@ SUBFAMILIES: tuple[tuple[str, str], ...] = (
     ("document_retriever", "RETRIEVAL"),
 )
 FALLBACK_SUBFAMILY = "dual_encoder"
-IMPORTS = """\
-import torch
-from hwaccel.types import Classification
-from hwaccel.workloads import load_workload"""
-REQUIRED_SLOTS = ("imports", "availability", "placement", "synchronize", "cleanup", "tolerance")
 
 
 def subfamily_of(tasks: frozenset[str]) -> str:
@@ -47,13 +40,12 @@ def task_of(subfamily: str) -> str:
 @hookimpl
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim image-text models (TAXONOMY rule 2) with their subfamily by task."""
-    from hwaccel import autotables
-    from hwaccel.classify import claim, task_names
+    from hwaccel.classify import claim
+    from hwaccel.pipeline_parts import model_tasks
 
     if model.label is None or model.label.pipeline != NAME:
         return None
-    tasks = (autotables.load().tasks(model.model_type) if model.model_type
-             else task_names(model.tasks))
+    tasks = model_tasks(model)
     return claim(model, NAME, WORKLOAD, subfamily=subfamily_of(tasks))
 
 
@@ -62,7 +54,6 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
     """Provide the vision-text test-module template."""
     if pipeline != NAME:
         return None
-    template = files(__package__).joinpath("test_vision_text.py.j2").read_text(
-        encoding="utf-8")
-    return TemplatePart(owner="pipeline", name=NAME, template=template,
-                        snippets={"imports": IMPORTS}, required_slots=REQUIRED_SLOTS)
+    from hwaccel.pipeline_parts import template_part
+
+    return template_part(NAME, __package__, "test_vision_text.py.j2")

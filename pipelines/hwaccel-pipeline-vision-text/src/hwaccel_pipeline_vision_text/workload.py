@@ -18,8 +18,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from hwaccel.models import TINY_SEED, ModelRef
-from hwaccel.types import Classification
+from hwaccel.models import TINY_SEED
+from hwaccel.workloads import TransformersWorkload
 from hwaccel_pipeline_vision_text import task_of
 
 PROMPTS = (
@@ -66,12 +66,8 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-class VisionTextWorkload:
+class VisionTextWorkload(TransformersWorkload):
     """Workload of the ``vision-text`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
-
-    def __init__(self, ref: ModelRef, classification: Classification):
-        self.ref = ref
-        self.classification = classification
 
     @property
     def subfamily(self) -> str:
@@ -82,11 +78,6 @@ class VisionTextWorkload:
     def detector(self) -> bool:
         """True for open-vocabulary detectors (text queries scored per image region)."""
         return self.subfamily == "open_vocabulary_detector"
-
-    @cached_property
-    def config(self) -> Any:
-        """The model's transformers config (tiny configs shrunk)."""
-        return self.ref.load_config()
 
     @cached_property
     def text_config(self) -> Any:
@@ -167,24 +158,6 @@ class VisionTextWorkload:
         import torch  # noqa: F401
 
         _ = self.model_class, self.config, self.tokenizer, self.image_processor
-
-    def load_model(self) -> Any:
-        """Return the model on the CPU, fp32, in eval mode."""
-        import torch
-
-        torch.manual_seed(TINY_SEED)
-        if self.ref.is_tiny:
-            model = self.model_class(self.config)
-        else:
-            from hwaccel.errors import ModelReferenceError
-            from hwaccel.models import not_cached_message
-
-            if self.ref.path is None:
-                raise ModelReferenceError(not_cached_message(self.ref.spec))
-            model = self.model_class.from_pretrained(
-                self.ref.path, local_files_only=True, trust_remote_code=False,
-                dtype=torch.float32)
-        return model.float().eval()
 
     def make_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
         """``batch_size`` images and their prompts, padded to ``seq_len`` tokens.
@@ -297,7 +270,3 @@ class VisionTextWorkload:
         text_dim, image_dim = self.embedding_dims()
         return {"logits_per_image": (images, texts), "logits_per_text": (texts, images),
                 "text_embeds": (texts, text_dim), "image_embeds": (images, image_dim)}
-
-    def output_shapes(self, outputs: dict[str, Any]) -> dict[str, list[int]]:
-        """The shape of each named output."""
-        return {name: list(value.shape) for name, value in outputs.items()}

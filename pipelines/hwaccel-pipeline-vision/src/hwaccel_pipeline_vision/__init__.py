@@ -8,8 +8,6 @@ neither torch, transformers nor PIL.
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
 
 NAME = "vision"
@@ -46,11 +44,6 @@ SUBFAMILIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
 REFINABLE = frozenset({"video_classifier", "object_detector", "depth_estimator",
                        "image_segmenter", "image_classifier", "image_encoder"})
 FALLBACK_SUBFAMILY = "image_encoder"
-IMPORTS = """\
-import torch
-from hwaccel.types import Classification
-from hwaccel.workloads import load_workload"""
-REQUIRED_SLOTS = ("imports", "availability", "placement", "synchronize", "cleanup", "tolerance")
 
 
 def subfamily_of(tasks: frozenset[str], architecture: str | None = None) -> str:
@@ -80,13 +73,12 @@ def row_tasks(subfamily: str) -> tuple[str, ...]:
 @hookimpl
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim image and video models (TAXONOMY rule 5) with their subfamily by task."""
-    from hwaccel import autotables
-    from hwaccel.classify import claim, task_names
+    from hwaccel.classify import claim
+    from hwaccel.pipeline_parts import model_tasks
 
     if model.label is None or model.label.pipeline != NAME:
         return None
-    tasks = (autotables.load().tasks(model.model_type) if model.model_type
-             else task_names(model.tasks))
+    tasks = model_tasks(model)
     architecture = next(iter(model.architectures), None)
     return claim(model, NAME, WORKLOAD, subfamily=subfamily_of(tasks, architecture))
 
@@ -96,6 +88,6 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
     """Provide the vision test-module template."""
     if pipeline != NAME:
         return None
-    template = files(__package__).joinpath("test_vision.py.j2").read_text(encoding="utf-8")
-    return TemplatePart(owner="pipeline", name=NAME, template=template,
-                        snippets={"imports": IMPORTS}, required_slots=REQUIRED_SLOTS)
+    from hwaccel.pipeline_parts import template_part
+
+    return template_part(NAME, __package__, "test_vision.py.j2")

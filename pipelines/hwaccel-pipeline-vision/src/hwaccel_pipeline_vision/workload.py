@@ -16,8 +16,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from hwaccel.models import TINY_SEED, ModelRef
-from hwaccel.types import Classification
+from hwaccel.models import TINY_SEED
+from hwaccel.workloads import TransformersWorkload
 from hwaccel_pipeline_vision import row_tasks
 
 # Image side for configs that state no ``image_size`` (ResNet, DETR): the 224-pixel
@@ -88,12 +88,8 @@ def seeded_images(count: int, height: int, width: int, channels: int,
     return torch.randint(0, PIXEL_LEVELS, shape, generator=generator, dtype=torch.uint8)
 
 
-class VisionWorkload:
+class VisionWorkload(TransformersWorkload):
     """Workload of the ``vision`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
-
-    def __init__(self, ref: ModelRef, classification: Classification):
-        self.ref = ref
-        self.classification = classification
 
     @property
     def subfamily(self) -> str:
@@ -192,24 +188,6 @@ class VisionWorkload:
 
         _ = self.model_class, self.config, self.image_processor
 
-    def load_model(self) -> Any:
-        """Return the model on the CPU, fp32, in eval mode."""
-        import torch
-
-        torch.manual_seed(TINY_SEED)
-        if self.ref.is_tiny:
-            model = self.model_class(self.config)
-        else:
-            from hwaccel.errors import ModelReferenceError
-            from hwaccel.models import not_cached_message
-
-            if self.ref.path is None:
-                raise ModelReferenceError(not_cached_message(self.ref.spec))
-            model = self.model_class.from_pretrained(
-                self.ref.path, local_files_only=True, trust_remote_code=False,
-                dtype=torch.float32)
-        return model.float().eval()
-
     def make_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
         """``batch_size`` deterministic images (or clips); ``seq_len`` does not apply."""
         height, width = self.image_size
@@ -297,7 +275,3 @@ class VisionWorkload:
         if self.subfamily == "depth_estimator":
             return {"predicted_depth": (batch, *(int(s) for s in pixels.shape[-2:]))}
         return {}
-
-    def output_shapes(self, outputs: dict[str, Any]) -> dict[str, list[int]]:
-        """The shape of each named output."""
-        return {name: list(value.shape) for name, value in outputs.items()}
