@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from hwaccel import autotables
 from hwaccel.models import ModelRef, resolve_model
 from hwaccel.plugins import HookError, Plugins
-from hwaccel.taxonomy import Label, composition_label, diffusers_label, reference_label
+from hwaccel.taxonomy import (
+    TEXT_ARCHITECTURES,
+    Label,
+    composition_label,
+    diffusers_label,
+    reference_label,
+)
 from hwaccel.types import Classification
 
 # TAXONOMY.md's order of signals, strongest first: config, local folder, cache, hub, an
@@ -247,7 +253,9 @@ def claim(model: ModelRef, pipeline: str, workload: str, *, subfamily: str | Non
     The helper pipeline plugins call from ``hwaccel_classify``: it returns ``None`` unless the
     core's TAXONOMY.md label (``model.label``) has pipeline ``pipeline``, and otherwise a
     :class:`Classification` with the label's family, the given (or the label's) subfamily,
-    the confidence of the deciding signal, the auto-model tasks and the workload path.
+    the confidence of the deciding signal, the auto-model tasks and the workload path. The
+    architecture defaults to the text architecture of a text subfamily (``decoder-only`` for
+    ``causal_lm``).
 
     :param confidence: overrides the signal's confidence (for claims that go beyond the
         reference label, which callers then make themselves).
@@ -256,9 +264,11 @@ def claim(model: ModelRef, pipeline: str, workload: str, *, subfamily: str | Non
     label = model.label
     if label is None or label.pipeline != pipeline:
         return None
+    subfamily = subfamily or label.subfamily
     return Classification(
-        model=model.spec, family=label.family, subfamily=subfamily or label.subfamily,
-        pipeline=pipeline, architecture=architecture, model_type=model.model_type,
+        model=model.spec, family=label.family, subfamily=subfamily, pipeline=pipeline,
+        architecture=architecture or TEXT_ARCHITECTURES.get(subfamily or ""),
+        model_type=model.model_type,
         model_class=model.model_class or next(iter(model.architectures), None),
         confidence=SIGNAL_CONFIDENCE.get(model.signal, 0.0) if confidence is None
         else confidence,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Protocol
 
 from hwaccel.errors import HwaccelError
@@ -65,6 +66,33 @@ class TransformersWorkload(BaseWorkload):
     def config(self) -> Any:
         """The model's transformers config (tiny configs shrunk)."""
         return self.ref.load_config()
+
+    def architecture_class(self) -> Any | None:
+        """The first installed transformers class the config's ``architectures`` names."""
+        import transformers
+
+        for name in self.ref.architectures:
+            cls = getattr(transformers, name, None)
+            if cls is not None:
+                return cls
+        return None
+
+    def folder_preprocessor(self, auto_class: str, marker_files: tuple[str, ...]) -> Any | None:
+        """The model folder's preprocessor, or ``None`` when the folder ships none.
+
+        :param auto_class: the transformers auto class that loads it (``AutoTokenizer``,
+            ``AutoImageProcessor``, ``AutoFeatureExtractor``, ``AutoProcessor``).
+        :param marker_files: the files whose presence in the folder means it ships one.
+        """
+        if self.ref.path is None:
+            return None
+        folder = Path(self.ref.path)
+        if not any((folder / name).is_file() for name in marker_files):
+            return None
+        import transformers
+
+        return getattr(transformers, auto_class).from_pretrained(
+            folder, local_files_only=True, trust_remote_code=False)
 
     def load_model(self) -> Any:
         """Return the model on the CPU, fp32, in eval mode."""

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import inspect
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from hwaccel.errors import HwaccelError
@@ -93,10 +92,9 @@ class AudioWorkload(TransformersWorkload):
         """The concrete class: the config's architecture, else the subfamily's first task's."""
         import transformers
 
-        for name in self.ref.architectures:
-            cls = getattr(transformers, name, None)
-            if cls is not None:
-                return cls
+        own = self.architecture_class()
+        if own is not None:
+            return own
         wanted = dict(SUBFAMILY_TASKS).get(self.classification.subfamily or "", HEADS)
         for task in wanted:
             name = self._table(task).get(self.config.model_type)
@@ -151,13 +149,11 @@ class AudioWorkload(TransformersWorkload):
         config; ``None`` for models that take text."""
         if self.main_input == "input_ids":
             return None
-        from transformers import AutoFeatureExtractor
         from transformers.models.auto.feature_extraction_auto import FEATURE_EXTRACTOR_MAPPING
 
-        if self.ref.path is not None and any((Path(self.ref.path) / name).is_file()
-                                             for name in _PREPROCESSOR_FILES):
-            return AutoFeatureExtractor.from_pretrained(self.ref.path, local_files_only=True,
-                                                        trust_remote_code=False)
+        shipped = self.folder_preprocessor("AutoFeatureExtractor", _PREPROCESSOR_FILES)
+        if shipped is not None:
+            return shipped
         try:
             cls = FEATURE_EXTRACTOR_MAPPING[type(self.config)]
         except KeyError:
@@ -175,15 +171,9 @@ class AudioWorkload(TransformersWorkload):
     @cached_property
     def tokenizer(self) -> Any | None:
         """The folder's tokenizer for text-taking models, else ``None``."""
-        if self.main_input != "input_ids" or self.ref.path is None:
+        if self.main_input != "input_ids":
             return None
-        folder = Path(self.ref.path)
-        if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
-            return None
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(folder, local_files_only=True,
-                                             trust_remote_code=False)
+        return self.folder_preprocessor("AutoTokenizer", _TOKENIZER_FILES)
 
     @property
     def sampling_rate(self) -> int:

@@ -19,11 +19,8 @@ WORKLOAD = "hwaccel_pipeline_moe.workload:MoeWorkload"
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim mixture-of-experts text models (TAXONOMY rule 6 or 7 with more than one expert)."""
     from hwaccel.classify import claim
-    from hwaccel.taxonomy import TEXT_ARCHITECTURES
 
-    subfamily = model.label.subfamily if model.label else None
-    return claim(model, NAME, WORKLOAD, subfamily=subfamily,
-                 architecture=TEXT_ARCHITECTURES.get(subfamily or ""))
+    return claim(model, NAME, WORKLOAD)
 
 
 @hookimpl

@@ -24,7 +24,6 @@ Real checkpoints load from their folder with the class their config names, in fp
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from hwaccel.errors import HwaccelError
@@ -94,10 +93,9 @@ class MultimodalWorkload(TransformersWorkload):
         import transformers
         from transformers.models.auto import modeling_auto
 
-        for name in self.ref.architectures:
-            cls = getattr(transformers, name, None)
-            if cls is not None:
-                return cls
+        own = self.architecture_class()
+        if own is not None:
+            return own
         for task in dict(SUBFAMILY_TASKS)[GENERATION]:
             table = getattr(modeling_auto, f"MODEL_FOR_{task}_MAPPING_NAMES", {})
             name = table.get(self.config.model_type)
@@ -111,15 +109,7 @@ class MultimodalWorkload(TransformersWorkload):
     @cached_property
     def processor(self) -> Any | None:
         """The folder's processor (image processor + tokenizer), else ``None``."""
-        if self.ref.path is None:
-            return None
-        folder = Path(self.ref.path)
-        if not any((folder / name).is_file() for name in _PROCESSOR_FILES):
-            return None
-        from transformers import AutoProcessor
-
-        return AutoProcessor.from_pretrained(folder, local_files_only=True,
-                                             trust_remote_code=False)
+        return self.folder_preprocessor("AutoProcessor", _PROCESSOR_FILES)
 
     @property
     def image_token_id(self) -> int:

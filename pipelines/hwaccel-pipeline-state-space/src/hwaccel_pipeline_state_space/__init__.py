@@ -19,11 +19,8 @@ WORKLOAD = "hwaccel_pipeline_state_space.workload:StateSpaceWorkload"
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim recurrent-state text models (the taxonomy's state-space model types)."""
     from hwaccel.classify import claim
-    from hwaccel.taxonomy import TEXT_ARCHITECTURES
 
-    subfamily = model.label.subfamily if model.label else None
-    return claim(model, NAME, WORKLOAD, subfamily=subfamily,
-                 architecture=TEXT_ARCHITECTURES.get(subfamily or ""))
+    return claim(model, NAME, WORKLOAD)
 
 
 @hookimpl

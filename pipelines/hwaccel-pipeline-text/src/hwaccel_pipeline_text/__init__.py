@@ -18,10 +18,8 @@ WORKLOAD = "hwaccel_pipeline_text.workload:TextWorkload"
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim text models: TAXONOMY rules 6 (generative LM) and 7 (encoder tasks)."""
     from hwaccel.classify import claim
-    from hwaccel.taxonomy import TEXT_ARCHITECTURES
 
-    subfamily = model.label.subfamily if model.label else None
-    return claim(model, NAME, WORKLOAD, architecture=TEXT_ARCHITECTURES.get(subfamily or ""))
+    return claim(model, NAME, WORKLOAD)
 
 
 @hookimpl

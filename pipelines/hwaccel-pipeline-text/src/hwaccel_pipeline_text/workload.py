@@ -9,7 +9,6 @@ the same tiny model has the same weights.
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from hwaccel.models import TINY_SEED
@@ -51,10 +50,9 @@ class TextWorkload(TransformersWorkload):
         """The concrete model class: the config's architecture, else the task's auto class's."""
         import transformers
 
-        for name in self.ref.architectures:
-            cls = getattr(transformers, name, None)
-            if cls is not None:
-                return cls
+        own = self.architecture_class()
+        if own is not None:
+            return own
         auto = getattr(transformers, AUTO_CLASSES.get(self.classification.subfamily or "",
                                                        "AutoModel"))
         try:
@@ -68,15 +66,7 @@ class TextWorkload(TransformersWorkload):
     @cached_property
     def tokenizer(self) -> Any | None:
         """The checkpoint's tokenizer when its folder ships one, else ``None``."""
-        if self.ref.path is None:
-            return None
-        folder = Path(self.ref.path)
-        if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
-            return None
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(folder, local_files_only=True,
-                                             trust_remote_code=False)
+        return self.folder_preprocessor("AutoTokenizer", _TOKENIZER_FILES)
 
     def prepare(self) -> None:
         """Import torch and the model class and read the config (not part of load time)."""

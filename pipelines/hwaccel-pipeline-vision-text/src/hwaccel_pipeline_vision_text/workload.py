@@ -15,7 +15,6 @@ from __future__ import annotations
 import inspect
 import math
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from hwaccel.models import TINY_SEED
@@ -109,30 +108,15 @@ class VisionTextWorkload(TransformersWorkload):
         """The argument names the model class's ``forward`` accepts."""
         return frozenset(inspect.signature(self.model_class.forward).parameters)
 
-    def _folder_has(self, *names: str) -> bool:
-        """True when the checkpoint folder holds one of the files ``names``."""
-        return self.ref.path is not None and any(
-            (Path(self.ref.path) / name).is_file() for name in names)
-
     @cached_property
     def tokenizer(self) -> Any | None:
         """The checkpoint's tokenizer when its folder ships one, else ``None``."""
-        if not self._folder_has(*_TOKENIZER_FILES):
-            return None
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(self.ref.path, local_files_only=True,
-                                             trust_remote_code=False)
+        return self.folder_preprocessor("AutoTokenizer", _TOKENIZER_FILES)
 
     @cached_property
     def image_processor(self) -> Any | None:
         """The checkpoint's image processor when its folder ships one, else ``None``."""
-        if not self._folder_has(PROCESSOR_FILE):
-            return None
-        from transformers import AutoImageProcessor
-
-        return AutoImageProcessor.from_pretrained(self.ref.path, local_files_only=True,
-                                                  trust_remote_code=False)
+        return self.folder_preprocessor("AutoImageProcessor", (PROCESSOR_FILE,))
 
     @property
     def image_size(self) -> tuple[int, int]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from hwaccel.models import TINY_SEED
@@ -137,12 +136,7 @@ class VisionWorkload(TransformersWorkload):
     @cached_property
     def image_processor(self) -> Any | None:
         """The checkpoint's image processor when its folder ships one, else ``None``."""
-        if self.ref.path is None or not (Path(self.ref.path) / PROCESSOR_FILE).is_file():
-            return None
-        from transformers import AutoImageProcessor
-
-        return AutoImageProcessor.from_pretrained(self.ref.path, local_files_only=True,
-                                                  trust_remote_code=False)
+        return self.folder_preprocessor("AutoImageProcessor", (PROCESSOR_FILE,))
 
     def _configs(self) -> list[Any]:
         """The config, then the sub-configs that describe the image input."""
