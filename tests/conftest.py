@@ -4,21 +4,32 @@ Every test session gets its own hwaccel cache folder and an empty Hugging Face c
 test reads the user's files or a model hub. Plugins for tests are real distributions: a
 module plus a ``.dist-info`` folder with ``entry_points.txt``, put on ``PYTHONPATH`` of a
 subprocess, so they load through the same entry-point machinery as installed ones.
+
+The pipelines' test files share the steps below: the installed plugins loaded once, tiny
+models built from their classification, generated test files linted and run, one benchmark
+stored in a fresh DuckDB, and torch held to one thread on this shared 2-core machine.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import textwrap
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 SESSION_ENV: dict[str, str] = {}
+# torch's threads collapse under load on this shared 2-core machine: one thread each
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 _BASE = pytest.StashKey[Path]()
 
 
@@ -85,3 +96,139 @@ def pythonpath_env(*roots: Path) -> dict[str, str]:
 def tmp_db(tmp_path: Path) -> Path:
     """A path for a fresh DuckDB file."""
     return tmp_path / "results.duckdb"
+
+
+@pytest.fixture(scope="session")
+def plugins():
+    """The installed plugins, loaded strictly once for the session (a load is read-only)."""
+    from hwaccel.plugins import load
+
+    return load(strict=True)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run torch on ``count`` threads inside the block, then restore the previous setting."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Run a module's in-process models on one torch thread, then restore the setting."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run torch on one thread for the test, then restore the thread count."""
+    with torch_threads(1):
+        yield
+
+
+def workload_and_model(spec: str, plugins: Any, *, prepare: bool = False) -> tuple[Any, Any]:
+    """Return the workload for ``spec`` as ``plugins`` classify it, and its loaded model.
+
+    :param prepare: call the workload's ``prepare()`` before loading the model.
+    """
+    from hwaccel.classify import classify
+    from hwaccel.workloads import load_workload
+
+    workload = load_workload(spec, classify(spec, plugins).classification)
+    if prepare:
+        workload.prepare()
+    return workload, workload.load_model()
+
+
+def tiny_workloads(model_types: Iterable[str], plugins: Any, *,
+                   prepare: bool = False) -> dict[str, tuple[Any, Any, dict[str, Any]]]:
+    """Return model type -> (workload, model, inputs at batch 2 and length 8) for tiny models.
+
+    :param prepare: as for :func:`workload_and_model`.
+    """
+    built = {}
+    for model_type in model_types:
+        workload, model = workload_and_model(f"tiny:{model_type}", plugins, prepare=prepare)
+        built[model_type] = (workload, model, workload.make_inputs(2, 8))
+    return built
+
+
+def assert_same_weights(first: Any, second: Any) -> None:
+    """Assert two models hold equal tensors under the same names, in the same order."""
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(),
+                                 strict=True):
+        assert a.equal(b), name
+
+
+def generate_and_run(models: Iterable[str], out: Path, *, backend: str = "cpu",
+                     env: dict[str, str] | None = None,
+                     expect_passed: int | None = None) -> subprocess.CompletedProcess[str]:
+    """Generate test files for ``models`` into ``out``, lint them, run them; return the run.
+
+    Asserts what every caller shares: ``hwaccel generate ... --json`` succeeds and lists one
+    file per model, each directly in ``out``, and ``out`` holds exactly those files; ruff
+    passes; pytest on ``out`` in a subprocess passes and, given ``expect_passed``, reports
+    that many passed tests. The user's own lint settings are unknown, so ruff runs with its
+    defaults plus pycodestyle, pyflakes, bugbear and pyupgrade at the default line length of
+    88. pytest runs with ``-rs``, so the returned output names each skip and its reason;
+    callers assert their own skips and extra texts on it.
+
+    :param env: extra environment for generate and the pytest run (``ONE_THREAD``, a
+        ``PYTHONPATH`` with test plugins).
+    """
+    models = list(models)
+    env = {**os.environ, **(env or {})}
+    proc = run_cli("generate", *models, "--backend", backend, "--out", str(out), "--json",
+                   env=env)
+    assert proc.returncode == 0, proc.stderr
+    files = [Path(f["path"]) for f in json.loads(proc.stdout)]
+    assert len(files) == len(models) and all(f.parent == out for f in files), files
+    assert sorted(f.name for f in files) == sorted(p.name for p in out.iterdir())
+    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
+                           "--select", "E,F,W,B,UP", str(out)], capture_output=True, text=True)
+    assert ruff.returncode == 0, ruff.stdout
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                          str(out)], capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 0, run.stdout[-3000:]
+    if expect_passed is not None:
+        assert re.search(rf"(?<![0-9]){expect_passed} passed", run.stdout), run.stdout[-3000:]
+    return run
+
+
+def hardware_rows(db: Path) -> list[dict[str, Any]]:
+    """Return every row of ``hardware_results`` in ``db`` as a dict, in insertion order."""
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as conn:
+        cursor = conn.execute("SELECT * FROM hardware_results ORDER BY id")
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def benchmark_one(model: str, db: Path, *extra: str, backend: str = "cpu",
+                  absent_from_stderr: Iterable[str] = ()) -> dict[str, Any]:
+    """Benchmark ``model`` into the fresh DuckDB ``db`` with ``--json``; return its stored row.
+
+    Asserts the exit status is 0; the JSON report holds one result, a success; the database
+    holds exactly one row, a success, with the report's median; and none of the texts in
+    ``absent_from_stderr`` is in the CLI's stderr.
+
+    :param extra: further options (``--batch-size 2``, iteration and warm-up settings).
+    """
+    proc = run_cli("benchmark", model, "--backend", backend, "--db", str(db), "--json", *extra)
+    assert proc.returncode == 0, proc.stderr
+    for text in absent_from_stderr:
+        assert text not in proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert result["success"] is True, result
+    (row,) = hardware_rows(db)
+    assert row["success"] is True
+    assert result["p50_ms"] == pytest.approx(row["p50_ms"])
+    return row

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import json
 
-import duckdb
 import pytest
 
-from conftest import run_cli
+from conftest import benchmark_one, hardware_rows, run_cli
 
 FAST = ["--iterations", "5", "--min-seconds", "0.05", "--warmup", "1"]
 
 
-def _rows(db) -> list[dict]:
-    with duckdb.connect(str(db), read_only=True) as conn:
-        cursor = conn.execute("SELECT * FROM hardware_results ORDER BY id")
-        names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
 @pytest.mark.slow
 def test_benchmark_writes_a_measured_row(tmp_db):
-    proc = run_cli("benchmark", "tiny:bert", "--backend", "cpu", "--db", str(tmp_db),
-                   "--batch-size", "2", "--seq-len", "16", "--json", *FAST)
-    assert proc.returncode == 0, proc.stderr
-    (result,) = json.loads(proc.stdout)["results"]
-    (row,) = _rows(tmp_db)
-    assert row["success"] is True and row["hardware"] == "cpu"
+    # benchmark_one also checks the JSON report's p50 against the row's
+    row = benchmark_one("tiny:bert", tmp_db, "--batch-size", "2", "--seq-len", "16", *FAST)
+    assert row["hardware"] == "cpu"
     assert row["model_id"] == "tiny:bert" and row["model_type"] == "bert"
     assert (row["family"], row["pipeline"]) == ("embedding", "text")
     assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"] <= row["max_ms"]
@@ -36,7 +25,6 @@ def test_benchmark_writes_a_measured_row(tmp_db):
     assert row["load_time"] > 0 and row["cold_ms"] > 0 and row["threads"] >= 1
     assert json.loads(row["output_shape"]) == {"logits": [2, 16, 1024]}
     assert "torch" in json.loads(row["versions"]) and len(row["hardware_fingerprint"]) == 16
-    assert result["p50_ms"] == pytest.approx(row["p50_ms"])
 
 
 NO_VISION = {"HWACCEL_DISABLE_PLUGINS": "vision"}  # tiny:vit then has no workload
@@ -47,7 +35,7 @@ def test_unsupported_model_is_a_recorded_failure(tmp_db):
     proc = run_cli("benchmark", "tiny:vit", "--backend", "cpu", "--db", str(tmp_db), *FAST,
                    env=NO_VISION)
     assert proc.returncode == 1
-    (row,) = _rows(tmp_db)
+    (row,) = hardware_rows(tmp_db)
     assert row["success"] is False and row["error_category"] == "unsupported"
     assert "pipeline 'vision'" in row["error"]
 
@@ -62,13 +50,13 @@ def test_bad_options_fail_before_any_job(tmp_db, args, message):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"hwaccel: error: {message}")
     assert "Traceback" not in proc.stderr
-    assert not tmp_db.exists() or _rows(tmp_db) == []
+    assert not tmp_db.exists() or hardware_rows(tmp_db) == []
 
 
 def test_a_hub_model_that_is_not_cached_is_recorded_without_running(tmp_db):
     proc = run_cli("benchmark", "gpt2", "--backend", "cpu", "--db", str(tmp_db), *FAST)
     assert proc.returncode == 1
-    (row,) = _rows(tmp_db)
+    (row,) = hardware_rows(tmp_db)
     assert (row["success"], row["error_category"]) == (False, "model-unavailable")
     assert "not in the local Hugging Face cache" in row["error"]
     assert row["wall_time_s"] is None  # no job process was started
@@ -77,5 +65,5 @@ def test_a_hub_model_that_is_not_cached_is_recorded_without_running(tmp_db):
 def test_rows_decided_without_a_job_still_carry_versions_and_fingerprint(tmp_db):
     run_cli("benchmark", "tiny:vit", "--backend", "cpu", "--db", str(tmp_db), *FAST,
             env=NO_VISION)
-    (row,) = _rows(tmp_db)
+    (row,) = hardware_rows(tmp_db)
     assert "python" in json.loads(row["versions"]) and len(row["hardware_fingerprint"]) == 16

@@ -13,12 +13,6 @@ from conftest import run_cli
 from hwaccel.classify import classify, model_type_from_name
 from hwaccel.plugins import load
 
-
-@pytest.fixture(scope="module")
-def plugins():
-    return load(strict=True)
-
-
 # (model_type, family, subfamily or None to skip, pipeline) from TAXONOMY.md's examples
 TAXONOMY_EXAMPLES = [
     ("bert", "embedding", "masked_lm", "text"),

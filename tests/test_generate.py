@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import make_plugin_dist, pythonpath_env, run_cli
+from conftest import generate_and_run, make_plugin_dist, pythonpath_env, run_cli
 from hwaccel.classify import classify
 from hwaccel.errors import UsageError
 from hwaccel.generate import file_name, render, write_test
-from hwaccel.plugins import load
 
 EVIL = "evil'\"\"\" name\nimport os; os.system('echo pwned') # \\ \u2028 end"
 ABSENT_BACKEND = '''
@@ -45,11 +43,6 @@ ABSENT_BACKEND = '''
             del snippets["synchronize"]
         return TemplatePart(owner="backend", name="acme", snippets=snippets)
 '''
-
-
-@pytest.fixture(scope="module")
-def plugins():
-    return load(strict=True)
 
 
 def _top_level_shape(source: str) -> list[str]:
@@ -124,22 +117,9 @@ def test_unknown_backend_and_unsupported_model_fail_with_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_generated_files_pass_ruff_and_pytest(tmp_path):
-    out = tmp_path / "generated"
     models = ["tiny:bert", "tiny:gpt2", "tiny:t5", "minilm"]
-    proc = run_cli("generate", *models, "--backend", "cpu", "--out", str(out), "--json")
-    assert proc.returncode == 0, proc.stderr
-    files = [Path(f["path"]) for f in json.loads(proc.stdout)]
-    assert sorted(p.name for p in files) == sorted(p.name for p in out.iterdir())
-    # the user's own lint settings are unknown: check with ruff's defaults plus pycodestyle,
-    # pyflakes, bugbear and pyupgrade at the default line length of 88
-    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
-                           "--select", "E,F,W,B,UP", str(out)], capture_output=True, text=True)
-    assert ruff.returncode == 0, ruff.stdout
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(out)], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:]
     # 3 checks per model, plus generate for the two generative ones
-    assert "14 passed" in run.stdout
+    generate_and_run(models, tmp_path / "generated", expect_passed=14)
 
 
 @pytest.mark.slow
@@ -156,14 +136,8 @@ def test_generated_file_skips_with_the_reason_when_hardware_is_absent(tmp_path):
     root = make_plugin_dist(tmp_path / "plugin", "hwaccel-test-acme",
                             {"acme": "hwaccel_test_acme"},
                             {"hwaccel_test_acme.py": ABSENT_BACKEND})
-    env = pythonpath_env(root)
-    proc = run_cli("generate", "tiny:bert", "--backend", "acme", "--out", str(tmp_path / "o"),
-                   env=env)
-    assert proc.returncode == 0, proc.stderr
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                          str(tmp_path / "o")], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, **env})
-    assert run.returncode == 0, run.stdout
+    run = generate_and_run(["tiny:bert"], tmp_path / "o", backend="acme",
+                           env=pythonpath_env(root))
     assert "3 skipped" in run.stdout
     assert "acme unavailable: no Acme NPU in this machine" in run.stdout
 

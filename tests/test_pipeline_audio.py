@@ -8,17 +8,12 @@ are read from the models' own configs and modules, never from the workload under
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-import duckdb
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import benchmark_one, generate_and_run, workload_and_model
 from hwaccel.classify import classify
-from hwaccel.plugins import load
 from hwaccel.workloads import load_workload
 from hwaccel_pipeline_audio import subfamily_of
 from hwaccel_pipeline_audio.workload import waveforms
@@ -27,21 +22,13 @@ WORKLOAD = "hwaccel_pipeline_audio.workload:AudioWorkload"
 
 
 @pytest.fixture(scope="module")
-def plugins():
-    return load(strict=True)
-
-
-@pytest.fixture(scope="module")
 def whisper(plugins):
-    workload = load_workload("tiny:whisper", classify("tiny:whisper", plugins).classification)
-    return workload, workload.load_model()
+    return workload_and_model("tiny:whisper", plugins)
 
 
 @pytest.fixture(scope="module")
 def wav2vec2(plugins):
-    workload = load_workload("tiny:wav2vec2",
-                             classify("tiny:wav2vec2", plugins).classification)
-    return workload, workload.load_model()
+    return workload_and_model("tiny:wav2vec2", plugins)
 
 
 @pytest.mark.parametrize("model_type, subfamily", [
@@ -147,40 +134,25 @@ def test_a_checkpoint_folder_loads_with_its_own_feature_extractor(plugins, whisp
 @pytest.mark.slow
 def test_generated_tests_pass_for_whisper_and_wav2vec2(tmp_path):
     out = tmp_path / "generated"
-    proc = run_cli("generate", "tiny:whisper", "tiny:wav2vec2", "--backend", "cpu",
-                   "--out", str(out), "--json")
-    assert proc.returncode == 0, proc.stderr
-    files = {Path(f["path"]).name: Path(f["path"]).read_text(encoding="utf-8")
-             for f in json.loads(proc.stdout)}
-    whisper, wav2vec2 = files["test_hf_tiny_whisper_cpu.py"], files["test_hf_tiny_wav2vec2_cpu.py"]
+    # 3 shared checks each, plus generate (whisper) and the CTC decode (wav2vec2)
+    run = generate_and_run(["tiny:whisper", "tiny:wav2vec2"], out, expect_passed=8)
+    assert "skipped" not in run.stdout
+    whisper = (out / "test_hf_tiny_whisper_cpu.py").read_text(encoding="utf-8")
+    wav2vec2 = (out / "test_hf_tiny_wav2vec2_cpu.py").read_text(encoding="utf-8")
     assert "def test_generate" in whisper and "def test_ctc_greedy_decode" not in whisper
     assert "def test_ctc_greedy_decode" in wav2vec2 and "def test_generate" not in wav2vec2
-    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
-                           "--select", "E,F,W,B,UP", str(out)], capture_output=True, text=True)
-    assert ruff.returncode == 0, ruff.stdout
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(out)], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:]
-    # 3 shared checks each, plus generate (whisper) and the CTC decode (wav2vec2)
-    assert "8 passed" in run.stdout and "skipped" not in run.stdout
 
 
 @pytest.mark.slow
 def test_benchmark_records_a_success(tmp_path):
     from hwaccel.tiny import tiny_config
 
-    db = tmp_path / "audio.duckdb"
-    proc = run_cli("benchmark", "tiny:whisper", "--backend", "cpu", "--db", str(db),
-                   "--batch-size", "2", "--seq-len", "8", "--json", "--iterations", "3",
-                   "--min-seconds", "0.01", "--warmup", "1")
-    assert proc.returncode == 0, proc.stderr
-    with duckdb.connect(str(db), read_only=True) as conn:
-        rows = conn.execute("SELECT success, family, pipeline, output_shape "
-                            "FROM hardware_results").fetchall()
-    ((success, family, pipeline, shapes),) = rows
-    assert (success, family, pipeline) == (True, "audio", "audio")
+    row = benchmark_one("tiny:whisper", tmp_path / "audio.duckdb", "--batch-size", "2",
+                        "--seq-len", "8", "--iterations", "3", "--min-seconds", "0.01",
+                        "--warmup", "1")
+    assert (row["family"], row["pipeline"]) == ("audio", "audio")
     config = tiny_config("whisper")
-    assert json.loads(shapes) == {
+    assert json.loads(row["output_shape"]) == {
         "logits": [2, 8, config.vocab_size],
         "encoder_last_hidden_state": [2, config.max_source_positions, config.d_model]}
 

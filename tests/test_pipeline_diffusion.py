@@ -7,45 +7,24 @@ and pipelines are family vision, subfamily diffusion, pipeline diffusion).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
-import duckdb
 import pytest
 
-from conftest import run_cli
+from conftest import ONE_THREAD, benchmark_one, generate_and_run
 from hwaccel.classify import SIGNAL_CONFIDENCE, classify
 from hwaccel.errors import ModelReferenceError
-from hwaccel.plugins import load
 from hwaccel.workloads import load_workload
 
 DIFFUSION = ("vision", "diffusion", "diffusion")
 WORKLOAD = "hwaccel_pipeline_diffusion.workload:DiffusionWorkload"
 TINY = ["tiny:UNet2DConditionModel", "tiny:DDPMPipeline", "tiny:StableDiffusionPipeline"]
 FAST = ["--iterations", "3", "--min-seconds", "0.05", "--warmup", "1"]
-# torch's threads collapse on this shared 2-core machine (MACHINE-NOTES): one thread each
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(scope="module")
-def plugins():
-    return load(strict=True)
 
 
 def _labels(classification):
     return classification.family, classification.subfamily, classification.pipeline
-
-
-@pytest.fixture
-def one_thread():
-    """Run torch on one thread for the test, then restore the thread count."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -239,34 +218,15 @@ def test_a_diffusers_class_without_a_tiny_build_is_claimed_but_not_built(plugins
 
 @pytest.mark.slow
 def test_generated_tests_pass_for_tiny_models(tmp_path):
-    out = tmp_path / "generated"
-    proc = run_cli("generate", *TINY, "--backend", "cpu", "--out", str(out), "--json")
-    assert proc.returncode == 0, proc.stderr
-    assert len(json.loads(proc.stdout)) == len(TINY)
-    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
-                           "--select", "E,F,W,B,UP", str(out)], capture_output=True, text=True)
-    assert ruff.returncode == 0, ruff.stdout
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(out)], capture_output=True, text=True, timeout=600,
-                         env={**os.environ, **ONE_THREAD})
-    assert run.returncode == 0, run.stdout[-3000:]
     # 3 shared checks + output-vs-noise + step count, per model
-    assert f"{5 * len(TINY)} passed" in run.stdout
+    generate_and_run(TINY, tmp_path / "generated", env=ONE_THREAD, expect_passed=5 * len(TINY))
 
 
 @pytest.mark.slow
 def test_benchmark_records_a_success(tmp_path):
-    db = tmp_path / "bench.duckdb"
-    proc = run_cli("benchmark", "tiny:DDPMPipeline", "--backend", "cpu", "--db", str(db),
-                   "--batch-size", "2", "--threads", "1", "--json", *FAST)
-    assert proc.returncode == 0, proc.stderr
-    (result,) = json.loads(proc.stdout)["results"]
-    assert result["success"] is True
-    with duckdb.connect(str(db), read_only=True) as conn:
-        cursor = conn.execute("SELECT * FROM hardware_results")
-        names = [d[0] for d in cursor.description]
-        (row,) = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-    assert row["success"] is True and row["model_id"] == "tiny:DDPMPipeline"
+    row = benchmark_one("tiny:DDPMPipeline", tmp_path / "bench.duckdb", "--batch-size", "2",
+                        "--threads", "1", *FAST)
+    assert row["model_id"] == "tiny:DDPMPipeline"
     assert (row["family"], row["pipeline"]) == ("vision", "diffusion")
     assert json.loads(row["output_shape"]) == {"images": [2, 3, 16, 16]}
     assert row["iterations"] >= 3 and 0 < row["p50_ms"] <= row["p99_ms"]

@@ -8,20 +8,13 @@ Expected expert counts and k come from transformers' default configs, read here 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import duckdb
 import pytest
 from transformers import AutoConfig
 
-from conftest import run_cli
+from conftest import ONE_THREAD, benchmark_one, generate_and_run, tiny_workloads
 from hwaccel.classify import classify
-from hwaccel.plugins import load
 from hwaccel.tiny import TINY_LAYERS, TINY_VOCAB
-from hwaccel.workloads import load_workload
 
 # model type -> (family, subfamily, architecture), from TAXONOMY.md
 MOE_MODELS = {
@@ -36,35 +29,14 @@ EXPERT_KEYS = {"mixtral": ("num_local_experts", "num_experts_per_tok"),
                "deepseek_v3": ("n_routed_experts", "num_experts_per_tok"),
                "switch_transformers": ("num_experts", None)}
 FAST = ["--iterations", "5", "--min-seconds", "0.05", "--warmup", "1", "--threads", "1"]
-# one torch thread: on this shared 2-core machine two threads collapse under load
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run this module's in-process models on one thread, then restore the setting."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def plugins():
-    return load(strict=True)
+# this module's in-process models run on one torch thread (conftest.one_torch_thread)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def workloads(plugins):
     """One workload, model and set of inputs per tiny model, built once."""
-    built = {}
-    for model_type in MOE_MODELS:
-        classification = classify(f"tiny:{model_type}", plugins).classification
-        workload = load_workload(f"tiny:{model_type}", classification)
-        built[model_type] = (workload, workload.load_model(), workload.make_inputs(2, 8))
-    return built
+    return tiny_workloads(MOE_MODELS, plugins)
 
 
 @pytest.mark.parametrize("model_type", MOE_MODELS)
@@ -155,33 +127,18 @@ def test_generate_adds_exactly_the_new_tokens(workloads, model_type):
 
 @pytest.mark.slow
 def test_generated_moe_tests_pass_ruff_and_pytest(tmp_path):
-    out = tmp_path / "generated"
-    models = [f"tiny:{model_type}" for model_type in MOE_MODELS]
-    proc = run_cli("generate", *models, "--backend", "cpu", "--out", str(out), "--json")
-    assert proc.returncode == 0, proc.stderr
-    files = [Path(f["path"]) for f in json.loads(proc.stdout)]
-    assert len(files) == len(models)
-    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
-                           "--select", "E,F,W,B,UP", str(out)], capture_output=True, text=True)
-    assert ruff.returncode == 0, ruff.stdout
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                          str(out)], capture_output=True, text=True, timeout=600, env=ONE_THREAD)
-    assert run.returncode == 0, run.stdout[-3000:]
     # 3 shared checks + generate + 3 routing checks per model; DeepSeek-V3's group-limited
     # router skips the plain top-k check
+    run = generate_and_run([f"tiny:{model_type}" for model_type in MOE_MODELS],
+                           tmp_path / "generated", env=ONE_THREAD, expect_passed=27)
     assert "27 passed, 1 skipped" in run.stdout
     assert "test_hf_tiny_deepseek_v3_cpu.py" in run.stdout.split("short test summary")[-1]
 
 
 @pytest.mark.slow
 def test_benchmark_records_a_successful_moe_row(tmp_db):
-    proc = run_cli("benchmark", "tiny:mixtral", "--backend", "cpu", "--db", str(tmp_db),
-                   "--batch-size", "2", "--seq-len", "8", "--json", *FAST)
-    assert proc.returncode == 0, proc.stderr
-    with duckdb.connect(str(tmp_db), read_only=True) as conn:
-        success, pipeline, shapes = conn.execute(
-            "SELECT success, pipeline, output_shape FROM hardware_results").fetchone()
-    assert success is True and pipeline == "moe"
+    row = benchmark_one("tiny:mixtral", tmp_db, "--batch-size", "2", "--seq-len", "8", *FAST)
+    assert row["pipeline"] == "moe"
     experts = AutoConfig.for_model("mixtral").num_local_experts
-    assert json.loads(shapes) == {"logits": [2, 8, TINY_VOCAB],
+    assert json.loads(row["output_shape"]) == {"logits": [2, 8, TINY_VOCAB],
                                   "router_logits": [2, TINY_LAYERS, 8, experts]}

@@ -9,16 +9,12 @@ hwaccel_pipeline_multimodal's docstring. Sizes are read from the models' own con
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-import duckdb
 import pytest
 
-from conftest import run_cli
+from conftest import benchmark_one, generate_and_run, workload_and_model
 from hwaccel.classify import classify
 from hwaccel.errors import HwaccelError
-from hwaccel.plugins import load
 from hwaccel.workloads import load_workload
 from hwaccel_pipeline_multimodal import subfamily_of
 
@@ -27,21 +23,13 @@ GENERATION = "vision_language_generation"
 
 
 @pytest.fixture(scope="module")
-def plugins():
-    return load(strict=True)
-
-
-@pytest.fixture(scope="module")
 def llava(plugins):
-    workload = load_workload("tiny:llava", classify("tiny:llava", plugins).classification)
-    return workload, workload.load_model()
+    return workload_and_model("tiny:llava", plugins)
 
 
 @pytest.fixture(scope="module")
 def paligemma(plugins):
-    workload = load_workload("tiny:paligemma",
-                             classify("tiny:paligemma", plugins).classification)
-    return workload, workload.load_model()
+    return workload_and_model("tiny:paligemma", plugins)
 
 
 @pytest.mark.parametrize("model_type, subfamily", [
@@ -178,36 +166,21 @@ def test_a_checkpoint_folder_uses_its_processor(plugins, llava, tmp_path):
 
 @pytest.mark.slow
 def test_generated_tests_pass_for_llava_and_paligemma(tmp_path):
-    out = tmp_path / "generated"
-    proc = run_cli("generate", "tiny:llava", "tiny:paligemma", "--backend", "cpu",
-                   "--out", str(out), "--json")
-    assert proc.returncode == 0, proc.stderr
-    assert len(json.loads(proc.stdout)) == 2
-    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
-                           "--select", "E,F,W,B,UP", str(out)], capture_output=True, text=True)
-    assert ruff.returncode == 0, ruff.stdout
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(out)], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:]
     # 3 shared checks, the image-token check and generate, for each model
-    assert "10 passed" in run.stdout
+    generate_and_run(["tiny:llava", "tiny:paligemma"], tmp_path / "generated",
+                     expect_passed=10)
 
 
 @pytest.mark.slow
 def test_benchmark_records_a_success(tmp_path):
     from hwaccel.tiny import tiny_config
 
-    db = tmp_path / "multimodal.duckdb"
-    proc = run_cli("benchmark", "tiny:paligemma", "--backend", "cpu", "--db", str(db),
-                   "--batch-size", "1", "--seq-len", "8", "--json", "--iterations", "3",
-                   "--min-seconds", "0.01", "--warmup", "1")
-    assert proc.returncode == 0, proc.stderr
-    with duckdb.connect(str(db), read_only=True) as conn:
-        rows = conn.execute("SELECT success, family, pipeline, output_shape "
-                            "FROM hardware_results").fetchall()
-    ((success, family, pipeline, shapes),) = rows
-    assert (success, family, pipeline) == (True, "multimodal", "multimodal")
+    row = benchmark_one("tiny:paligemma", tmp_path / "multimodal.duckdb", "--batch-size", "1",
+                        "--seq-len", "8", "--iterations", "3", "--min-seconds", "0.01",
+                        "--warmup", "1")
+    assert (row["family"], row["pipeline"]) == ("multimodal", "multimodal")
     config = tiny_config("paligemma")
     vision = config.vision_config
     prompt = (vision.image_size // vision.patch_size) ** 2 + 8
-    assert json.loads(shapes) == {"logits": [1, prompt, config.text_config.vocab_size]}
+    assert json.loads(row["output_shape"]) == {"logits": [1, prompt,
+                                                       config.text_config.vocab_size]}

@@ -11,17 +11,19 @@ import dataclasses
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import duckdb
 import pytest
 
-from conftest import run_cli
+from conftest import (
+    assert_same_weights,
+    benchmark_one,
+    generate_and_run,
+    run_cli,
+    workload_and_model,
+)
 from hwaccel.classify import classify
 from hwaccel.errors import HwaccelError
 from hwaccel.models import resolve_model
-from hwaccel.plugins import load
-from hwaccel.workloads import load_workload
 from hwaccel_pipeline_rag.documents import ANSWERS, DOCUMENTS, QUESTIONS, hash_ids
 from hwaccel_pipeline_rag.workload import RagWorkload
 
@@ -37,19 +39,9 @@ FAST = ["--iterations", "5", "--min-seconds", "0.05", "--warmup", "1", "--thread
 
 
 @pytest.fixture(scope="module")
-def plugins():
-    return load(strict=True)
-
-
-@pytest.fixture(scope="module")
 def loaded(plugins):
     """Each listed model's workload and loaded model, built once for the module."""
-    out = {}
-    for spec in SPECS:
-        workload = load_workload(spec, classify(spec, plugins).classification)
-        workload.prepare()
-        out[spec] = (workload, workload.load_model())
-    return out
+    return {spec: workload_and_model(spec, plugins, prepare=True) for spec in SPECS}
 
 
 @pytest.mark.parametrize("spec, family, subfamily, pipeline", MODELS)
@@ -147,42 +139,22 @@ def test_minilm_retrieves_the_document_that_answers(loaded):
 
 def test_tiny_rag_builds_are_identical(loaded):
     workload, model = loaded["tiny:rag"]
-    again = workload.load_model()
-    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(),
-                                 strict=True):
-        assert a.equal(b), name
+    assert_same_weights(model, workload.load_model())
 
 
 @pytest.mark.slow
 def test_generated_files_pass_ruff_and_pytest(tmp_path):
-    out = tmp_path / "generated"
-    proc = run_cli("generate", *SPECS, "--backend", "cpu", "--out", str(out), "--json")
-    assert proc.returncode == 0, proc.stderr
-    files = [Path(f["path"]) for f in json.loads(proc.stdout)]
-    assert sorted(p.name for p in files) == sorted(p.name for p in out.iterdir())
-    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
-                           "--select", "E,F,W,B,UP", str(out)], capture_output=True, text=True)
-    assert ruff.returncode == 0, ruff.stdout
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(out)], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:]
     # 3 shared checks + top-k, query, documents-reach-generator, generate: 7 per model
-    assert f"{7 * len(SPECS)} passed" in run.stdout
+    generate_and_run(SPECS, tmp_path / "generated", expect_passed=7 * len(SPECS))
 
 
 @pytest.mark.slow
 def test_benchmark_records_a_success(tmp_db):
     from hwaccel.tiny import tiny_config
 
-    proc = run_cli("benchmark", "tiny:rag", "--backend", "cpu", "--db", str(tmp_db),
-                   "--batch-size", "2", "--seq-len", "16", "--json", *FAST)
-    assert proc.returncode == 0, proc.stderr
-    (result,) = json.loads(proc.stdout)["results"]
-    with duckdb.connect(str(tmp_db), read_only=True) as conn:
-        cursor = conn.execute("SELECT * FROM hardware_results ORDER BY id")
-        names = [d[0] for d in cursor.description]
-        (row,) = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
-    assert row["success"] is True and row["hardware"] == "cpu"
+    # benchmark_one also checks the JSON report's p50 against the row's
+    row = benchmark_one("tiny:rag", tmp_db, "--batch-size", "2", "--seq-len", "16", *FAST)
+    assert row["hardware"] == "cpu"
     assert (row["model_id"], row["model_type"]) == ("tiny:rag", "rag")
     assert (row["family"], row["subfamily"], row["pipeline"]) == ("text_generation",
                                                                   "seq2seq", "rag")
@@ -193,4 +165,3 @@ def test_benchmark_records_a_success(tmp_db):
     assert json.loads(row["output_shape"]) == {
         "logits": [2, 16, config.generator.vocab_size],
         "retrieval_scores": [2, config.n_docs], "retrieved_indices": [2, config.n_docs]}
-    assert result["p50_ms"] == pytest.approx(row["p50_ms"])

@@ -9,53 +9,24 @@ layers with Mamba layers, the others are attention-free.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import duckdb
 import pytest
 
-from conftest import run_cli
+from conftest import ONE_THREAD, benchmark_one, generate_and_run, tiny_workloads
 from hwaccel.classify import classify
-from hwaccel.plugins import load
 from hwaccel.tiny import TINY_VOCAB
-from hwaccel.workloads import load_workload
 
 SSM_MODELS = ["mamba", "mamba2", "falcon_mamba", "rwkv", "jamba"]
 HYBRIDS = {"jamba"}
 FAST = ["--iterations", "5", "--min-seconds", "0.05", "--warmup", "1", "--threads", "1"]
-# one torch thread: on this shared 2-core machine two threads collapse under load
-ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run this module's in-process models on one thread, then restore the setting."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def plugins():
-    return load(strict=True)
+# this module's in-process models run on one torch thread (conftest.one_torch_thread)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def workloads(plugins):
-    """One workload, model and set of inputs per tiny model, built once."""
-    built = {}
-    for model_type in SSM_MODELS:
-        classification = classify(f"tiny:{model_type}", plugins).classification
-        workload = load_workload(f"tiny:{model_type}", classification)
-        workload.prepare()
-        built[model_type] = (workload, workload.load_model(), workload.make_inputs(2, 8))
-    return built
+    """One workload, model and set of inputs per tiny model, prepared and built once."""
+    return tiny_workloads(SSM_MODELS, plugins, prepare=True)
 
 
 @pytest.mark.parametrize("model_type", SSM_MODELS)
@@ -134,31 +105,16 @@ def test_kernel_fallback_notice_is_kept_out_of_the_log(workloads, capfd):
 
 @pytest.mark.slow
 def test_generated_state_space_tests_pass_ruff_and_pytest(tmp_path):
-    out = tmp_path / "generated"
-    models = [f"tiny:{model_type}" for model_type in SSM_MODELS]
-    proc = run_cli("generate", *models, "--backend", "cpu", "--out", str(out), "--json")
-    assert proc.returncode == 0, proc.stderr
-    files = [Path(f["path"]) for f in json.loads(proc.stdout)]
-    assert len(files) == len(models)
-    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
-                           "--select", "E,F,W,B,UP", str(out)], capture_output=True, text=True)
-    assert ruff.returncode == 0, ruff.stdout
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(out)], capture_output=True, text=True, timeout=600, env=ONE_THREAD)
-    assert run.returncode == 0, run.stdout[-3000:]
     # 3 shared checks + generate + 2 state checks per model
-    assert f"{6 * len(models)} passed" in run.stdout
+    run = generate_and_run([f"tiny:{model_type}" for model_type in SSM_MODELS],
+                           tmp_path / "generated", env=ONE_THREAD,
+                           expect_passed=6 * len(SSM_MODELS))
     assert "falling back" not in run.stdout
 
 
 @pytest.mark.slow
 def test_benchmark_records_a_successful_state_space_row(tmp_db):
-    proc = run_cli("benchmark", "tiny:mamba", "--backend", "cpu", "--db", str(tmp_db),
-                   "--batch-size", "2", "--seq-len", "8", "--json", *FAST)
-    assert proc.returncode == 0, proc.stderr
-    assert "falling back" not in proc.stderr
-    with duckdb.connect(str(tmp_db), read_only=True) as conn:
-        success, pipeline, shapes = conn.execute(
-            "SELECT success, pipeline, output_shape FROM hardware_results").fetchone()
-    assert success is True and pipeline == "state-space"
-    assert json.loads(shapes) == {"logits": [2, 8, TINY_VOCAB]}
+    row = benchmark_one("tiny:mamba", tmp_db, "--batch-size", "2", "--seq-len", "8", *FAST,
+                        absent_from_stderr=["falling back"])
+    assert row["pipeline"] == "state-space"
+    assert json.loads(row["output_shape"]) == {"logits": [2, 8, TINY_VOCAB]}

@@ -8,17 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-import duckdb
 import pytest
 
-from conftest import run_cli
+from conftest import assert_same_weights, benchmark_one, generate_and_run
 from hwaccel.classify import classify, gather_evidence, reference_of
 from hwaccel.models import resolve_model
-from hwaccel.plugins import load
 from hwaccel.workloads import load_workload
 from hwaccel_pipeline_vision import hwaccel_classify, subfamily_of
 
@@ -26,11 +21,6 @@ WORKLOAD = "hwaccel_pipeline_vision.workload:VisionWorkload"
 # model type -> subfamily, for the tiny models this pipeline must run
 TINY = {"vit": "image_classifier", "resnet": "image_classifier", "detr": "object_detector"}
 FAST = ["--iterations", "3", "--min-seconds", "0.01", "--warmup", "1"]
-
-
-@pytest.fixture(scope="module")
-def plugins():
-    return load(strict=True)
 
 
 @pytest.mark.parametrize("model_type, subfamily", TINY.items())
@@ -117,43 +107,21 @@ def test_tiny_workload_inputs_forward_and_shapes(plugins, model_type):
 
 def test_tiny_builds_are_identical(plugins):
     workload = load_workload("tiny:detr")
-    first, second = workload.load_model(), workload.load_model()
-    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(),
-                                 strict=True):
-        assert a.equal(b), name
+    assert_same_weights(workload.load_model(), workload.load_model())
 
 
 @pytest.mark.slow
 def test_generated_files_pass_ruff_and_pytest(tmp_path):
-    out = tmp_path / "generated"
-    models = [f"tiny:{t}" for t in TINY]
-    proc = run_cli("generate", *models, "--backend", "cpu", "--out", str(out), "--json")
-    assert proc.returncode == 0, proc.stderr
-    files = [Path(f["path"]) for f in json.loads(proc.stdout)]
-    assert len(files) == len(models) and all(f.parent == out for f in files)
-    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
-                           "--select", "E,F,W,B,UP", str(out)], capture_output=True, text=True)
-    assert ruff.returncode == 0, ruff.stdout
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(out)], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:]
     # per model: 3 shared checks, batch independence, image dependence, one head check
-    assert f"{6 * len(models)} passed" in run.stdout
+    generate_and_run([f"tiny:{t}" for t in TINY], tmp_path / "generated",
+                     expect_passed=6 * len(TINY))
 
 
 @pytest.mark.slow
 def test_benchmark_records_a_success(tmp_db):
-    proc = run_cli("benchmark", "tiny:vit", "--backend", "cpu", "--db", str(tmp_db),
-                   "--batch-size", "2", "--json", *FAST)
-    assert proc.returncode == 0, proc.stderr
-    (result,) = json.loads(proc.stdout)["results"]
-    assert result["success"] is True
-    with duckdb.connect(str(tmp_db), read_only=True) as conn:
-        row = conn.execute("SELECT success, family, pipeline, model_type, output_shape "
-                           "FROM hardware_results").fetchall()
     from transformers import AutoConfig
 
+    row = benchmark_one("tiny:vit", tmp_db, "--batch-size", "2", *FAST)
     labels = AutoConfig.for_model("vit").num_labels
-    ((success, family, pipeline, model_type, output_shape),) = row
-    assert (success, family, pipeline, model_type) == (True, "vision", "vision", "vit")
-    assert json.loads(output_shape) == {"logits": [2, labels]}
+    assert (row["family"], row["pipeline"], row["model_type"]) == ("vision", "vision", "vit")
+    assert json.loads(row["output_shape"]) == {"logits": [2, labels]}

@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-import duckdb
 import pytest
 
-from conftest import run_cli
+from conftest import benchmark_one, generate_and_run
 from hwaccel.classify import classify, gather_evidence, reference_of
 from hwaccel.models import resolve_model
-from hwaccel.plugins import load
 from hwaccel.workloads import load_workload
 from hwaccel_pipeline_vision_text import hwaccel_classify, subfamily_of
 from hwaccel_pipeline_vision_text.workload import PROMPTS
@@ -30,11 +25,6 @@ TINY = {"clip": "dual_encoder", "siglip": "dual_encoder", "blip": "dual_encoder"
         "owlvit": "open_vocabulary_detector"}
 DUAL = [t for t, sub in TINY.items() if sub == "dual_encoder"]
 FAST = ["--iterations", "3", "--min-seconds", "0.01", "--warmup", "1"]
-
-
-@pytest.fixture(scope="module")
-def plugins():
-    return load(strict=True)
 
 
 @pytest.mark.parametrize("model_type, subfamily", TINY.items())
@@ -148,34 +138,15 @@ def test_a_checkpoint_folder_uses_its_tokenizer_and_image_processor(plugins, tmp
 
 @pytest.mark.slow
 def test_generated_files_pass_ruff_and_pytest(tmp_path):
-    out = tmp_path / "generated"
-    models = [f"tiny:{t}" for t in TINY]
-    proc = run_cli("generate", *models, "--backend", "cpu", "--out", str(out), "--json")
-    assert proc.returncode == 0, proc.stderr
-    files = [Path(f["path"]) for f in json.loads(proc.stdout)]
-    assert len(files) == len(models) and all(f.parent == out for f in files)
-    ruff = subprocess.run([sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache",
-                           "--select", "E,F,W,B,UP", str(out)], capture_output=True, text=True)
-    assert ruff.returncode == 0, ruff.stdout
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          str(out)], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:]
     # per model: 3 shared checks and two of its subfamily's
-    assert f"{5 * len(models)} passed" in run.stdout
+    generate_and_run([f"tiny:{t}" for t in TINY], tmp_path / "generated",
+                     expect_passed=5 * len(TINY))
 
 
 @pytest.mark.slow
 def test_benchmark_records_a_success(tmp_db):
-    proc = run_cli("benchmark", "tiny:clip", "--backend", "cpu", "--db", str(tmp_db),
-                   "--batch-size", "2", "--seq-len", "8", "--json", *FAST)
-    assert proc.returncode == 0, proc.stderr
-    (result,) = json.loads(proc.stdout)["results"]
-    assert result["success"] is True
-    with duckdb.connect(str(tmp_db), read_only=True) as conn:
-        rows = conn.execute("SELECT success, family, pipeline, model_type, output_shape "
-                            "FROM hardware_results").fetchall()
-    ((success, family, pipeline, model_type, output_shape),) = rows
-    assert (success, family, pipeline, model_type) == (True, "multimodal", "vision-text",
-                                                       "clip")
-    shapes = json.loads(output_shape)
+    row = benchmark_one("tiny:clip", tmp_db, "--batch-size", "2", "--seq-len", "8", *FAST)
+    assert (row["family"], row["pipeline"], row["model_type"]) == ("multimodal", "vision-text",
+                                                                   "clip")
+    shapes = json.loads(row["output_shape"])
     assert shapes["logits_per_image"] == [2, 2] and shapes["logits_per_text"] == [2, 2]
