@@ -1,0 +1,2 @@
+"""hwaccel backend ``cuda``: NVIDIA GPUs via torch.cuda, with NVML when nvidia-ml-py is installed.
+"""

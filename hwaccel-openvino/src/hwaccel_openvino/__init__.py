@@ -1,0 +1,3 @@
+"""hwaccel backend ``openvino``: Intel OpenVINO (CPU, integrated GPU, NPU) via
+openvino.convert_model.
+"""

@@ -1,0 +1,2 @@
+"""hwaccel backend ``qnn``: Qualcomm NPUs via ONNX Runtime's QNN execution provider.
+"""
