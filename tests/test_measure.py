@@ -120,3 +120,16 @@ def test_max_seconds_does_not_cut_below_min_iterations():
     call = Recorder(sleep_s=0.01)
     timing = time_calls(call, warmup=0, min_iterations=6, min_seconds=100.0, max_seconds=0.001)
     assert len(timing.times_ms) == 6
+
+
+def test_max_abs_diff_compares_every_output_in_fp32():
+    import numpy as np
+    import torch
+
+    from hwaccel.measure import max_abs_diff
+
+    reference = {"logits": torch.tensor([[1.0, 2.0]]), "boxes": torch.zeros(1, 4)}
+    device = {"logits": np.array([[1.0, 2.5]], dtype=np.float16), "boxes": torch.zeros(1, 4)}
+    assert max_abs_diff(reference, device) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="differ in names"):
+        max_abs_diff(reference, {"logits": device["logits"]})

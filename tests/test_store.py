@@ -200,3 +200,20 @@ def test_parent_that_is_a_file(tmp_path):
     with pytest.raises(HwaccelError) as excinfo:
         Store(blocker / "results.duckdb")
     assert "\n" not in str(excinfo.value)
+
+
+def test_a_version_1_file_gains_max_abs_diff_and_keeps_its_rows(tmp_db):
+    from hwaccel.store import MIGRATIONS
+
+    conn = duckdb.connect(str(tmp_db))
+    conn.execute("CREATE TABLE schema_version (version INTEGER, applied_at TIMESTAMP)")
+    conn.execute(MIGRATIONS[0])
+    conn.execute("INSERT INTO schema_version VALUES (1, now())")
+    conn.execute("INSERT INTO hardware_results (model_id, success) VALUES ('old', true)")
+    conn.close()
+    result = BenchmarkResult(model="new", backend="openvino", device="CPU", success=True,
+                             max_abs_diff=3e-6)
+    with Store(tmp_db) as store:
+        store.insert_result(result, None, "run")
+        rows = store.query("SELECT model_id, max_abs_diff FROM hardware_results ORDER BY id")
+    assert [(r["model_id"], r["max_abs_diff"]) for r in rows] == [("old", None), ("new", 3e-6)]

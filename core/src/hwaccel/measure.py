@@ -94,23 +94,49 @@ def process_memory_mb(field: str) -> float | None:
     return psutil.Process().memory_info().rss / 2**20
 
 
+def max_abs_diff(reference: dict[str, Any], outputs: dict[str, Any]) -> float:
+    """The largest absolute difference between same-named outputs, compared in fp32 on the CPU.
+
+    Outputs may be torch tensors or NumPy arrays; an output missing on either side is an
+    error, since the comparison would otherwise pass by leaving it out.
+    """
+    import torch
+
+    if set(reference) != set(outputs):
+        raise ValueError(f"outputs differ in names: reference {sorted(reference)}, "
+                         f"device {sorted(outputs)}")
+    worst = 0.0
+    for name, expected in reference.items():
+        got = torch.as_tensor(outputs[name]).detach().float().cpu()
+        worst = max(worst, (got - torch.as_tensor(expected).float()).abs().max().item())
+    return worst
+
+
 def benchmark_workload(request: BenchmarkRequest, *,
                        place_model: Callable[[Any], Any],
                        place_inputs: Callable[[Any], Any],
                        synchronize: Callable[[], None] | None = None,
-                       precision: str = "fp32", threads: int | None = None) -> BenchmarkResult:
+                       precision: str = "fp32", threads: int | None = None,
+                       compare_reference: bool = False) -> BenchmarkResult:
     """Measure the pipeline's workload for ``request`` on a device, the same way everywhere.
 
     :param place_model: moves (or converts) the CPU model onto the device; its time counts
         as load time.
     :param place_inputs: moves the inputs onto the device (not timed).
     :param synchronize: waits for the device to finish; called inside every timed call.
+    :param compare_reference: also run a separately loaded CPU PyTorch fp32 copy of the
+        model on the same inputs (before the device model is loaded, outside the timings)
+        and report the largest absolute difference of the outputs as ``max_abs_diff``.
     """
     from hwaccel.workloads import load_workload
 
     settings = request.settings
     workload = load_workload(request.model, request.classification)
     workload.prepare()
+    reference = None
+    if compare_reference:
+        cpu_inputs = workload.make_inputs(settings.batch_size, settings.seq_len)
+        reference = workload.forward(workload.load_model(), cpu_inputs)
     baseline = process_memory_mb("VmRSS")
     start = time.perf_counter()
     model = place_model(workload.load_model())
@@ -131,4 +157,5 @@ def benchmark_workload(request: BenchmarkRequest, *,
         iterations=len(timing.times_ms), batch_size=settings.batch_size,
         seq_len=settings.seq_len, threads=threads, precision=precision,
         output_shapes=workload.output_shapes(timing.last_output), baseline_rss_mb=baseline,
+        max_abs_diff=max_abs_diff(reference, timing.last_output) if reference else None,
         **summarize(timing.times_ms, settings.batch_size))

@@ -46,6 +46,7 @@ MIGRATIONS: tuple[str, ...] = (
         plugin VARCHAR
     );
     """,
+    "ALTER TABLE hardware_results ADD COLUMN max_abs_diff DOUBLE;",
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -127,6 +128,7 @@ class Store:
             "load_avg": result.load_avg, "wall_time_s": result.wall_time_s,
             "versions": json.dumps(result.versions, sort_keys=True),
             "hardware_fingerprint": result.hardware_fingerprint, "plugin": result.plugin,
+            "max_abs_diff": result.max_abs_diff,
         }
         return self._insert("hardware_results", row)
 

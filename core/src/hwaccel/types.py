@@ -155,7 +155,9 @@ class BenchmarkResult(_Record):
 
     Latencies are milliseconds of one call on a batch of ``batch_size``; ``throughput`` is
     samples per second at the mean latency. Memory fields are filled by the core from the job
-    process's kernel high-water mark, not by the plugin.
+    process's kernel high-water mark, not by the plugin. ``max_abs_diff`` is the largest
+    absolute difference between the device's outputs and a CPU PyTorch fp32 reference, when
+    the backend compared them.
     """
 
     model: str
@@ -181,6 +183,7 @@ class BenchmarkResult(_Record):
     threads: int | None = None
     precision: str = "fp32"
     output_shapes: dict[str, list[int]] = field(default_factory=dict)
+    max_abs_diff: float | None = None
     baseline_rss_mb: float | None = None
     peak_rss_mb: float | None = None
     load_avg: float | None = None
