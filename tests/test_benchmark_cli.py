@@ -67,3 +67,17 @@ def test_rows_decided_without_a_job_still_carry_versions_and_fingerprint(tmp_db)
             env=NO_VISION)
     (row,) = hardware_rows(tmp_db)
     assert "python" in json.loads(row["versions"]) and len(row["hardware_fingerprint"]) == 16
+
+
+@pytest.mark.slow
+def test_a_precision_the_backend_cannot_run_is_recorded_as_what_ran(tmp_db):
+    """The CPU backend runs fp32 only: asking for fp16 stores fp32, never a false label."""
+    row = benchmark_one("tiny:bert", tmp_db, "--precision", "fp16", *FAST)
+    assert row["precision"] == "fp32"
+
+
+def test_unknown_precision_is_a_usage_error(tmp_db):
+    proc = run_cli("benchmark", "tiny:bert", "--backend", "cpu", "--db", str(tmp_db),
+                   "--precision", "fp8")
+    assert proc.returncode == 2 and "invalid choice: 'fp8'" in proc.stderr
+    assert not tmp_db.exists()

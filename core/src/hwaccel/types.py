@@ -127,6 +127,7 @@ class BenchmarkSettings(_Record):
     min_seconds: float = 1.0
     max_seconds: float = 60.0
     threads: int | None = None
+    precision: str = "fp32"  # what the caller asks for; the result says what actually ran
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

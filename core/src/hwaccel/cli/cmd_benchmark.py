@@ -25,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0,
                         help="stop timing after this once --iterations are done")
     parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                        help="weights and activations; a backend that cannot run it falls "
+                             "back to fp32 and the row records what ran")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds before a job is killed and recorded as a timeout")
     parser.add_argument("--json", action="store_true", help="print JSON")
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchmarkSettings(batch_size=args.batch_size, seq_len=args.seq_len,
                                  warmup=args.warmup, min_iterations=args.iterations,
                                  min_seconds=args.min_seconds, max_seconds=args.max_seconds,
-                                 threads=args.threads)
+                                 threads=args.threads, precision=args.precision)
     jobs, errors = benchmark.plan(args.models, args.backends, plugins, report, settings)
     warn_errors(errors)
     db_path = args.db or default_db_path()
@@ -91,10 +94,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         table(f"Benchmark (run {run_id[:8]}, stored in {db_path})",
               ["model", "device", "ok", "load s", "cold ms", "p50 ms", "p90 ms", "p99 ms",
-               "items/s", "peak MiB", "iters", "threads", "error"],
+               "items/s", "peak MiB", "iters", "threads", "precision", "max diff", "error"],
               [[r.model, r.device, "yes" if r.success else "no", num(r.load_time_s),
                 num(r.cold_ms), num(r.p50_ms), num(r.p90_ms), num(r.p99_ms),
                 num(r.throughput, 1), num(r.peak_rss_mb, 0), r.iterations or None, r.threads,
+                r.precision if r.success else None,
+                f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else None,
                 f"{r.error_category}: {r.error}" if not r.success else None]
                for r in results])
     return 0 if all(r.success for r in results) else 1
