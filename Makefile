@@ -37,7 +37,7 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check core plugins pipelines tests benchmarks
+	$(VENV)/bin/ruff check core plugins pipelines hwaccel-* tests benchmarks
 
 clean:
 	rm -rf $(VENV) build

@@ -12,6 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from hwaccel.devices import (
+    DeviceChoice,
+    HardwareDetector,
+    get_torch_device_with_priority,
+    select_device,
+)
 from hwaccel.hookspecs import hookimpl
 from hwaccel.models import ModelRef
 from hwaccel.types import (
@@ -28,12 +34,16 @@ __all__ = [
     "BenchmarkResult",
     "BenchmarkSettings",
     "Classification",
+    "DeviceChoice",
+    "HardwareDetector",
     "HardwareInfo",
     "ModelRef",
     "TemplatePart",
     "__version__",
     "detect_available_hardware",
+    "get_torch_device_with_priority",
     "hookimpl",
+    "select_device",
 ]
 
 

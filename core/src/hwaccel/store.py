@@ -47,6 +47,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
     "ALTER TABLE hardware_results ADD COLUMN max_abs_diff DOUBLE;",
+    """
+    ALTER TABLE hardware_results ADD COLUMN device_memory_usage DOUBLE;
+    ALTER TABLE hardware_results ADD COLUMN details VARCHAR;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -128,7 +132,8 @@ class Store:
             "load_avg": result.load_avg, "wall_time_s": result.wall_time_s,
             "versions": json.dumps(result.versions, sort_keys=True),
             "hardware_fingerprint": result.hardware_fingerprint, "plugin": result.plugin,
-            "max_abs_diff": result.max_abs_diff,
+            "max_abs_diff": result.max_abs_diff, "device_memory_usage": result.device_peak_mb,
+            "details": json.dumps(result.details, sort_keys=True) if result.details else None,
         }
         return self._insert("hardware_results", row)
 

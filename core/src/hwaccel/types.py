@@ -158,7 +158,9 @@ class BenchmarkResult(_Record):
     samples per second at the mean latency. Memory fields are filled by the core from the job
     process's kernel high-water mark, not by the plugin. ``max_abs_diff`` is the largest
     absolute difference between the device's outputs and a CPU PyTorch fp32 reference, when
-    the backend compared them.
+    the backend compared them. ``device_peak_mb`` is an accelerator's own memory high-water
+    mark (GPU memory), ``details`` what else the backend wants on record for this run (a
+    precision fallback and its reason, whether operators could fall back to the CPU).
     """
 
     model: str
@@ -185,6 +187,8 @@ class BenchmarkResult(_Record):
     precision: str = "fp32"
     output_shapes: dict[str, list[int]] = field(default_factory=dict)
     max_abs_diff: float | None = None
+    device_peak_mb: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
     baseline_rss_mb: float | None = None
     peak_rss_mb: float | None = None
     load_avg: float | None = None
