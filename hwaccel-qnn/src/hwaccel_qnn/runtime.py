@@ -1,0 +1,186 @@
+"""Run an exported model on QNN through ONNX Runtime, never silently on the CPU.
+
+A session is created with only ``QNNExecutionProvider`` (and the QNN backend library found by
+detection) and with ``session.disable_cpu_ep_fallback=1``, so that ONNX Runtime refuses a
+graph whose nodes QNN cannot all run instead of handing them to its CPU provider. If the
+session still does not have QNN as its first provider (ONNX Runtime without QNN falls back to
+the CPU with only a warning), it is refused with that reason: a CPU run is never measured or
+tested as QNN.
+
+:class:`QnnModel` is what ``place_model`` returns: called like the torch model with the
+workload's named inputs (``model(**inputs, use_cache=False)``), it checks they are exactly
+the exported shapes and dtypes and returns torch tensors named like the torch model's outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hwaccel import HardwareInfo
+from hwaccel_qnn.detect import PROVIDER, detect_qnn
+from hwaccel_qnn.export import CallSignature, ExportedModel, QnnError, cached_export
+
+DISABLE_CPU_FALLBACK = "session.disable_cpu_ep_fallback"
+# HTP options: full clock for measurements; fp32 graphs computed in fp16 (QNN's HTP default)
+HTP_OPTIONS = {"htp_performance_mode": "burst", "enable_htp_fp16_precision": "1"}
+
+
+class QnnSessionError(QnnError):
+    """ONNX Runtime could not, or would not, run the graph on the QNN provider."""
+
+
+class StaticShapeError(QnnError):
+    """A call whose inputs differ from the ones the graph was exported for."""
+
+
+def provider_options(hardware: HardwareInfo) -> dict[str, str]:
+    """The QNN provider options for a detected device: its backend library, HTP settings."""
+    options = {"backend_path": str(hardware.details["backend_path"])}
+    if hardware.details.get("qnn_backend") == "htp":
+        options.update(HTP_OPTIONS)
+    return options
+
+
+def create_session(path: Any, options: dict[str, str]) -> Any:
+    """Return an ``onnxruntime.InferenceSession`` for ``path`` that runs on QNN.
+
+    :raises QnnSessionError: when ONNX Runtime fails to create it (a node QNN cannot run, a
+        backend library that does not load) or creates it on another provider.
+    """
+    import onnxruntime as ort
+
+    session_options = ort.SessionOptions()
+    session_options.add_session_config_entry(DISABLE_CPU_FALLBACK, "1")
+    try:
+        session = ort.InferenceSession(str(path), sess_options=session_options,
+                                       providers=[(PROVIDER, options)])
+    except Exception as exc:  # onnxruntime raises its own exception types (Fail, ...)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise QnnSessionError(f"onnxruntime could not create a {PROVIDER} session for "
+                              f"{path} with {options.get('backend_path')}: {first[:300]}"
+                              ) from exc
+    providers = list(session.get_providers())
+    if not providers or providers[0] != PROVIDER:
+        raise QnnSessionError(f"onnxruntime created the session on "
+                              f"{', '.join(providers) or 'no provider'} instead of {PROVIDER}; "
+                              "refusing to run a CPU fallback as QNN")
+    return session
+
+
+class Outputs(dict):
+    """Named outputs; also readable as attributes (``outputs.logits``), like ``ModelOutput``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class QnnModel:
+    """An exported model in a QNN session, called like the torch model it came from."""
+
+    def __init__(self, session: Any, exported: ExportedModel, hardware: HardwareInfo):
+        self.session = session
+        self.exported = exported
+        self.hardware = hardware
+        self.precision = str(hardware.details.get("fp32_runs_as", "fp32"))
+        self._output_names = exported.signature.graph_output_names()
+
+    @property
+    def signature(self) -> CallSignature:
+        """The call the graph was exported for."""
+        return self.exported.signature
+
+    def _check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        signature = self.signature
+        fixed = f"exported for ({signature.describe_inputs()})"
+        if args:
+            raise StaticShapeError(f"the QNN model takes named inputs only; it was {fixed}")
+        tensors = {k: v for k, v in kwargs.items() if torch.is_tensor(v)}
+        constants = {k: v for k, v in kwargs.items() if k not in tensors}
+        names = [spec.name for spec in signature.inputs]
+        if sorted(tensors) != sorted(names):
+            raise StaticShapeError(f"the QNN model got tensor inputs {sorted(tensors)} but was "
+                                   f"{fixed}")
+        if constants != dict(signature.constants):
+            raise StaticShapeError(f"the QNN model got arguments {constants} but was exported "
+                                   f"with {dict(signature.constants)}")
+        for spec in signature.inputs:
+            value = tensors[spec.name]
+            got = (tuple(value.shape), str(value.dtype).removeprefix("torch."))
+            if got != (spec.shape, spec.dtype):
+                raise StaticShapeError(
+                    f"input {spec.name!r} is {got[1]}{list(got[0])} but the QNN graph was "
+                    f"{fixed}; QNN graphs have static shapes, so place the model again for "
+                    "these inputs")
+        return tensors
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the graph on exactly the exported inputs; return outputs shaped like the
+        torch model's (a dict of tensors, a tuple, or one tensor)."""
+        import torch
+
+        tensors = self._check(args, kwargs)
+        feed = {name: tensors[name].detach().cpu().contiguous().numpy()
+                for name in self.exported.graph_inputs}
+        results = iter(torch.from_numpy(r) for r in
+                       self.session.run(self._output_names, feed))
+        signature = self.signature
+        if signature.structure == "tensor":
+            return next(results)
+        named = Outputs()
+        for name, count in signature.outputs:
+            named[name] = next(results) if count == 0 else tuple(
+                next(results) for _ in range(count))
+        return tuple(named.values()) if signature.structure == "sequence" else named
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(f"a QNN model is one fixed-shape ONNX graph, called as "
+                             f"model(**inputs); it has no {name!r} (generation and other "
+                             "methods need the torch model)")
+
+    def __repr__(self) -> str:
+        return (f"QnnModel({self.exported.path.name} on {self.hardware.device}, "
+                f"{self.signature.describe_inputs()})")
+
+
+def default_device() -> HardwareInfo:
+    """The first available QNN device (the NPU before the reference CPU backend).
+
+    :raises QnnSessionError: with detection's reason when there is none.
+    """
+    infos = detect_qnn()
+    available = [info for info in infos if info.available]
+    if not available:
+        raise QnnSessionError(f"no QNN device: {infos[0].reason}")
+    return available[0]
+
+
+def load_on_qnn(model: Any, workload: Any, batch_size: int, seq_len: int, *, model_ref: str,
+                hardware: HardwareInfo | None = None) -> QnnModel:
+    """Export ``model`` for the workload's call at ``batch_size`` x ``seq_len`` (or take the
+    cached export) and open it on a QNN device.
+
+    :param workload: the pipeline workload whose ``make_inputs`` and ``forward`` fix the call.
+    :param model_ref: the model reference, part of the export's cache key.
+    :param hardware: the detected QNN device (default: :func:`default_device`).
+    """
+    hardware = hardware or default_device()
+    exported = export_for(model, workload, batch_size, seq_len, model_ref=model_ref)
+    session = create_session(exported.path, provider_options(hardware))
+    return QnnModel(session, exported, hardware)
+
+
+def export_for(model: Any, workload: Any, batch_size: int, seq_len: int, *,
+               model_ref: str) -> ExportedModel:
+    """The cached fixed-shape export of ``model`` for the workload's call at ``batch_size``
+    x ``seq_len`` (the model folder's weight files are part of the key)."""
+    inputs = workload.make_inputs(batch_size, seq_len)
+    weights_dir = getattr(getattr(workload, "ref", None), "path", None)
+    return cached_export(model, workload.forward, inputs, model_ref=model_ref,
+                         weights_dir=weights_dir)

@@ -1,0 +1,369 @@
+"""The qnn backend: detection through ONNX Runtime, the fixed-shape ONNX export and its cache,
+the QNN-only session, and the backend's absence on this machine, reported with its reason.
+
+No Qualcomm hardware is here. Detection is tested for real (QNN absent) and with ONNX
+Runtime's ``get_available_providers`` and package location replaced by the test; the export
+and its cache run for real; the exported graph is checked against torch with ONNX Runtime's
+CPU provider *in the tests only*, to test the export, not QNN; the refusal of a session that
+does not run on QNN is tested with ``onnxruntime.InferenceSession`` replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import onnx
+import onnxruntime
+import pytest
+import torch
+
+from conftest import (
+    ONE_THREAD,
+    generate_and_run,
+    hardware_rows,
+    run_cli,
+    workload_and_model,
+)
+from hwaccel import BenchmarkRequest, BenchmarkSettings, HardwareInfo
+from hwaccel.classify import classify
+from hwaccel_qnn.detect import BACKEND_PATH_ENV, PROVIDER, detect_qnn
+from hwaccel_qnn.export import ExportError, cached_export, capture
+from hwaccel_qnn.runtime import (
+    DISABLE_CPU_FALLBACK,
+    QnnModel,
+    QnnSessionError,
+    StaticShapeError,
+    create_session,
+)
+
+REAL_PROVIDERS = onnxruntime.get_available_providers()
+HTP_LIB = "QnnHtp.dll" if sys.platform == "win32" else "libQnnHtp.so"
+CPU_LIB = "QnnCpu.dll" if sys.platform == "win32" else "libQnnCpu.so"
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Each test exports into its own cache folder, with no QNN settings from the caller."""
+    monkeypatch.setenv("HWACCEL_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv(BACKEND_PATH_ENV, raising=False)
+    monkeypatch.delenv("QNN_SDK_ROOT", raising=False)
+
+
+@pytest.fixture(scope="module")
+def bert(plugins):
+    """The tiny BERT workload and its model, on one torch thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield workload_and_model("tiny:bert", plugins, prepare=True)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def with_qnn_provider(monkeypatch) -> None:
+    """Make ONNX Runtime report the QNN provider as available (its real list plus QNN)."""
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: [PROVIDER, *REAL_PROVIDERS])
+
+
+def qnn_device(library: Path, backend: str = "htp") -> HardwareInfo:
+    """A detected-device record as detect_qnn makes it, for tests that bypass detection."""
+    return HardwareInfo(backend="qnn", device=f"qnn:{backend}", name="test", available=True,
+                        details={"qnn_backend": backend, "backend_path": str(library),
+                                 "fp32_runs_as": "fp16" if backend == "htp" else "fp32"})
+
+
+# -- detection -------------------------------------------------------------------------------
+
+
+def test_qnn_is_absent_here_with_onnxruntimes_real_providers():
+    (info,) = detect_qnn()
+    assert not info.available and info.backend == "qnn"
+    assert PROVIDER not in REAL_PROVIDERS
+    assert info.reason == (f"onnxruntime {onnxruntime.__version__} has no {PROVIDER} "
+                           f"(providers: {', '.join(REAL_PROVIDERS)}); install onnxruntime-qnn "
+                           "on a Snapdragon device")
+    assert info.details["providers"] == REAL_PROVIDERS
+
+
+def test_qnn_present_with_its_libraries_next_to_the_onnxruntime_package(monkeypatch, tmp_path):
+    with_qnn_provider(monkeypatch)
+    package = tmp_path / "onnxruntime"
+    (package / "capi").mkdir(parents=True)
+    (package / "capi" / HTP_LIB).write_bytes(b"\x7fELF")
+    (package / "capi" / CPU_LIB).write_bytes(b"\x7fELF")
+    monkeypatch.setattr(onnxruntime, "__file__", str(package / "__init__.py"))
+    npu = SimpleNamespace(type="OrtHardwareDeviceType.NPU", vendor="Qualcomm", vendor_id=0x5143,
+                          device_id=0, metadata={"DriverVersion": "1.0"})
+    monkeypatch.setattr(onnxruntime, "get_ep_devices", lambda: [
+        SimpleNamespace(ep_name=PROVIDER, device=npu, ep_metadata={"version": "2.0"}),
+        SimpleNamespace(ep_name="CPUExecutionProvider", device=npu, ep_metadata={})])
+    htp, cpu = detect_qnn()
+    assert htp.available and cpu.available
+    assert (htp.device, cpu.device) == ("qnn:htp", "qnn:cpu")
+    assert htp.details["backend_path"] == str(package / "capi" / HTP_LIB)
+    assert cpu.details["backend_path"] == str(package / "capi" / CPU_LIB)
+    assert "fp16" in htp.capabilities and htp.details["fp32_runs_as"] == "fp16"
+    assert cpu.details["fp32_runs_as"] == "fp32"
+    assert PROVIDER in htp.details["providers"]
+    (ep_device,) = htp.details["ep_devices"]
+    assert (ep_device["type"], ep_device["vendor"]) == ("NPU", "Qualcomm")
+
+
+def test_qnn_library_named_by_the_environment(monkeypatch, tmp_path):
+    with_qnn_provider(monkeypatch)
+    library = tmp_path / "sdk" / HTP_LIB
+    library.parent.mkdir()
+    library.write_bytes(b"\x7fELF")
+    monkeypatch.setenv(BACKEND_PATH_ENV, str(library))
+    (htp,) = detect_qnn()  # the real onnxruntime folder holds no QNN library
+    assert htp.available and htp.details["backend_path"] == str(library)
+
+
+def test_qnn_provider_without_a_backend_library_is_unavailable(monkeypatch):
+    with_qnn_provider(monkeypatch)
+    (info,) = detect_qnn()
+    assert not info.available
+    assert f"has {PROVIDER} but no QNN backend library" in info.reason
+    assert str(Path(onnxruntime.__file__).parent / "capi") in info.reason
+
+
+def test_the_plugin_loads_without_onnxruntime_or_torch():
+    code = ("import sys, hwaccel_qnn; "
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+# -- the ONNX export and its cache (for real) ---------------------------------------------------
+
+
+def test_export_is_cached_by_shape_and_matches_torch(bert):
+    workload, model = bert
+    inputs = workload.make_inputs(2, 8)
+    first = cached_export(model, workload.forward, inputs, model_ref="tiny:bert")
+    assert not first.cache_hit and first.path.is_file()
+    assert first.path.parent.name == "onnx" and first.path.suffix == ".onnx"
+    stamp = first.path.stat().st_mtime_ns
+    second = cached_export(model, workload.forward, inputs, model_ref="tiny:bert")
+    assert second.cache_hit and second.path == first.path
+    assert second.path.stat().st_mtime_ns == stamp  # not written again
+    other = cached_export(model, workload.forward, workload.make_inputs(2, 12),
+                         model_ref="tiny:bert")
+    assert not other.cache_hit and other.path != first.path
+
+    graph = onnx.load(str(first.path)).graph
+    shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
+    assert shapes == {"input_ids": [2, 8], "attention_mask": [2, 8]}
+    assert all(d.HasField("dim_value") for i in graph.input
+               for d in i.type.tensor_type.shape.dim)
+    record = json.loads(first.path.with_suffix(".json").read_text())
+    assert record["model"] == "tiny:bert" and record["graph_inputs"] == list(shapes)
+
+    # The export checked against torch with ORT's CPU provider, here in the test only.
+    session = onnxruntime.InferenceSession(str(first.path), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(["logits"], {k: v.numpy() for k, v in inputs.items()})
+    expected = workload.forward(model, inputs)["logits"]
+    assert logits.shape == tuple(expected.shape)
+    assert torch.allclose(torch.from_numpy(logits), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_different_model_ref_is_a_different_export(bert):
+    workload, model = bert
+    inputs = workload.make_inputs(1, 4)
+    first = cached_export(model, workload.forward, inputs, model_ref="tiny:bert")
+    renamed = cached_export(model, workload.forward, inputs, model_ref="./my-bert")
+    assert not renamed.cache_hit and renamed.path != first.path
+
+
+def test_capture_records_the_workloads_constant_arguments(plugins, one_thread):
+    workload, model = workload_and_model("tiny:gpt2", plugins, prepare=True)
+    signature, example = capture(model, workload.forward, workload.make_inputs(1, 4))
+    assert dict(signature.constants) == {"use_cache": False}
+    assert set(example) == {"input_ids", "attention_mask"}
+    assert ("logits", 0) in signature.outputs
+
+
+def test_capture_refuses_what_one_graph_cannot_serve(bert):
+    workload, model = bert
+
+    def positional(m, inputs):
+        return m(inputs["input_ids"])
+
+    def two_shapes(m, inputs):
+        m(input_ids=inputs["input_ids"])
+        return m(input_ids=inputs["input_ids"][:, :2])
+
+    inputs = workload.make_inputs(1, 4)
+    with pytest.raises(ExportError, match="positional"):
+        capture(model, positional, inputs)
+    with pytest.raises(ExportError, match="2 times with different inputs"):
+        capture(model, two_shapes, inputs)
+    with pytest.raises(ExportError, match="not a torch.nn.Module"):
+        capture(object(), workload.forward, inputs)
+
+
+def test_the_qnn_model_feeds_exactly_the_exported_shapes(bert, tmp_path):
+    workload, model = bert
+    inputs = workload.make_inputs(2, 8)
+    exported = cached_export(model, workload.forward, inputs, model_ref="tiny:bert")
+    # Wrapping a CPU session is done here, in a test: it checks the wrapper, not QNN.
+    cpu = onnxruntime.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
+    qnn_model = QnnModel(cpu, exported, qnn_device(tmp_path / HTP_LIB))
+    outputs = workload.forward(qnn_model, inputs)
+    expected = workload.forward(model, inputs)
+    assert set(outputs) == set(expected)
+    assert torch.allclose(outputs["logits"], expected["logits"], atol=1e-4, rtol=1e-4)
+    assert qnn_model(**inputs).logits is not None  # attribute access like ModelOutput
+    with pytest.raises(StaticShapeError, match=r"input_ids' is int64\[1, 8\] but the QNN "
+                                               r"graph was exported for \(input_ids "
+                                               r"int64\[2, 8\]"):
+        workload.forward(qnn_model, workload.make_inputs(1, 8))
+    with pytest.raises(StaticShapeError, match="exported with"):
+        qnn_model(**inputs, use_cache=False)
+    with pytest.raises(AttributeError, match="fixed-shape ONNX graph"):
+        _ = qnn_model.generate
+
+
+# -- the session: QNN or nothing -----------------------------------------------------------------
+
+
+class RecordingSession:
+    """Stands in for ``onnxruntime.InferenceSession``, reporting the providers it is given."""
+
+    created: list[dict] = []
+    providers = ["CPUExecutionProvider"]
+
+    def __init__(self, path, sess_options=None, providers=None):
+        type(self).created.append({"path": path, "options": sess_options,
+                                   "providers": providers})
+
+    def get_providers(self):
+        return list(type(self).providers)
+
+
+def test_a_session_not_on_qnn_is_refused(monkeypatch, tmp_path):
+    RecordingSession.created = []
+    monkeypatch.setattr(onnxruntime, "InferenceSession", RecordingSession)
+    with pytest.raises(QnnSessionError, match=f"on CPUExecutionProvider instead of {PROVIDER}"):
+        create_session(tmp_path / "m.onnx", {"backend_path": "libQnnHtp.so"})
+    (call,) = RecordingSession.created
+    assert call["providers"] == [(PROVIDER, {"backend_path": "libQnnHtp.so"})]
+    assert call["options"].get_session_config_entry(DISABLE_CPU_FALLBACK) == "1"
+
+
+def test_a_session_on_qnn_is_accepted(monkeypatch, tmp_path):
+    monkeypatch.setattr(onnxruntime, "InferenceSession", RecordingSession)
+    monkeypatch.setattr(RecordingSession, "providers", [PROVIDER, "CPUExecutionProvider"])
+    session = create_session(tmp_path / "m.onnx", {"backend_path": "libQnnHtp.so"})
+    assert session.get_providers()[0] == PROVIDER
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider")
+def test_real_onnxruntime_without_qnn_never_falls_back_to_the_cpu(bert, tmp_path):
+    workload, model = bert
+    exported = cached_export(model, workload.forward, workload.make_inputs(1, 4),
+                             model_ref="tiny:bert")
+    with pytest.raises(QnnSessionError, match="could not create a QNNExecutionProvider "
+                                              "session.*fallback to CPU EP has been "
+                                              "explicitly disabled"):
+        create_session(exported.path, {"backend_path": str(tmp_path / HTP_LIB)})
+
+
+class QnnReportingCpuSession:
+    """A real CPU session that reports QNN, so the benchmark's measuring path can run here."""
+
+    def __init__(self, path, sess_options=None, providers=None):
+        assert providers[0][0] == PROVIDER
+        self._session = REAL_SESSION(path, providers=["CPUExecutionProvider"])
+
+    def get_providers(self):
+        return [PROVIDER, "CPUExecutionProvider"]
+
+    def run(self, names, feed):
+        return self._session.run(names, feed)
+
+
+REAL_SESSION = onnxruntime.InferenceSession
+
+
+def _request(plugins, hardware: HardwareInfo) -> BenchmarkRequest:
+    return BenchmarkRequest(
+        model="tiny:bert", hardware=hardware,
+        classification=classify("tiny:bert", plugins).classification,
+        settings=BenchmarkSettings(batch_size=1, seq_len=8, warmup=1, min_iterations=3,
+                                   min_seconds=0))
+
+
+def test_benchmark_path_measures_through_the_session_it_was_given(plugins, monkeypatch,
+                                                                   tmp_path, one_thread):
+    from hwaccel_qnn import runtime
+    from hwaccel_qnn.bench import run
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", QnnReportingCpuSession)
+    exports = []
+
+    def spy(*args, **kwargs):
+        exports.append(real_export(*args, **kwargs))
+        return exports[-1]
+
+    real_export = runtime.cached_export
+    monkeypatch.setattr(runtime, "cached_export", spy)
+    result = run(_request(plugins, qnn_device(tmp_path / HTP_LIB)))
+    assert result.success, result.error
+    assert result.precision == "fp16" and result.iterations >= 3
+    assert result.output_shapes["logits"][:2] == [1, 8]
+    assert result.max_abs_diff is not None and result.max_abs_diff < 1e-4
+    # exported by the child process first: the measured process found it in the cache
+    assert [e.cache_hit for e in exports] == [True]
+    assert exports[0].path.parent == tmp_path / "cache" / "onnx"
+
+
+def test_benchmark_of_a_model_that_cannot_be_exported_is_unsupported(plugins, tmp_path):
+    from hwaccel_qnn.bench import run
+
+    request = dataclasses.replace(
+        _request(plugins, qnn_device(tmp_path / HTP_LIB)), model="tiny:mixtral",
+        classification=classify("tiny:mixtral", plugins).classification)
+    result = run(request)
+    assert not result.success and result.error_category == "unsupported"
+    assert result.error.startswith("torch.onnx.export of MixtralForCausalLM failed: ")
+
+
+def test_benchmark_refuses_a_session_that_is_not_on_qnn(plugins, monkeypatch, tmp_path,
+                                                         one_thread):
+    from hwaccel_qnn.bench import run
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", RecordingSession)
+    monkeypatch.setattr(RecordingSession, "providers", ["CPUExecutionProvider"])
+    result = run(_request(plugins, qnn_device(tmp_path / HTP_LIB)))
+    assert not result.success and result.error_category == "unavailable"
+    assert "instead of QNNExecutionProvider" in result.error
+
+
+# -- generated tests and the CLI on this machine ---------------------------------------------
+
+
+def test_generated_test_skips_with_the_reason(tmp_path):
+    run = generate_and_run(["tiny:bert"], tmp_path / "out", backend="qnn", env=ONE_THREAD)
+    assert "3 skipped" in run.stdout
+    assert (f"qnn unavailable: onnxruntime {onnxruntime.__version__} has no {PROVIDER}"
+            in run.stdout)
+
+
+def test_benchmark_cli_records_qnn_as_unavailable(tmp_db):
+    proc = run_cli("benchmark", "tiny:bert", "--backend", "qnn", "--db", str(tmp_db), "--json",
+                   env=ONE_THREAD)
+    assert proc.returncode == 1, proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert result["success"] is False and result["error_category"] == "unavailable"
+    assert f"has no {PROVIDER}" in result["error"]
+    (row,) = hardware_rows(tmp_db)
+    assert (row["hardware"], row["success"], row["error_category"]) == ("qnn", False,
+                                                                         "unavailable")
+    assert row["error"] == result["error"]
