@@ -1,0 +1,161 @@
+"""The real install path: wheels of every distribution, a fresh venv, ``hwaccel[rocm,qnn]``.
+
+Builds a wheel of each distribution of the repository (the core, ``plugins/*``,
+``pipelines/*``, ``hwaccel-*/`` and the meta-package at the root) from a clean copy of its
+sources, creates a fresh virtual environment, installs torch the way the Makefile does (the
+pinned CPU build, first), then ``pip install --find-links WHEELS "hwaccel[rocm,qnn]"`` with
+the other dependencies from the package registry, and checks that ``hwaccel list-plugins``
+shows exactly the CPU backend, the two backends asked for and the nine pipelines.
+
+Nothing is kept between runs but pip's own cache: the copy, the wheels and the venv
+(about 1.7 GB) live in a temporary folder removed at the end. It takes about 100 s on a
+2-core machine, most of it installing torch and the registry dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from importlib.util import find_spec
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINES = {"text", "vision", "vision-text", "audio", "multimodal", "diffusion", "moe",
+             "state-space", "rag"}
+EXPECTED = {"cpu", "rocm", "qnn"} | PIPELINES
+NOT_ASKED = {"hwaccel-cuda", "hwaccel-mps", "hwaccel-openvino"}
+SKIP_IN_COPY = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".venv",
+                                      ".ruff_cache", ".pytest_cache")
+
+
+def distribution_dirs() -> list[Path]:
+    """Every distribution folder of the repository, the meta-package (the root) last."""
+    found = [ROOT / "core"]
+    for pattern in ("plugins/*/pyproject.toml", "pipelines/*/pyproject.toml",
+                    "hwaccel-*/pyproject.toml"):
+        found += sorted(p.parent for p in ROOT.glob(pattern))
+    return [*found, ROOT]
+
+
+def makefile_torch() -> str:
+    """The torch requirement the Makefile installs first (``torch==2.13.0``)."""
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    match = re.search(r"pip install --quiet (torch==\S+)", text)
+    assert match, "the Makefile no longer installs a pinned torch first"
+    return match.group(1)
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without the test venv's or hwaccel's own settings."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"}
+           and not (k.startswith("HWACCEL_") and k not in {"HWACCEL_CACHE_DIR", "HWACCEL_DB"})}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def run(cmd: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd``, assert it succeeded, and return it."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env=clean_env(), **kwargs)
+    assert proc.returncode == 0, f"{cmd[:4]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def copy_sources(dest: Path) -> list[Path]:
+    """Copy each distribution's sources (no build leftovers) under ``dest``; return them."""
+    copies = []
+    for src in distribution_dirs():
+        if src == ROOT:
+            target = dest / "hwaccel-meta"
+            target.mkdir()
+            for name in ("pyproject.toml", "README.md"):
+                shutil.copy2(ROOT / name, target / name)
+        else:
+            target = dest / src.relative_to(ROOT)
+            shutil.copytree(src, target, ignore=SKIP_IN_COPY)
+        copies.append(target)
+    return copies
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A temporary folder removed at the end (pytest's tmp_path would keep the venv)."""
+    path = Path(tempfile.mkdtemp(prefix="hwaccel-install-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_hwaccel_rocm_qnn_installs_exactly_those_plugins(workdir: Path) -> None:
+    timings: dict[str, float] = {}
+
+    def step(name: str, cmd: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        start = time.perf_counter()
+        proc = run(cmd, timeout)
+        timings[name] = time.perf_counter() - start
+        return proc
+
+    sources, wheels, venv = workdir / "src", workdir / "wheels", workdir / "venv"
+    sources.mkdir()
+    copies = copy_sources(sources)
+    # setuptools is in the test's venv, so the builds need no isolated environment
+    isolation = ["--no-build-isolation"] if find_spec("setuptools") else []
+    step("build wheels", [sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation,
+                          "--quiet", "-w", str(wheels), *map(str, copies)], 600)
+    built = sorted(p.name.split("-")[0] for p in wheels.glob("*.whl"))
+    assert len(built) == len(copies), built
+    assert {"hwaccel", "hwaccel_core", "hwaccel_cpu", "hwaccel_rocm", "hwaccel_qnn"} <= set(built)
+
+    step("create venv", [sys.executable, "-m", "venv", str(venv)], 120)
+    python = str(venv / "bin" / "python")
+    step("upgrade pip", [python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], 300)
+    step("install torch", [python, "-m", "pip", "install", "--quiet", makefile_torch()], 900)
+    report_file = workdir / "install-report.json"
+    step("install hwaccel[rocm,qnn]",
+         [python, "-m", "pip", "install", "--quiet", "--find-links", str(wheels),
+          "--report", str(report_file), "hwaccel[rocm,qnn]"], 900)
+
+    installed = {item["metadata"]["name"].lower(): item["download_info"]["url"]
+                 for item in json.loads(report_file.read_text("utf-8"))["install"]}
+    ours = {name: url for name, url in installed.items() if name.startswith("hwaccel")}
+    assert {"hwaccel", "hwaccel-core", "hwaccel-cpu", "hwaccel-rocm", "hwaccel-qnn"} <= set(ours)
+    assert {f"hwaccel-pipeline-{p}" for p in PIPELINES} <= set(ours)
+    assert not NOT_ASKED & set(ours), ours
+    for name, url in ours.items():  # each from the wheels just built, not from a registry
+        assert url.startswith("file://") and Path(url[7:]).parent == wheels, (name, url)
+    assert "torch" not in installed, "installing hwaccel replaced the torch installed first"
+
+    start = time.perf_counter()
+    listing = run([str(venv / "bin" / "hwaccel"), "list-plugins", "--json"], 120)
+    timings["list-plugins"] = time.perf_counter() - start
+    data = json.loads(listing.stdout)
+    assert data["prefix"] == str(venv)
+    plugins = {p["name"]: p for p in data["plugins"]}
+    assert set(plugins) == EXPECTED
+    assert {n: p["status"] for n, p in plugins.items()} == dict.fromkeys(EXPECTED, "loaded")
+    assert plugins["rocm"]["distribution"] == "hwaccel-rocm"
+    assert plugins["qnn"]["distribution"] == "hwaccel-qnn"
+    assert {plugins[p]["kind"] for p in PIPELINES} == {"pipeline"}
+
+    none = subprocess.run([str(venv / "bin" / "hwaccel"), "list-plugins", "--json"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**clean_env(), "HWACCEL_LOAD_PLUGINS": ""})
+    assert none.returncode == 0, none.stderr
+    assert not [p["name"] for p in json.loads(none.stdout)["plugins"]
+                if p["status"] == "loaded"]
+
+    total = sum(timings.values())
+    print("install timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
+          + f"; total {total:.1f} s")
