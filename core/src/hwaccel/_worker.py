@@ -36,7 +36,9 @@ def run(request: BenchmarkRequest) -> BenchmarkResult:
                              f"no loaded plugin benchmarks backend {request.hardware.backend!r}")
     return dataclasses.replace(
         result, peak_rss_mb=process_memory_mb("VmHWM"), load_avg=load_avg,
-        versions=library_versions((result.distribution, request.classification.distribution)),
+        versions={**library_versions((result.distribution,
+                                      request.classification.distribution)),
+                  **result.versions},
         hardware_fingerprint=fingerprint(request.hardware))
 
 

@@ -9,7 +9,8 @@ import platform
 
 from hwaccel.types import HardwareInfo
 
-_VERSIONED = ("hwaccel-core", "torch", "transformers", "numpy", "diffusers")
+_VERSIONED = ("hwaccel-core", "torch", "transformers", "numpy", "diffusers", "openvino",
+              "onnxruntime")
 
 
 def library_versions(extra: tuple[str | None, ...] = ()) -> dict[str, str]:
