@@ -212,6 +212,38 @@ def hardware_rows(db: Path) -> list[dict[str, Any]]:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+def assert_generated_tests_skip(backend: str, reason: str, tmp_path: Path) -> None:
+    """Generate tiny:bert's test for an absent ``backend``; every test skips with ``reason``.
+
+    :param reason: the start of the backend's unavailability reason (after
+        ``"<backend> unavailable: "``).
+    """
+    run = generate_and_run(["tiny:bert"], tmp_path / "generated", backend=backend,
+                           env=ONE_THREAD)
+    skips = [line for line in run.stdout.splitlines() if line.startswith("SKIPPED")]
+    expected = f"{backend} unavailable: {reason}"
+    assert skips and all(expected in line for line in skips), run.stdout
+    assert " passed" not in run.stdout and f"{len(skips)} skipped" in run.stdout
+
+
+def assert_benchmark_unavailable(backend: str, db: Path, reason: str) -> dict[str, Any]:
+    """Benchmark tiny:bert on an absent ``backend``: exit 1, one stored ``unavailable`` row.
+
+    :param reason: text the recorded error must contain. Returns the stored row.
+    """
+    proc = run_cli("benchmark", "tiny:bert", "--backend", backend, "--db", str(db), "--json",
+                   env={**ONE_THREAD, "HWACCEL_CACHE_DIR": str(db.parent / "cache")})
+    assert proc.returncode == 1, proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert (result["success"], result["error_category"]) == (False, "unavailable")
+    assert result["error"].startswith(f"{backend} is absent: ") and reason in result["error"]
+    (row,) = hardware_rows(db)
+    assert (row["hardware"], row["success"], row["error_category"]) == (
+        backend, False, "unavailable")
+    assert row["error"] == result["error"]
+    return row
+
+
 def benchmark_one(model: str, db: Path, *extra: str, backend: str = "cpu",
                   absent_from_stderr: Iterable[str] = ()) -> dict[str, Any]:
     """Benchmark ``model`` into the fresh DuckDB ``db`` with ``--json``; return its stored row.

@@ -9,7 +9,6 @@ marked ``cpu_torch`` check what this machine really is (unpatched) and skip else
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import sys
 import types
@@ -19,7 +18,10 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import ONE_THREAD, generate_and_run, hardware_rows, run_cli
+from conftest import (
+    assert_benchmark_unavailable,
+    assert_generated_tests_skip,
+)
 from hwaccel import (
     BenchmarkRequest,
     BenchmarkResult,
@@ -512,23 +514,10 @@ def test_generated_availability_check_uses_torch_cuda(monkeypatch):
 
 @cpu_torch
 def test_generated_test_skips_with_the_real_reason(tmp_path):
-    run = generate_and_run(["tiny:bert"], tmp_path / "out", backend="cuda", env=ONE_THREAD)
-    reason = (f"cuda unavailable: torch {torch.__version__} is a CPU-only build "
-              "(torch.version.cuda is None): no CUDA")
-    skips = [line for line in run.stdout.splitlines() if line.startswith("SKIPPED")]
-    assert skips and all(line.endswith(reason) for line in skips), run.stdout
-    assert " passed" not in run.stdout and f"{len(skips)} skipped" in run.stdout
+    assert_generated_tests_skip("cuda", f"torch {torch.__version__} is a CPU-only build "
+                                        "(torch.version.cuda is None): no CUDA", tmp_path)
 
 
 @cpu_torch
 def test_cli_benchmark_records_cuda_as_unavailable(tmp_db):
-    proc = run_cli("benchmark", "tiny:bert", "--backend", "cuda", "--db", str(tmp_db), "--json",
-                   env={**ONE_THREAD, "HWACCEL_CACHE_DIR": str(tmp_db.parent / "cache")})
-    assert proc.returncode == 1, proc.stderr
-    (result,) = json.loads(proc.stdout)["results"]
-    assert (result["success"], result["error_category"]) == (False, "unavailable")
-    assert result["error"].startswith(f"cuda is absent: torch {torch.__version__} is a "
-                                      "CPU-only build")
-    (row,) = hardware_rows(tmp_db)
-    assert (row["hardware"], row["success"], row["error_category"]) == ("cuda", False,
-                                                                        "unavailable")
+    assert_benchmark_unavailable("cuda", tmp_db, f"torch {torch.__version__} is a CPU-only build")

@@ -7,7 +7,6 @@ No Apple GPU is here. Detection is tested for real (absent) and with ``torch.bac
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 import sys
@@ -16,7 +15,10 @@ import psutil
 import pytest
 import torch
 
-from conftest import ONE_THREAD, generate_and_run, hardware_rows, run_cli
+from conftest import (
+    assert_benchmark_unavailable,
+    assert_generated_tests_skip,
+)
 from hwaccel import (
     BenchmarkRequest,
     BenchmarkResult,
@@ -165,19 +167,10 @@ def test_the_plugin_loads_without_torch():
 
 
 def test_generated_test_skips_with_the_reason(tmp_path):
-    run = generate_and_run(["tiny:bert"], tmp_path / "out", backend="mps", env=ONE_THREAD)
-    assert "3 skipped" in run.stdout
-    assert (f"mps unavailable: MPS needs macOS on Apple silicon; this is {platform.system()} "
-            f"{platform.machine()}; torch {torch.__version__} is built without MPS"
-            in run.stdout)
+    assert_generated_tests_skip(
+        "mps", f"MPS needs macOS on Apple silicon; this is {platform.system()} "
+               f"{platform.machine()}; torch {torch.__version__} is built without MPS", tmp_path)
 
 
 def test_benchmark_cli_records_mps_as_unavailable(tmp_db):
-    proc = run_cli("benchmark", "tiny:bert", "--backend", "mps", "--db", str(tmp_db), "--json",
-                   env=ONE_THREAD)
-    assert proc.returncode == 1, proc.stderr
-    (result,) = json.loads(proc.stdout)["results"]
-    assert result["error_category"] == "unavailable"
-    assert "MPS needs macOS" in result["error"]
-    (row,) = hardware_rows(tmp_db)
-    assert (row["hardware"], row["success"]) == ("mps", False)
+    assert_benchmark_unavailable("mps", tmp_db, "MPS needs macOS")

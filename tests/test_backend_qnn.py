@@ -23,10 +23,8 @@ import pytest
 import torch
 
 from conftest import (
-    ONE_THREAD,
-    generate_and_run,
-    hardware_rows,
-    run_cli,
+    assert_benchmark_unavailable,
+    assert_generated_tests_skip,
     workload_and_model,
 )
 from hwaccel import BenchmarkRequest, BenchmarkSettings, HardwareInfo
@@ -350,20 +348,9 @@ def test_benchmark_refuses_a_session_that_is_not_on_qnn(plugins, monkeypatch, tm
 
 
 def test_generated_test_skips_with_the_reason(tmp_path):
-    run = generate_and_run(["tiny:bert"], tmp_path / "out", backend="qnn", env=ONE_THREAD)
-    assert "3 skipped" in run.stdout
-    assert (f"qnn unavailable: onnxruntime {onnxruntime.__version__} has no {PROVIDER}"
-            in run.stdout)
+    assert_generated_tests_skip(
+        "qnn", f"onnxruntime {onnxruntime.__version__} has no {PROVIDER}", tmp_path)
 
 
 def test_benchmark_cli_records_qnn_as_unavailable(tmp_db):
-    proc = run_cli("benchmark", "tiny:bert", "--backend", "qnn", "--db", str(tmp_db), "--json",
-                   env=ONE_THREAD)
-    assert proc.returncode == 1, proc.stderr
-    (result,) = json.loads(proc.stdout)["results"]
-    assert result["success"] is False and result["error_category"] == "unavailable"
-    assert f"has no {PROVIDER}" in result["error"]
-    (row,) = hardware_rows(tmp_db)
-    assert (row["hardware"], row["success"], row["error_category"]) == ("qnn", False,
-                                                                         "unavailable")
-    assert row["error"] == result["error"]
+    assert_benchmark_unavailable("qnn", tmp_db, f"has no {PROVIDER}")

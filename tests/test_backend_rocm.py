@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import json
 import subprocess
 import sys
 import types
@@ -20,7 +19,10 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import ONE_THREAD, generate_and_run, hardware_rows, run_cli
+from conftest import (
+    assert_benchmark_unavailable,
+    assert_generated_tests_skip,
+)
 from hwaccel import (
     BenchmarkRequest,
     BenchmarkResult,
@@ -408,22 +410,10 @@ def test_generated_availability_check_uses_the_hip_build(monkeypatch):
 
 @cpu_torch
 def test_generated_test_skips_with_the_real_reason(tmp_path):
-    run = generate_and_run(["tiny:bert"], tmp_path / "out", backend="rocm", env=ONE_THREAD)
-    reason = (f"rocm unavailable: torch {torch.__version__} is not a ROCm build "
-              "(torch.version.hip is None)")
-    skips = [line for line in run.stdout.splitlines() if line.startswith("SKIPPED")]
-    assert skips and all(line.endswith(reason) for line in skips), run.stdout
-    assert " passed" not in run.stdout and f"{len(skips)} skipped" in run.stdout
+    assert_generated_tests_skip("rocm", f"torch {torch.__version__} is not a ROCm build "
+                                        "(torch.version.hip is None)", tmp_path)
 
 
 @cpu_torch
 def test_cli_benchmark_records_rocm_as_unavailable(tmp_db):
-    proc = run_cli("benchmark", "tiny:bert", "--backend", "rocm", "--db", str(tmp_db), "--json",
-                   env={**ONE_THREAD, "HWACCEL_CACHE_DIR": str(tmp_db.parent / "cache")})
-    assert proc.returncode == 1, proc.stderr
-    (result,) = json.loads(proc.stdout)["results"]
-    assert (result["success"], result["error_category"]) == (False, "unavailable")
-    assert result["error"].startswith(f"rocm is absent: torch {torch.__version__} is not a "
-                                      "ROCm build")
-    (row,) = hardware_rows(tmp_db)
-    assert (row["hardware"], row["success"]) == ("rocm", False)
+    assert_benchmark_unavailable("rocm", tmp_db, f"torch {torch.__version__} is not a ROCm build")
