@@ -85,6 +85,7 @@ def read_by_import() -> dict:
     """Read the tables by importing transformers (seconds): the fallback and the oracle."""
     from transformers.models.auto import configuration_auto, modeling_auto
 
+    text_tasks = _text_tasks()
     tasks_by_type: dict[str, list[str]] = {}
     types_by_class: dict[str, list[str]] = {}
     for attr in sorted(dir(modeling_auto)):
@@ -101,7 +102,7 @@ def read_by_import() -> dict:
                 types_by_class.setdefault(name, []).append(model_type)
     return {
         "experts_by_type": _default_experts(
-            sorted(t for t, tasks in tasks_by_type.items() if _text_tasks() & set(tasks))),
+            sorted(t for t, tasks in tasks_by_type.items() if text_tasks & set(tasks))),
         "tasks_by_type": tasks_by_type, "types_by_class": types_by_class,
         "config_types": sorted(configuration_auto.CONFIG_MAPPING_NAMES),
     }
