@@ -1,19 +1,17 @@
-"""The job process of :mod:`hwaccel.runner`: ``python -m hwaccel._worker JOB.json RESULT.json``.
+"""What a job process runs: a benchmark through the backend's hook, or a generated test.
 
-It benchmarks one request through the ``hwaccel_benchmark`` hook and writes the result,
-stamped by the core with the kernel's memory high-water mark of this process, the load
-average at the start, library versions and the hardware fingerprint.
+Both run in a child of :mod:`hwaccel.zygote`. A benchmark result is stamped by the core with
+the kernel's memory high-water mark of this process, the load average at the start, library
+versions and the hardware fingerprint. A generated test runs under pytest in this process;
+its outcome is counted per test and the first failure kept as one line.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import sys
-from pathlib import Path
+from typing import Any
 
-from hwaccel.jsoncache import write
 from hwaccel.measure import process_memory_mb
 from hwaccel.provenance import fingerprint, library_versions
 from hwaccel.types import BenchmarkRequest, BenchmarkResult
@@ -42,13 +40,65 @@ def run(request: BenchmarkRequest) -> BenchmarkResult:
         hardware_fingerprint=fingerprint(request.hardware))
 
 
-def main(argv: list[str]) -> int:
-    """Entry point: read the job file, write the result file."""
-    job_file, result_file = Path(argv[0]), Path(argv[1])
-    request = BenchmarkRequest.from_dict(json.loads(job_file.read_text(encoding="utf-8")))
-    write(result_file, run(request).to_dict())
-    return 0
+def benchmark_job(payload: dict[str, Any]) -> dict[str, Any]:
+    """Job ``benchmark``: ``payload`` is a :class:`BenchmarkRequest` dict."""
+    return run(BenchmarkRequest.from_dict(payload)).to_dict()
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+class _Outcomes:
+    """A pytest plugin that counts test outcomes and keeps the first failure."""
+
+    def __init__(self) -> None:
+        self.counts = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
+        self.first_failure: str | None = None
+        self.skip_reasons: list[str] = []
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        """Count one phase report: a call's outcome, or a set-up/tear-down problem."""
+        if report.skipped:
+            self.counts["skipped"] += 1
+            if isinstance(report.longrepr, tuple):
+                self.skip_reasons.append(str(report.longrepr[2]))
+        elif report.failed:
+            self.counts["failed" if report.when == "call" else "error"] += 1
+            if self.first_failure is None:
+                self.first_failure = f"{report.nodeid.split('::')[-1]}: {_crash_line(report)}"
+        elif report.when == "call":
+            self.counts["passed"] += 1
+
+    def pytest_collectreport(self, report: Any) -> None:
+        """A module that fails to import is an error too."""
+        if report.failed:
+            self.counts["error"] += 1
+            if self.first_failure is None:
+                self.first_failure = f"collection: {_crash_line(report)}"
+
+
+def _crash_line(report: Any) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(report.longrepr)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else "failed")[:500]
+
+
+def test_job(payload: dict[str, Any]) -> dict[str, Any]:
+    """Job ``test``: run the generated test file ``payload["path"]`` under pytest."""
+    import pytest
+
+    outcomes = _Outcomes()
+    path = payload["path"]
+    exit_code = pytest.main([path, "-q", "-p", "no:cacheprovider", "-c", os.devnull,
+                             "--rootdir", os.path.dirname(path)], plugins=[outcomes])
+    counts = outcomes.counts
+    summary = ", ".join(f"{n} {name}" for name, n in counts.items() if n)
+    if counts["failed"] or counts["error"] or int(exit_code) not in (0, 5):
+        status = "failed" if counts["failed"] else "error"
+    elif counts["passed"]:
+        status = "passed"
+    else:
+        status = "skipped"
+    message = outcomes.first_failure
+    if status == "skipped":
+        message = "; ".join(dict.fromkeys(outcomes.skip_reasons)) or "no test ran"
+    return {"status": status, "summary": summary or "no tests", "message": message,
+            "exit_code": int(exit_code), **counts}

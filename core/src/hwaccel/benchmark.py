@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from hwaccel.classify import classify_ref
 from hwaccel.detection import DetectionReport
 from hwaccel.errors import UsageError
+from hwaccel.jobs import JobPool
 from hwaccel.models import ModelRef, not_cached_message, resolve_model
 from hwaccel.plugins import HookError, Plugins
 from hwaccel.provenance import fingerprint, library_versions
@@ -45,8 +46,13 @@ def _absent(backend: str, report: DetectionReport) -> HardwareInfo:
 
 
 def plan(models: list[str], backends: list[str], plugins: Plugins, report: DetectionReport,
-         settings: BenchmarkSettings) -> tuple[list[Job], list[HookError]]:
-    """Return the jobs for every (model, backend); raise :class:`UsageError` on bad input."""
+         settings: BenchmarkSettings, *, every_device: bool = False
+         ) -> tuple[list[Job], list[HookError]]:
+    """Return the jobs for every (model, backend); raise :class:`UsageError` on bad input.
+
+    A backend's first available device is measured, or each of them with ``every_device``;
+    a backend with none gets one job decided in advance as ``unavailable``, with the reason.
+    """
     known = {h.backend for h in report.hardware}
     unknown = [b for b in backends if b not in known]
     if unknown:
@@ -64,19 +70,25 @@ def plan(models: list[str], backends: list[str], plugins: Plugins, report: Detec
         model = ref.spec
         for backend in dict.fromkeys(backends):
             devices = report.available(backend)
-            hardware = devices[0] if devices else _absent(backend, report)
-            request = BenchmarkRequest(model=model, hardware=hardware,
-                                       classification=classification, settings=settings)
-            skip = None
-            if not devices:
-                skip = failure(request, "unavailable", f"{backend} is absent: {hardware.reason}")
-            elif not classification.workload:
-                skip = failure(request, "unsupported", classification.reason)
-            elif not ref.loadable:
-                missing = next(p for p in ref.components or (ref,) if not p.loadable)
-                skip = failure(request, "model-unavailable", not_cached_message(missing.spec))
-            jobs.append(Job(request, skip))
+            targets = (devices if every_device else devices[:1]) or [_absent(backend, report)]
+            for hardware in targets:
+                request = BenchmarkRequest(model=model, hardware=hardware,
+                                           classification=classification, settings=settings)
+                jobs.append(Job(request, _decided(request, ref, bool(devices))))
     return jobs, errors
+
+
+def _decided(request: BenchmarkRequest, ref: ModelRef, present: bool) -> BenchmarkResult | None:
+    """The failure a job meets before it starts (absent device, no workload, no files)."""
+    if not present:
+        return failure(request, "unavailable",
+                       f"{request.hardware.backend} is absent: {request.hardware.reason}")
+    if not request.classification.workload:
+        return failure(request, "unsupported", request.classification.reason)
+    if not ref.loadable:
+        missing = next(p for p in ref.components or (ref,) if not p.loadable)
+        return failure(request, "model-unavailable", not_cached_message(missing.spec))
+    return None
 
 
 def run(jobs: list[Job], store: Store, run_id: str, timeout_s: float,
@@ -84,16 +96,21 @@ def run(jobs: list[Job], store: Store, run_id: str, timeout_s: float,
         on_done: Callable[[Job, BenchmarkResult], None] | None = None) -> list[BenchmarkResult]:
     """Run the jobs one after another, storing each result as soon as it is known."""
     results = []
-    for job in jobs:
-        if on_start:
-            on_start(job)
-        result = job.skip or run_job(job.request, timeout_s)
-        if not result.versions:  # decided here, or the job died before stamping its result
-            result = dataclasses.replace(
-                result, versions=library_versions(),
-                hardware_fingerprint=fingerprint(job.request.hardware))
-        store.insert_result(result, job.request.classification, run_id)
-        results.append(result)
-        if on_done:
-            on_done(job, result)
+    with JobPool() as pool:
+        for job in jobs:
+            if on_start:
+                on_start(job)
+            result = stamped(job.skip or run_job(job.request, timeout_s, pool), job.request)
+            store.insert_result(result, job.request.classification, run_id, source="benchmark")
+            results.append(result)
+            if on_done:
+                on_done(job, result)
     return results
+
+
+def stamped(result: BenchmarkResult, request: BenchmarkRequest) -> BenchmarkResult:
+    """Add versions and the hardware fingerprint to a result decided outside a job."""
+    if result.versions:
+        return result
+    return dataclasses.replace(result, versions=library_versions(),
+                               hardware_fingerprint=fingerprint(request.hardware))

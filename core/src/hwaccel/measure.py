@@ -127,6 +127,7 @@ def benchmark_workload(request: BenchmarkRequest, *,
     :param compare_reference: also run a separately loaded CPU PyTorch fp32 copy of the
         model on the same inputs (before the device model is loaded, outside the timings)
         and report the largest absolute difference of the outputs as ``max_abs_diff``.
+        The memory pass (``settings.measure == "memory"``) never loads that copy.
     """
     from hwaccel.workloads import load_workload
 
@@ -134,7 +135,7 @@ def benchmark_workload(request: BenchmarkRequest, *,
     workload = load_workload(request.model, request.classification)
     workload.prepare()
     reference = None
-    if compare_reference:
+    if compare_reference and settings.measure != "memory":
         cpu_inputs = workload.make_inputs(settings.batch_size, settings.seq_len)
         reference = workload.forward(workload.load_model(), cpu_inputs)
     baseline = process_memory_mb("VmRSS")

@@ -1,23 +1,21 @@
-"""Run each benchmark job in its own process with a time limit.
+"""Benchmark jobs and generated-test jobs, each in its own process with a time limit.
 
-The job process (:mod:`hwaccel._worker`) loads the plugins, asks the owning backend to
-benchmark, adds its kernel memory high-water mark and writes the result to a file. A crash,
-a hang or an out-of-memory kill becomes a failed :class:`BenchmarkResult` with its category,
-never a lost run. Only the calling process writes the database.
+A benchmark is two passes, each a fresh process (:mod:`hwaccel.jobs`): the timing pass
+(cold call, warm-up, timed calls, and the comparison with the CPU reference where the
+backend makes one), then the memory pass, which loads the model and runs it without any
+timing loop or reference copy, so that its kernel high-water mark (``VmHWM``) is the peak
+of this model on this device alone. A crash, a hang or an out-of-memory kill becomes a
+failed :class:`BenchmarkResult` with its category, never a lost run. Only the calling
+process writes the database.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
+from hwaccel.jobs import JobOutcome, JobPool
 from hwaccel.types import BenchmarkRequest, BenchmarkResult
 
 
@@ -27,47 +25,66 @@ def failure(request: BenchmarkRequest, category: str, message: str) -> Benchmark
                            device=request.hardware.device, success=False,
                            error_category=category, error=message,
                            batch_size=request.settings.batch_size,
-                           seq_len=request.settings.seq_len)
+                           seq_len=request.settings.seq_len,
+                           threads=request.settings.threads)
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1][:500] if lines else ""
+def memory_pass(request: BenchmarkRequest) -> BenchmarkRequest:
+    """The request of the memory pass: one warm-up and one call, no timing loop."""
+    settings = dataclasses.replace(request.settings, measure="memory", warmup=1,
+                                   min_iterations=1, min_seconds=0.0)
+    return dataclasses.replace(request, settings=settings)
 
 
-def run_job(request: BenchmarkRequest, timeout_s: float) -> BenchmarkResult:
-    """Benchmark ``request`` in a fresh process, killed after ``timeout_s`` seconds."""
-    with tempfile.TemporaryDirectory(prefix="hwaccel-job-") as tmp:
-        job_file, result_file, log_file = (Path(tmp) / n for n in ("job.json", "result.json",
-                                                                   "log.txt"))
-        job_file.write_text(json.dumps(request.to_dict()), encoding="utf-8")
-        started = time.perf_counter()
-        with open(log_file, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "hwaccel._worker", str(job_file), str(result_file)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-            try:
-                returncode = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                return failure(request, "timeout",
-                               f"no result within the time limit of {timeout_s:g} s; killed")
-            except BaseException:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                raise
-        wall = time.perf_counter() - started
-        log_text = log_file.read_text(encoding="utf-8", errors="replace")
-        if result_file.is_file():
-            result = BenchmarkResult.from_dict(json.loads(result_file.read_text("utf-8")))
-            return dataclasses.replace(result, wall_time_s=wall)
-        if returncode == -signal.SIGKILL:
-            return failure(request, "killed", "job process was killed (SIGKILL: out of memory?)")
-        if returncode < 0:
-            name = signal.Signals(-returncode).name
-            return failure(request, "crash", f"job process died of {name}: {_last_line(log_text)}")
-        return failure(request, "crash",
-                       f"job process exited with {returncode}: {_last_line(log_text)}")
+def _result_of(request: BenchmarkRequest, outcome: JobOutcome) -> BenchmarkResult:
+    if outcome.status == "ok" and outcome.result is not None:
+        return dataclasses.replace(BenchmarkResult.from_dict(outcome.result),
+                                   wall_time_s=outcome.wall_s)
+    return dataclasses.replace(failure(request, outcome.status, outcome.message),
+                               wall_time_s=outcome.wall_s)
 
+
+def run_job(request: BenchmarkRequest, timeout_s: float, pool: JobPool | None = None,
+            cpus: list[int] | None = None) -> BenchmarkResult:
+    """Benchmark ``request``: a timing pass, then a memory pass, each killed after
+    ``timeout_s`` seconds. ``pool`` defaults to a pool of its own for this call."""
+    if pool is None:
+        with JobPool() as own:
+            return run_job(request, timeout_s, own, cpus)
+    timed = _result_of(request, pool.run("benchmark", request.to_dict(), timeout_s=timeout_s,
+                                         cpus=cpus))
+    if not timed.success:
+        return timed
+    memory = _result_of(request, pool.run("benchmark", memory_pass(request).to_dict(),
+                                          timeout_s=timeout_s, cpus=cpus))
+    if not memory.success:
+        return dataclasses.replace(
+            timed, peak_rss_mb=None, baseline_rss_mb=None,
+            details={**timed.details,
+                     "memory_pass": f"{memory.error_category}: {memory.error}"})
+    return dataclasses.replace(
+        timed, peak_rss_mb=memory.peak_rss_mb, baseline_rss_mb=memory.baseline_rss_mb,
+        device_peak_mb=memory.device_peak_mb if memory.device_peak_mb is not None
+        else timed.device_peak_mb,
+        wall_time_s=(timed.wall_time_s or 0.0) + (memory.wall_time_s or 0.0))
+
+
+@dataclass(frozen=True)
+class GeneratedTestOutcome:
+    """How a generated test file fared: ``status`` is passed, failed, error, skipped, or
+    the job's end (timeout, oom, killed, crash, cancelled); ``summary`` counts the tests."""
+
+    status: str
+    summary: str
+    message: str | None
+    wall_s: float
+
+
+def run_generated_test(path: Path, timeout_s: float, pool: JobPool,
+                       cpus: list[int] | None = None) -> GeneratedTestOutcome:
+    """Run a generated test file under pytest in its own process, killed after ``timeout_s``."""
+    outcome = pool.run("test", {"path": str(path)}, timeout_s=timeout_s, cpus=cpus)
+    if outcome.status != "ok" or outcome.result is None:
+        return GeneratedTestOutcome(outcome.status, "not finished", outcome.message, outcome.wall_s)
+    found = outcome.result
+    return GeneratedTestOutcome(found["status"], found["summary"], found["message"], outcome.wall_s)

@@ -52,7 +52,10 @@ class HardwareInfo(_Record):
     """One device (or one absent backend) as a backend plugin detected it.
 
     An absent backend is reported too: ``available=False`` and ``reason`` says why, so
-    "absent" is always explained rather than silent.
+    "absent" is always explained rather than silent. ``compute_resource`` names the physical
+    unit a timed job on this device occupies; the matrix never times two jobs on the same
+    unit at once. Devices that compute on the host's cores keep the default ``host-cpu``;
+    an accelerator names itself (e.g. ``cuda:0``) and then takes one host core.
     """
 
     backend: str
@@ -65,6 +68,7 @@ class HardwareInfo(_Record):
     memory_available_bytes: int | None = None
     capabilities: tuple[str, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
+    compute_resource: str = "host-cpu"
     plugin: str | None = None
     distribution: str | None = None
     distribution_version: str | None = None
@@ -103,7 +107,9 @@ class TemplatePart(_Record):
     A pipeline answers with ``owner="pipeline"``, a Jinja2 ``template`` (the test module body)
     and the ``required_slots`` it expects a backend to fill. A backend answers with
     ``owner="backend"`` and ``snippets``: Python source for each slot it provides. The core
-    composes the two halves; a backend missing a required slot is a clear error.
+    composes the two halves; a backend missing a required slot is a clear error. A pipeline
+    also names its ``example_models``: references that load offline (``tiny:`` models or
+    shipped ones), which ``hwaccel matrix`` uses to represent the pipeline by default.
     """
 
     owner: str
@@ -111,6 +117,7 @@ class TemplatePart(_Record):
     template: str | None = None
     required_slots: tuple[str, ...] = ()
     snippets: dict[str, str] = field(default_factory=dict)
+    example_models: tuple[str, ...] = ()
     plugin: str | None = None
     distribution: str | None = None
     distribution_version: str | None = None
@@ -128,6 +135,7 @@ class BenchmarkSettings(_Record):
     max_seconds: float = 60.0
     threads: int | None = None
     precision: str = "fp32"  # what the caller asks for; the result says what actually ran
+    measure: str = "timing"  # "memory": the memory pass, with no reference copy loaded
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -218,4 +218,5 @@ def _device(torch: Any, index: int, nvml: NvmlReport, common: dict[str, Any]) ->
                         available=True, index=index,
                         memory_total_bytes=fields["memory_total_bytes"],
                         memory_available_bytes=free, capabilities=tuple(capabilities),
-                        details=details)
+                        details=details,
+                        compute_resource=f"gpu:{fields['pci_bus_id'] or index}")

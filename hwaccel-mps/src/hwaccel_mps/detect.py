@@ -117,4 +117,4 @@ def detect_mps() -> HardwareInfo:
                         name=details["metal_device"] or chip or "Apple GPU",
                         memory_total_bytes=memory.total, memory_available_bytes=memory.available,
                         capabilities=("fp32", "fp16", *(("bf16",) if bf16 else ())),
-                        details=details)
+                        details=details, compute_resource="mps")

@@ -91,7 +91,9 @@ def describe_device(core: Any, device: str, version: str) -> HardwareInfo:
                         index=device_index(device), memory_total_bytes=memory_total,
                         memory_available_bytes=memory_available,
                         capabilities=tuple(str(c).lower() for c in capabilities),
-                        details=details)
+                        details=details,
+                        compute_resource="host-cpu" if device.split(".")[0] == "CPU"
+                        else f"openvino:{device}")
 
 
 def detect_openvino() -> list[HardwareInfo]:

@@ -159,5 +159,6 @@ def detect_qnn() -> list[HardwareInfo]:
             capabilities=("fp16", "int8") if backend == "htp" else ("fp32",),
             details={**details, "qnn_backend": backend, "backend_path": path,
                      "fp32_runs_as": precision, "static_shapes": True,
-                     "ep_devices": ep_devices}))
+                     "ep_devices": ep_devices},
+            compute_resource="host-cpu" if backend == "cpu" else f"{NAME}:{backend}"))
     return infos

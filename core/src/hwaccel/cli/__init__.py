@@ -12,10 +12,19 @@ import os
 import sys
 from typing import NoReturn
 
-from hwaccel.cli import cmd_benchmark, cmd_classify, cmd_detect, cmd_generate, cmd_plugins
+from hwaccel.cli import (
+    cmd_benchmark,
+    cmd_classify,
+    cmd_detect,
+    cmd_generate,
+    cmd_history,
+    cmd_matrix,
+    cmd_plugins,
+)
 from hwaccel.errors import HwaccelError
 
-COMMANDS = (cmd_plugins, cmd_detect, cmd_classify, cmd_generate, cmd_benchmark)
+COMMANDS = (cmd_plugins, cmd_detect, cmd_classify, cmd_generate, cmd_benchmark, cmd_matrix,
+            cmd_history)
 
 
 class _Parser(argparse.ArgumentParser):

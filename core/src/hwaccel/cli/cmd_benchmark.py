@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import uuid
 
+from hwaccel.cli.measure_options import add_measure_options, settings_from
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the command."""
@@ -16,34 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("models", nargs="+", metavar="MODEL")
     parser.add_argument("--backend", dest="backends", action="append", required=True,
                         metavar="BACKEND", help="backend to measure on; repeatable")
-    parser.add_argument("--db", help="DuckDB file (default: in the user cache folder)")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--seq-len", type=int, default=32)
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls after the cold one")
-    parser.add_argument("--iterations", type=int, default=20, help="minimum timed calls")
-    parser.add_argument("--min-seconds", type=float, default=1.0, help="minimum timed seconds")
-    parser.add_argument("--max-seconds", type=float, default=60.0,
-                        help="stop timing after this once --iterations are done")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
-                        help="weights and activations; a backend that cannot run it falls "
-                             "back to fp32 and the row records what ran")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds before a job is killed and recorded as a timeout")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_measure_options(parser, timeout=600.0)
     parser.set_defaults(handler=run)
-
-
-def _check(args: argparse.Namespace) -> None:
-    from hwaccel.errors import UsageError
-
-    for name in ("batch_size", "seq_len", "iterations"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.warmup < 0 or args.min_seconds < 0 or args.timeout <= 0:
-        raise UsageError("--warmup and --min-seconds must be >= 0 and --timeout > 0")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError("--threads must be at least 1")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,15 +39,10 @@ def run(args: argparse.Namespace) -> int:
     from hwaccel.paths import default_db_path
     from hwaccel.plugins import load
     from hwaccel.store import Store
-    from hwaccel.types import BenchmarkSettings
 
-    _check(args)
+    settings = settings_from(args)
     plugins = load()
     report = detect(plugins)
-    settings = BenchmarkSettings(batch_size=args.batch_size, seq_len=args.seq_len,
-                                 warmup=args.warmup, min_iterations=args.iterations,
-                                 min_seconds=args.min_seconds, max_seconds=args.max_seconds,
-                                 threads=args.threads, precision=args.precision)
     jobs, errors = benchmark.plan(args.models, args.backends, plugins, report, settings)
     warn_errors(errors)
     db_path = args.db or default_db_path()

@@ -24,6 +24,8 @@ from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
 
 NAME = "audio"
 WORKLOAD = "hwaccel_pipeline_audio.workload:AudioWorkload"
+# The models that represent this pipeline in the default `hwaccel matrix` (offline).
+EXAMPLE_MODELS = ("tiny:whisper",)
 SUBFAMILY_TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("speech_recognition", ("SPEECH_SEQ_2_SEQ", "CTC", "RNNT", "TDT")),
     ("audio_classifier", ("AUDIO_CLASSIFICATION", "AUDIO_FRAME_CLASSIFICATION",
@@ -57,4 +59,5 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_audio.py.j2")
+    return template_part(NAME, __package__, "test_audio.py.j2",
+                         example_models=EXAMPLE_MODELS)

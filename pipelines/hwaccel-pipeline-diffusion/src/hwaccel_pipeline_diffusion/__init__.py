@@ -26,6 +26,8 @@ NAME = "diffusion"
 FAMILY = "vision"
 SUBFAMILY = "diffusion"
 WORKLOAD = "hwaccel_pipeline_diffusion.workload:DiffusionWorkload"
+# The models that represent this pipeline in the default `hwaccel matrix` (offline).
+EXAMPLE_MODELS = ("tiny:UNet2DConditionModel",)
 _TAXONOMY = "TAXONOMY.md: diffusers models and pipelines are vision/diffusion"
 
 
@@ -82,4 +84,5 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_diffusion.py.j2")
+    return template_part(NAME, __package__, "test_diffusion.py.j2",
+                         example_models=EXAMPLE_MODELS)

@@ -13,6 +13,8 @@ from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
 
 NAME = "moe"
 WORKLOAD = "hwaccel_pipeline_moe.workload:MoeWorkload"
+# The models that represent this pipeline in the default `hwaccel matrix` (offline).
+EXAMPLE_MODELS = ("tiny:mixtral",)
 
 
 @hookimpl
@@ -30,4 +32,5 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_moe.py.j2")
+    return template_part(NAME, __package__, "test_moe.py.j2",
+                         example_models=EXAMPLE_MODELS)

@@ -27,6 +27,8 @@ from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
 
 NAME = "multimodal"
 WORKLOAD = "hwaccel_pipeline_multimodal.workload:MultimodalWorkload"
+# The models that represent this pipeline in the default `hwaccel matrix` (offline).
+EXAMPLE_MODELS = ("tiny:llava",)
 GENERATION = "vision_language_generation"
 SUBFAMILY_TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (GENERATION, ("IMAGE_TEXT_TO_TEXT", "MULTIMODAL_LM", "VISION_2_SEQ")),
@@ -60,4 +62,5 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_multimodal.py.j2")
+    return template_part(NAME, __package__, "test_multimodal.py.j2",
+                         example_models=EXAMPLE_MODELS)

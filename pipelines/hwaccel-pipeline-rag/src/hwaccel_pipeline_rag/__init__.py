@@ -13,6 +13,8 @@ from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
 
 NAME = "rag"
 WORKLOAD = "hwaccel_pipeline_rag.workload:RagWorkload"
+# The models that represent this pipeline in the default `hwaccel matrix` (offline).
+EXAMPLE_MODELS = ("rag:minilm+tiny:gpt2",)
 ARCHITECTURE = "retrieve-then-generate"
 GENERATORS = ("causal_lm", "seq2seq")
 
@@ -60,4 +62,5 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_rag.py.j2")
+    return template_part(NAME, __package__, "test_rag.py.j2",
+                         example_models=EXAMPLE_MODELS)

@@ -13,6 +13,8 @@ from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
 
 NAME = "state-space"
 WORKLOAD = "hwaccel_pipeline_state_space.workload:StateSpaceWorkload"
+# The models that represent this pipeline in the default `hwaccel matrix` (offline).
+EXAMPLE_MODELS = ("tiny:mamba",)
 
 
 @hookimpl
@@ -30,4 +32,5 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_state_space.py.j2")
+    return template_part(NAME, __package__, "test_state_space.py.j2",
+                         example_models=EXAMPLE_MODELS)

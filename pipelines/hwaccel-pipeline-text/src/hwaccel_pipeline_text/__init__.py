@@ -12,6 +12,8 @@ from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
 
 NAME = "text"
 WORKLOAD = "hwaccel_pipeline_text.workload:TextWorkload"
+# The models that represent this pipeline in the default `hwaccel matrix` (offline).
+EXAMPLE_MODELS = ("tiny:gpt2", "minilm")
 
 
 @hookimpl
@@ -29,4 +31,5 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_text.py.j2")
+    return template_part(NAME, __package__, "test_text.py.j2",
+                         example_models=EXAMPLE_MODELS)

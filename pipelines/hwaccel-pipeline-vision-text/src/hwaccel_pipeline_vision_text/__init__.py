@@ -12,6 +12,8 @@ from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
 
 NAME = "vision-text"
 WORKLOAD = "hwaccel_pipeline_vision_text.workload:VisionTextWorkload"
+# The models that represent this pipeline in the default `hwaccel matrix` (offline).
+EXAMPLE_MODELS = ("tiny:clip",)
 
 # The one table of vision-text subfamilies: the first row whose TASK (an auto-model table of
 # the installed transformers) lists the model type gives the subfamily, and that TASK's
@@ -56,4 +58,5 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_vision_text.py.j2")
+    return template_part(NAME, __package__, "test_vision_text.py.j2",
+                         example_models=EXAMPLE_MODELS)

@@ -12,6 +12,8 @@ from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
 
 NAME = "vision"
 WORKLOAD = "hwaccel_pipeline_vision.workload:VisionWorkload"
+# The models that represent this pipeline in the default `hwaccel matrix` (offline).
+EXAMPLE_MODELS = ("tiny:vit",)
 
 # The one table of vision subfamilies. Rows are tried top to bottom; the first row one of
 # whose TASKs (auto-model tables of the installed transformers) lists the model type gives
@@ -90,4 +92,5 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_vision.py.j2")
+    return template_part(NAME, __package__, "test_vision.py.j2",
+                         example_models=EXAMPLE_MODELS)

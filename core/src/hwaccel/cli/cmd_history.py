@@ -1,0 +1,109 @@
+"""``hwaccel history`` and ``hwaccel query``: read the DuckDB history.
+
+Both open the database read-only, so nothing a user types can change or damage it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+RUNS_SQL = """
+SELECT r.run_id, coalesce(s.command, r.source) AS command,
+       coalesce(s.started, r.first) AS started, s.status, r.cells, r.passed, r.failed,
+       r.not_tested, r.models, r.backends
+FROM (SELECT run_id, any_value(source) AS source, min(timestamp) AS first,
+             count(*) AS cells,
+             count(*) FILTER (WHERE success) AS passed,
+             count(*) FILTER (WHERE NOT success AND error_category NOT IN
+                              ('unavailable', 'unsupported', 'model-unavailable')) AS failed,
+             count(*) FILTER (WHERE error_category IN
+                              ('unavailable', 'unsupported', 'model-unavailable')) AS not_tested,
+             count(DISTINCT model_id) AS models,
+             string_agg(DISTINCT hardware, ',' ORDER BY hardware) AS backends
+      FROM hardware_results GROUP BY run_id) r
+LEFT JOIN runs s USING (run_id)
+ORDER BY started DESC
+LIMIT ?
+"""
+
+ROWS_SQL = """
+SELECT timestamp, run_id, model_id, pipeline, hardware, device, success, error_category,
+       p50_ms, p90_ms, throughput, memory_usage, threads, load_avg, test_status
+FROM hardware_results
+WHERE (? IS NULL OR model_id = ?) AND (? IS NULL OR hardware = ?)
+  AND (? IS NULL OR run_id LIKE ? || '%')
+ORDER BY timestamp DESC
+LIMIT ?
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``history`` and ``query``."""
+    history = sub.add_parser(
+        "history", help="past runs, or the recorded rows of a model, backend or run",
+        description="Without filters: one line per run (newest first) with its counts. With "
+                    "--model, --backend or --run: the recorded rows themselves.")
+    history.add_argument("--model", help="rows of this model")
+    history.add_argument("--backend", help="rows of this backend")
+    history.add_argument("--run", help="rows of this run (a prefix of its id is enough)")
+    history.add_argument("--limit", type=int, default=20, help="at most this many lines")
+    history.add_argument("--db", help="DuckDB file (default: in the user cache folder)")
+    history.add_argument("--json", action="store_true", help="print JSON")
+    history.set_defaults(handler=run_history)
+    query = sub.add_parser(
+        "query", help="run SQL on the history (read-only)",
+        description="Run one SQL statement on the history, read-only. Tables: "
+                    "hardware_results, hardware_detection, runs, schema_version.")
+    query.add_argument("sql", metavar="SQL")
+    query.add_argument("--db", help="DuckDB file (default: in the user cache folder)")
+    query.add_argument("--json", action="store_true", help="print JSON")
+    query.set_defaults(handler=run_query)
+
+
+def _open(args: argparse.Namespace):  # noqa: ANN202 - a Store, imported lazily
+    from hwaccel.paths import default_db_path
+    from hwaccel.store import Store
+
+    return Store(args.db or default_db_path(), read_only=True, wait_s=10)
+
+
+def _show(rows: list[dict], title: str, as_json: bool) -> None:
+    from hwaccel.cli.output import print_json, table
+
+    if as_json:
+        print_json(rows)
+    elif rows:
+        table(title, list(rows[0]), [list(r.values()) for r in rows])
+    else:
+        print(f"{title}: no rows")
+
+
+def run_history(args: argparse.Namespace) -> int:
+    """Print the runs, or the rows a filter selects."""
+    from hwaccel.errors import UsageError
+
+    if args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    with _open(args) as store:
+        if args.model or args.backend or args.run:
+            rows = store.query(ROWS_SQL, [args.model, args.model, args.backend, args.backend,
+                                          args.run, args.run, args.limit])
+            _show(rows, "Recorded rows (newest first)", args.json)
+        else:
+            _show(store.query(RUNS_SQL, [args.limit]), "Runs (newest first)", args.json)
+    return 0
+
+
+def run_query(args: argparse.Namespace) -> int:
+    """Run the user's SQL read-only and print its rows."""
+    import duckdb
+
+    from hwaccel.errors import UsageError
+
+    with _open(args) as store:
+        try:
+            rows = store.query(args.sql)
+        except duckdb.Error as exc:
+            raise UsageError(f"query failed: {str(exc).splitlines()[0]}") from None
+    _show(rows, "Query", args.json)
+    return 0

@@ -1,0 +1,43 @@
+"""The measurement options that ``hwaccel benchmark`` and ``hwaccel matrix`` share."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_measure_options(parser: argparse.ArgumentParser, *, timeout: float) -> None:
+    """Add batch, sequence, warm-up, iteration, thread, precision and time-limit options."""
+    parser.add_argument("--db", help="DuckDB file (default: in the user cache folder)")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--seq-len", type=int, default=32)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls after the cold one")
+    parser.add_argument("--iterations", type=int, default=20, help="minimum timed calls")
+    parser.add_argument("--min-seconds", type=float, default=1.0, help="minimum timed seconds")
+    parser.add_argument("--max-seconds", type=float, default=60.0,
+                        help="stop timing after this once --iterations are done")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
+                        help="weights and activations; a backend that cannot run it falls "
+                             "back to fp32 and the row records what ran")
+    parser.add_argument("--timeout", type=float, default=timeout,
+                        help="seconds before a job is killed and recorded as a timeout")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def settings_from(args: argparse.Namespace) -> Any:
+    """Check the options (one clear error for a bad value) and return the settings."""
+    from hwaccel.errors import UsageError
+    from hwaccel.types import BenchmarkSettings
+
+    for name in ("batch_size", "seq_len", "iterations"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.warmup < 0 or args.min_seconds < 0 or args.timeout <= 0:
+        raise UsageError("--warmup and --min-seconds must be >= 0 and --timeout > 0")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError("--threads must be at least 1")
+    return BenchmarkSettings(batch_size=args.batch_size, seq_len=args.seq_len,
+                             warmup=args.warmup, min_iterations=args.iterations,
+                             min_seconds=args.min_seconds, max_seconds=args.max_seconds,
+                             threads=args.threads, precision=args.precision)
