@@ -189,6 +189,8 @@ def test_several_devices_with_nvml_matched_by_pci_address(monkeypatch):
     assert h100.details["torch"] == torch.__version__ and h100.details["device_count"] == 2
     assert h100.details["visible_devices"] == {"CUDA_VISIBLE_DEVICES": "1,0"}
     assert h100.details["pci_bus_id"] == "0000:3b:00.0"
+    # the matrix times one cell per GPU at a time, known by its PCI address
+    assert h100.compute_resource == "gpu:0000:3b:00.0" != t4.compute_resource
     assert h100.details["nvml"]["nvml_index"] == 1
     assert h100.details["nvml"]["memory_used_bytes"] == 5 * GiB
     assert h100.details["nvml"]["memory_free_bytes"] == 75 * GiB
@@ -215,6 +217,7 @@ def test_nvml_matches_by_uuid_when_torch_reports_no_pci_address(monkeypatch):
         [{**T4, "nvml_used": 1, "util": 1}, {**H100, "nvml_used": 2, "util": 2}]))
     (h100,) = detect_cuda()
     assert h100.details["pci_bus_id"] is None
+    assert h100.compute_resource == "gpu:0"  # by index when no PCI address is known
     assert h100.details["nvml"]["name"] == "NVIDIA H100 80GB HBM3"
 
 

@@ -68,6 +68,10 @@ def test_detection_reports_each_device_of_the_real_core():
     assert cpu.details["default_inference_precision"] in ("f32", "bf16", "f16")
     assert cpu.memory_total_bytes == psutil.virtual_memory().total
     assert (cpu.plugin, cpu.distribution) == ("openvino", "hwaccel-openvino")
+    # OpenVINO's CPU computes on the host's cores: never timed beside the cpu backend
+    assert cpu.compute_resource == "host-cpu"
+    assert all(d.compute_resource == f"openvino:{d.device}" for d in devices
+               if d.device.split(".")[0] != "CPU")
 
 
 def test_openvino_missing_is_one_unavailable_record_with_the_reason(monkeypatch):

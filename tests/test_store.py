@@ -217,3 +217,21 @@ def test_a_version_1_file_gains_max_abs_diff_and_keeps_its_rows(tmp_db):
         store.insert_result(result, None, "run")
         rows = store.query("SELECT model_id, max_abs_diff FROM hardware_results ORDER BY id")
     assert [(r["model_id"], r["max_abs_diff"]) for r in rows] == [("old", None), ("new", 3e-6)]
+
+
+def test_bulk_rows_go_in_together_and_config_keys_are_found(tmp_db):
+    from hwaccel.store import result_row
+
+    results = [BenchmarkResult(model=f"tiny:m{i}", backend="cpu", device="cpu", success=True,
+                               p50_ms=float(i + 1)) for i in range(3)]
+    with Store(tmp_db) as store:
+        store.insert_rows("hardware_results", [
+            result_row(r, None, "bulk", config_key=f"key-{i}") for i, r in enumerate(results)])
+        assert store.finished_config_keys(["key-0", "key-2", "key-9"]) == {"key-0", "key-2"}
+        assert store.finished_config_keys([]) == set()
+        with pytest.raises(ValueError, match="same columns"):
+            store.insert_rows("hardware_results", [{"model_id": "a"}, {"hardware": "b"}])
+        with pytest.raises(ValueError, match="unknown result columns"):
+            result_row(results[0], None, "bulk", colour="red")
+        got = store.query("SELECT model_id, p50_ms FROM hardware_results ORDER BY id")
+    assert got == [{"model_id": f"tiny:m{i}", "p50_ms": float(i + 1)} for i in range(3)]

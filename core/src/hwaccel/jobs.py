@@ -198,6 +198,8 @@ class JobPool:
         while True:
             ended, code = zygote.wait_exit(pid, _POLL_S)
             wall = time.perf_counter() - started
+            if ended and self._closed:  # killed by close(), not by its own doing
+                return JobOutcome("cancelled", None, "stopped before it finished", wall)
             if ended:
                 break
             if self._closed:

@@ -66,7 +66,9 @@ def run_job(request: BenchmarkRequest, timeout_s: float, pool: JobPool | None = 
         timed, peak_rss_mb=memory.peak_rss_mb, baseline_rss_mb=memory.baseline_rss_mb,
         device_peak_mb=memory.device_peak_mb if memory.device_peak_mb is not None
         else timed.device_peak_mb,
-        wall_time_s=(timed.wall_time_s or 0.0) + (memory.wall_time_s or 0.0))
+        wall_time_s=(timed.wall_time_s or 0.0) + (memory.wall_time_s or 0.0),
+        details={**timed.details, "timing_pass_s": timed.wall_time_s,
+                 "memory_pass_s": memory.wall_time_s})
 
 
 @dataclass(frozen=True)
