@@ -13,7 +13,7 @@ STAMP := $(VENV)/.hwaccel-installed
 # would pull a multi-GB CUDA build. It is installed first so nothing else picks another.
 OUT ?= build/run
 
-.PHONY: install run test lint clean
+.PHONY: install run test browser lint clean
 
 install: $(STAMP)
 
@@ -24,17 +24,24 @@ $(STAMP): pyproject.toml $(wildcard core/pyproject.toml plugins/*/pyproject.toml
 	$(PY) -m pip install --quiet $(foreach d,$(DIST_DIRS),-e $(d)) -e '.[dev]'
 	touch $(STAMP)
 
-# The main job on the embedded default (the shipped MiniLM model, the CPU, DuckDB in the
-# user cache folder): detect, classify, generate a test, run it, benchmark and store.
+# The main job on the embedded default: the compatibility matrix of every pipeline's example
+# models (tiny ones and the shipped MiniLM) on every detected backend, stored in DuckDB (the
+# user cache folder), then the reports (Markdown, JSON, HTML) in $(OUT).
 run: install
 	$(HWACCEL) detect
-	$(HWACCEL) classify minilm
-	$(HWACCEL) generate minilm --backend cpu --out $(OUT)
-	$(PY) -m pytest -q -p no:cacheprovider $(OUT)
-	$(HWACCEL) benchmark minilm --backend cpu
+	$(HWACCEL) matrix --tests-dir $(OUT)/tests
+	$(HWACCEL) report --output-dir $(OUT)
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
+
+# Debian's Chromium, for the check that opens the HTML report (never a downloaded browser):
+# installed with apt-get when it is missing and this runs as root on Debian.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "note: /usr/bin/chromium is missing; the HTML report check will skip"; fi; }
 
 lint: install
 	$(VENV)/bin/ruff check core plugins pipelines hwaccel-* tests benchmarks

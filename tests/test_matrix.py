@@ -7,6 +7,7 @@ from its benchmark job. Kills and Ctrl-C are sent to a real ``hwaccel matrix`` p
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -74,12 +75,55 @@ def hwaccel_benchmark(request):
 '''
 
 
+LANES = '''\
+"""A test backend with two accelerators of its own, whose benchmark records where it ran."""
+
+from hwaccel import BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+from hwaccel_test_faulty import SNIPPETS
+
+NAME = "lanes"
+
+
+@hookimpl
+def hwaccel_detect():
+    return [HardwareInfo(backend=NAME, device=f"lanes:{i}", name=f"lane {i}", available=True,
+                         index=i, compute_resource=f"lane-{i}") for i in range(2)]
+
+
+@hookimpl
+def hwaccel_template(backend):
+    if backend != NAME:
+        return None
+    return TemplatePart(owner="backend", name=NAME, snippets=SNIPPETS)
+
+
+@hookimpl
+def hwaccel_benchmark(request):
+    if request.hardware.backend != NAME:
+        return None
+    import os
+    import time
+
+    from hwaccel.measure import summarize, time_calls
+
+    began = time.time()
+    timing = time_calls(lambda: time.sleep(0.02), warmup=1, min_iterations=3,
+                        min_seconds=2.0, max_seconds=5.0)
+    return BenchmarkResult(
+        model=request.model, backend=NAME, device=request.hardware.device, success=True,
+        cold_ms=timing.cold_ms, iterations=len(timing.times_ms),
+        threads=request.settings.threads, details={"began": began, "ended": time.time(),
+                 "affinity": sorted(os.sched_getaffinity(0))},
+        **summarize(timing.times_ms, 1))
+'''
+
+
 @pytest.fixture(scope="module")
 def faulty_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """An environment in which the faulty backend plugin is installed."""
+    """An environment in which the faulty and lanes backend plugins are installed."""
     root = make_plugin_dist(tmp_path_factory.mktemp("faulty") / "site", "hwaccel-faulty",
-                            {"faulty": "hwaccel_test_faulty"},
-                            {"hwaccel_test_faulty.py": FAULTY})
+                            {"faulty": "hwaccel_test_faulty", "lanes": "hwaccel_test_lanes"},
+                            {"hwaccel_test_faulty.py": FAULTY, "hwaccel_test_lanes.py": LANES})
     return {**pythonpath_env(root), **ONE_THREAD}
 
 
@@ -156,6 +200,25 @@ def test_segfault_hang_and_memory_hog_are_recorded_and_the_rest_measured(faulty_
     run = rows(tmp_db, "SELECT * FROM runs")
     assert [r["status"] for r in run] == ["finished"] and run[0]["planned"] == 4
     assert "[4/4]" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPU cores")
+def test_workers_run_different_compute_resources_at_once_on_their_own_cores(faulty_env,
+                                                                          tmp_db):
+    proc = run_cli("matrix", "--models", "tiny:bert", "--backends", "lanes", "--workers", "2",
+                   "--db", str(tmp_db), *FAST, env=faulty_env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = rows(tmp_db)
+    assert [r["success"] for r in found] == [True, True], found
+    details = [json.loads(r["details"]) for r in found]
+    affinities = [d["affinity"] for d in details]
+    assert len(affinities[0]) == len(affinities[1]) == 1
+    assert affinities[0] != affinities[1], "two timed cells shared a core"
+    assert sorted(r["cpu_affinity"] for r in found) == sorted(str(a[0]) for a in affinities)
+    first, second = sorted(details, key=lambda d: d["began"])
+    assert second["began"] < first["ended"], "the two lanes did not run at once"
+    assert {r["threads"] for r in found} == {1}  # the planner gave one thread per core
 
 
 def _descendants(pid: int) -> list[psutil.Process]:
