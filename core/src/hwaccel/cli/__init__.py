@@ -20,11 +20,12 @@ from hwaccel.cli import (
     cmd_history,
     cmd_matrix,
     cmd_plugins,
+    cmd_report,
 )
 from hwaccel.errors import HwaccelError
 
 COMMANDS = (cmd_plugins, cmd_detect, cmd_classify, cmd_generate, cmd_benchmark, cmd_matrix,
-            cmd_history)
+            cmd_history, cmd_report)
 
 
 class _Parser(argparse.ArgumentParser):
