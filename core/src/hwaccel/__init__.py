@@ -35,6 +35,7 @@ __all__ = [
     "BenchmarkSettings",
     "Classification",
     "DeviceChoice",
+    "HardwareCompatibilityReporter",
     "HardwareDetector",
     "HardwareInfo",
     "ModelRef",
@@ -52,6 +53,10 @@ def __getattr__(name: str) -> Any:
         import importlib.metadata
 
         return importlib.metadata.version("hwaccel-core")
+    if name == "HardwareCompatibilityReporter":  # imported on first use: it reads the store
+        from hwaccel.compatibility import HardwareCompatibilityReporter
+
+        return HardwareCompatibilityReporter
     raise AttributeError(f"module 'hwaccel' has no attribute {name!r}")
 
 
