@@ -264,3 +264,27 @@ def benchmark_one(model: str, db: Path, *extra: str, backend: str = "cpu",
     assert row["success"] is True
     assert result["p50_ms"] == pytest.approx(row["p50_ms"])
     return row
+
+
+class FakeCudaEvent:
+    """Stands in for ``torch.cuda.Event`` in the GPU backends' tests (this machine has no
+    GPU): a clock that advances 2.5 ms per recorded event."""
+
+    clock = 0.0
+    log: list[str] = []
+
+    def __init__(self, enable_timing: bool = False):
+        assert enable_timing, "timing events must be created with enable_timing=True"
+        self.at: float | None = None
+
+    def record(self) -> None:
+        FakeCudaEvent.clock += 2.5
+        self.at = FakeCudaEvent.clock
+        FakeCudaEvent.log.append("record")
+
+    def synchronize(self) -> None:
+        FakeCudaEvent.log.append("synchronize")
+
+    def elapsed_time(self, end: FakeCudaEvent) -> float:
+        assert self.at is not None and end.at is not None, "elapsed_time of unrecorded events"
+        return end.at - self.at

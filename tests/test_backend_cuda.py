@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from conftest import (
+    FakeCudaEvent,
     assert_benchmark_unavailable,
     assert_generated_tests_skip,
 )
@@ -384,6 +385,7 @@ def measured(monkeypatch):
                         lambda device=None: calls.append(("max_memory_allocated",)) or 300 * 2**20)
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device=None: 512 * 2**20)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla M60")
+    monkeypatch.setattr(torch.cuda, "Event", FakeCudaEvent)
 
     def benchmark_workload(request, **kwargs):
         calls.append(("benchmark_workload", kwargs))
@@ -409,6 +411,20 @@ def test_benchmark_uses_the_requested_index_and_resets_peak_memory(monkeypatch, 
     assert measured[3] == ("synchronize", "cuda:1")
     kwargs = measured[2][1]
     assert kwargs["compare_reference"] is True and kwargs["precision"] == "fp16"
+    assert isinstance(kwargs["timer"], torchgpu.CudaEventTimer)  # device events time calls
+
+
+def test_calls_are_timed_by_the_cuda_events(monkeypatch):
+    from hwaccel.measure import time_calls
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeCudaEvent)
+    FakeCudaEvent.log.clear()
+    timer = torchgpu.CudaEventTimer(torch)
+    timing = time_calls(lambda: None, warmup=2, min_iterations=4, min_seconds=0.0,
+                        max_seconds=5.0, timer=timer)
+    # every timed call (the cold one and 4 more) is start..end of its own events: 2.5 ms
+    assert timing.cold_ms == 2.5 and timing.times_ms == (2.5,) * 4
+    assert FakeCudaEvent.log == ["record", "record", "synchronize"] * 5  # warm-up is not timed
 
 
 def test_fp16_on_a_gpu_without_it_falls_back_to_fp32_with_the_reason(monkeypatch, measured):

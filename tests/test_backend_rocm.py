@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from conftest import (
+    FakeCudaEvent,
     assert_benchmark_unavailable,
     assert_generated_tests_skip,
 )
@@ -329,6 +330,7 @@ def measured(monkeypatch):
                         lambda device=None: calls.append(("max_memory_allocated",)) or 2**20)
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda device=None: 2**21)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "AMD Instinct")
+    monkeypatch.setattr(torch.cuda, "Event", FakeCudaEvent)  # HIP events on ROCm builds
 
     def benchmark_workload(request, **kwargs):
         calls.append(("benchmark_workload", kwargs))

@@ -1,7 +1,8 @@
 """The one measurement method every backend uses.
 
 A benchmark reports the first (cold) call on its own, then runs ``warmup`` untimed calls,
-then times calls with ``time.perf_counter`` until both ``min_iterations`` calls and
+then times calls with ``time.perf_counter`` (or the device's own events, where the backend
+has them) until both ``min_iterations`` calls and
 ``min_seconds`` have passed (or ``max_seconds``, whichever ends first once the minimum count
 is reached). Percentiles use linear interpolation between closest ranks, so
 ``p50 <= p90 <= p99`` always holds.
@@ -14,7 +15,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from hwaccel.types import BenchmarkRequest, BenchmarkResult
 
@@ -50,20 +51,44 @@ def summarize(times_ms: tuple[float, ...] | list[float], batch_size: int) -> dic
     }
 
 
+class DeviceTimer(Protocol):
+    """Times one call with the device's own clock (e.g. a pair of CUDA events)."""
+
+    name: str
+
+    def start(self) -> None:
+        """Mark the start of a call on the device."""
+
+    def stop(self) -> float:
+        """Mark its end, wait for the device, and return the milliseconds between."""
+
+
 def time_calls(call: Callable[[], Any], *, warmup: int, min_iterations: int,
-               min_seconds: float, max_seconds: float) -> Timing:
-    """Time ``call`` by the method above; ``call`` must include any device synchronisation."""
-    start = time.perf_counter()
-    output = call()
-    cold_ms = (time.perf_counter() - start) * 1000.0
+               min_seconds: float, max_seconds: float,
+               timer: DeviceTimer | None = None) -> Timing:
+    """Time ``call`` by the method above; ``call`` must include any device synchronisation.
+
+    Each call is timed by ``timer`` when the backend has one, else by ``time.perf_counter``;
+    the minimum and maximum durations are always counted on ``perf_counter``.
+    """
+
+    def timed() -> tuple[Any, float]:
+        if timer is not None:
+            timer.start()
+            output = call()
+            return output, timer.stop()
+        start = time.perf_counter()
+        output = call()
+        return output, (time.perf_counter() - start) * 1000.0
+
+    output, cold_ms = timed()
     for _ in range(warmup):
         output = call()
     times: list[float] = []
     began = time.perf_counter()
     while True:
-        start = time.perf_counter()
-        output = call()
-        times.append((time.perf_counter() - start) * 1000.0)
+        output, ms = timed()
+        times.append(ms)
         elapsed = time.perf_counter() - began
         if len(times) >= min_iterations and (elapsed >= min_seconds or elapsed >= max_seconds):
             break
@@ -117,7 +142,8 @@ def benchmark_workload(request: BenchmarkRequest, *,
                        place_inputs: Callable[[Any], Any],
                        synchronize: Callable[[], None] | None = None,
                        precision: str = "fp32", threads: int | None = None,
-                       compare_reference: bool = False) -> BenchmarkResult:
+                       compare_reference: bool = False,
+                       timer: DeviceTimer | None = None) -> BenchmarkResult:
     """Measure the pipeline's workload for ``request`` on a device, the same way everywhere.
 
     :param place_model: moves (or converts) the CPU model onto the device; its time counts
@@ -128,6 +154,8 @@ def benchmark_workload(request: BenchmarkRequest, *,
         model on the same inputs (before the device model is loaded, outside the timings)
         and report the largest absolute difference of the outputs as ``max_abs_diff``.
         The memory pass (``settings.measure == "memory"``) never loads that copy.
+    :param timer: the device's own per-call timer (CUDA events), recorded in ``details``
+        as ``timer``; without one, calls are timed with ``time.perf_counter``.
     """
     from hwaccel.workloads import load_workload
 
@@ -151,7 +179,8 @@ def benchmark_workload(request: BenchmarkRequest, *,
         return output
 
     timing = time_calls(call, warmup=settings.warmup, min_iterations=settings.min_iterations,
-                        min_seconds=settings.min_seconds, max_seconds=settings.max_seconds)
+                        min_seconds=settings.min_seconds, max_seconds=settings.max_seconds,
+                        timer=timer)
     return BenchmarkResult(
         model=request.model, backend=request.hardware.backend, device=request.hardware.device,
         success=True, load_time_s=load_time, cold_ms=timing.cold_ms,
@@ -159,4 +188,5 @@ def benchmark_workload(request: BenchmarkRequest, *,
         seq_len=settings.seq_len, threads=threads, precision=precision,
         output_shapes=workload.output_shapes(timing.last_output), baseline_rss_mb=baseline,
         max_abs_diff=max_abs_diff(reference, timing.last_output) if reference else None,
+        details={"timer": timer.name if timer is not None else "perf_counter"},
         **summarize(timing.times_ms, settings.batch_size))

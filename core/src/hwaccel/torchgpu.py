@@ -230,6 +230,30 @@ def annotate(result: BenchmarkResult, *, device_peak_bytes: int | None,
         device_peak_mb=device_peak_bytes / 2**20 if device_peak_bytes is not None else None)
 
 
+class CudaEventTimer:
+    """Times one call with a pair of ``torch.cuda.Event`` on the current stream.
+
+    The events measure the device's time from the call's first queued work to its end,
+    without the host's clock; on ROCm builds torch maps them to HIP events.
+    """
+
+    name = "cuda-events"
+
+    def __init__(self, torch: Any):
+        self._start = torch.cuda.Event(enable_timing=True)
+        self._end = torch.cuda.Event(enable_timing=True)
+
+    def start(self) -> None:
+        """Record the start event."""
+        self._start.record()
+
+    def stop(self) -> float:
+        """Record the end event, wait for it, and return the milliseconds between."""
+        self._end.record()
+        self._end.synchronize()
+        return float(self._start.elapsed_time(self._end))
+
+
 def run_benchmark(request: BenchmarkRequest, *,
                   precision_problem: Callable[[Any, int, str], str | None],
                   env_names: Iterable[str]) -> BenchmarkResult:
@@ -238,8 +262,8 @@ def run_benchmark(request: BenchmarkRequest, *,
     The device index is validated against ``torch.cuda.device_count()``; the requested
     precision runs when ``precision_problem(torch, index, precision)`` finds nothing
     against it, else fp32 with the reason kept. The peak-memory counters are reset before
-    the job and ``torch.cuda.max_memory_allocated`` read after it; outputs are compared
-    with a CPU fp32 reference (``max_abs_diff``).
+    the job and ``torch.cuda.max_memory_allocated`` read after it; calls are timed with
+    CUDA events; outputs are compared with a CPU fp32 reference (``max_abs_diff``).
     """
     import torch
 
@@ -264,7 +288,8 @@ def run_benchmark(request: BenchmarkRequest, *,
             request, place_model=lambda model: place_model(model, device, dtype),
             place_inputs=lambda inputs: move_inputs(inputs, device, dtype),
             synchronize=lambda: torch.cuda.synchronize(device), precision=precision,
-            threads=torch.get_num_threads(), compare_reference=True)
+            threads=torch.get_num_threads(), compare_reference=True,
+            timer=CudaEventTimer(torch))
     except torch.cuda.OutOfMemoryError as exc:
         return failure(request, "out-of-memory", f"{device}: {first_line(exc)}")
     peak = int(torch.cuda.max_memory_allocated(device))
