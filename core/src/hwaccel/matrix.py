@@ -44,6 +44,11 @@ HOST_CPU = "host-cpu"
 _FATAL_TEST_ENDS = ("timeout", "oom", "killed", "crash")
 
 
+def device_label(backend: str, device: str) -> str:
+    """``cuda:0`` or ``openvino:CPU``: the device, prefixed by its backend unless it is."""
+    return device if device.split(":")[0] == backend else f"{backend}:{device}"
+
+
 def example_models(plugins: Plugins, pipelines: list[str] | None = None) -> list[str]:
     """The models the pipeline plugins name to represent them (all pipelines, or some)."""
     loaded = [r.name for r in plugins.loaded() if r.kind == "pipeline"]
@@ -270,7 +275,9 @@ class MatrixRun:
             source = render(request.model, request.classification, request.hardware.backend,
                             self.plugins)
             with self._lock:
-                name = file_name(request.model, request.hardware.device, self._names)
+                name = file_name(request.model, device_label(request.hardware.backend,
+                                                             request.hardware.device),
+                                 self._names)
                 self._names.add(name)
             path = write_test(source, self.tests_dir, name)
         except HwaccelError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import uuid
 
 from hwaccel.cli.measure_options import add_measure_options, settings_from
@@ -57,8 +58,16 @@ def run(args: argparse.Namespace) -> int:
             progress.update(task, description=f"{job.request.model} on "
                                               f"{job.request.hardware.device}")
 
-        results = benchmark.run(jobs, store, run_id, args.timeout, on_start=on_start,
-                                on_done=lambda job, result: progress.advance(task))
+        store.start_run(run_id, "benchmark", len(jobs), {
+            "settings": settings.to_dict(), "models": args.models, "backends": args.backends,
+            "timeout_s": args.timeout}, socket.gethostname())
+        status = "interrupted"
+        try:
+            results = benchmark.run(jobs, store, run_id, args.timeout, on_start=on_start,
+                                    on_done=lambda job, result: progress.advance(task))
+            status = "finished"
+        finally:
+            store.finish_run(run_id, status)
     if args.json:
         print_json({"db": str(db_path), "run_id": run_id,
                     "results": [r.to_dict() for r in results]})

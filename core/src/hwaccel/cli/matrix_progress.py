@@ -24,11 +24,7 @@ from rich.progress import (
 )
 
 from hwaccel.cli.output import err_console, num, table
-
-
-def device_label(backend: str, device: str) -> str:
-    """``cuda:0`` or ``openvino:CPU``: the device, prefixed by its backend unless it is."""
-    return device if device.split(":")[0] == backend else f"{backend}:{device}"
+from hwaccel.matrix import device_label
 
 
 def _cell_name(cell: Any) -> str:
