@@ -39,7 +39,6 @@ class JobOutcome:
     result: dict[str, Any] | None
     message: str
     wall_s: float
-    peak_group_rss_mb: float | None = None
 
 
 def last_line(text: str) -> str:
@@ -172,9 +171,9 @@ class JobPool:
     def run(self, kind: str, payload: dict[str, Any], *, timeout_s: float,
             cpus: list[int] | None = None) -> JobOutcome:
         """Run one job in its own process and return how it ended."""
-        if self._closed:
-            return JobOutcome("cancelled", None, "the job pool was closed", 0.0)
-        with self._submit:
+        with self._submit:  # close() takes this lock too: nothing starts once it is closed
+            if self._closed:
+                return JobOutcome("cancelled", None, "the job pool was closed", 0.0)
             self._count += 1
             folder = Path(self._tmp.name) / f"job-{self._count}"
             folder.mkdir()
@@ -194,7 +193,7 @@ class JobPool:
 
     def _watch(self, zygote: _Zygote, pid: int, started: float, timeout_s: float,
                result_file: Path, log_file: Path) -> JobOutcome:
-        peak, next_memory_check = 0.0, 0.0
+        next_memory_check = 0.0
         while True:
             ended, code = zygote.wait_exit(pid, _POLL_S)
             wall = time.perf_counter() - started
@@ -210,22 +209,20 @@ class JobPool:
                 _kill_group(pid)
                 zygote.wait_exit(pid, 5)
                 return JobOutcome("timeout", None, f"no result within the time limit of "
-                                  f"{timeout_s:g} s; killed", wall, peak or None)
+                                  f"{timeout_s:g} s; killed", wall)
             if self.memory_limit_mb and wall >= next_memory_check:
                 next_memory_check = wall + _MEMORY_POLL_S
                 rss = _group_rss_mb(pid) or 0.0
-                peak = max(peak, rss)
                 if rss > self.memory_limit_mb:
                     _kill_group(pid)
                     zygote.wait_exit(pid, 5)
                     return JobOutcome("oom", None, f"used {rss:,.0f} MiB, over the memory "
                                       f"limit of {self.memory_limit_mb:,.0f} MiB; killed",
-                                      wall, rss)
+                                      wall)
         log_text = log_file.read_text(encoding="utf-8", errors="replace") \
             if log_file.is_file() else ""
         if result_file.is_file():
-            return JobOutcome("ok", json.loads(result_file.read_text("utf-8")), "", wall,
-                              peak or None)
+            return JobOutcome("ok", json.loads(result_file.read_text("utf-8")), "", wall)
         if code is None:
             return JobOutcome("crash", None, "the job zygote died", wall)
         if code == -signal.SIGKILL:
@@ -243,6 +240,8 @@ class JobPool:
         self._closed = True
         for pid in list(self._running):
             _kill_group(pid)
-        if self._zygote is not None:
-            self._zygote.close()
-        self._tmp.cleanup()
+        with self._submit:
+            if self._zygote is not None:
+                self._zygote.close()
+                self._zygote = None
+            self._tmp.cleanup()

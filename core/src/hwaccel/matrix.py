@@ -267,7 +267,20 @@ class MatrixRun:
             self.on_phase(cell, phase)
 
     def _run(self, cell: Cell) -> CellOutcome | None:
-        """Test, then benchmark one cell; ``None`` when the run was stopped meanwhile."""
+        """Test, then benchmark one cell; ``None`` when the run was stopped meanwhile.
+
+        A job that cannot even start (the zygote failed) is this cell's failure, and the
+        matrix goes on with the next cell.
+        """
+        try:
+            return self._test_and_measure(cell)
+        except HwaccelError as exc:
+            if self._stopping:
+                return None
+            result = benchmark.stamped(failure(cell.request, "crash", str(exc)), cell.request)
+            return CellOutcome(cell, result, self._context(cell))
+
+    def _test_and_measure(self, cell: Cell) -> CellOutcome | None:
         from hwaccel.generate import file_name, render, write_test
 
         request = cell.request

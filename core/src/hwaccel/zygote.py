@@ -63,7 +63,7 @@ def _reset_memory_peak() -> None:
         pass
 
 
-def run_job(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+def dispatch(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
     """Run one job of ``kind`` in this process and return its JSON-safe result."""
     from hwaccel import _worker
 
@@ -91,7 +91,7 @@ def _child(job: dict[str, Any], parent: int) -> None:
         if job.get("cpus") and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, job["cpus"])
         _reset_memory_peak()
-        result = run_job(job["kind"], job["payload"])
+        result = dispatch(job["kind"], job["payload"])
         partial = job["result"] + ".tmp"
         with open(partial, "w", encoding="utf-8") as out:
             json.dump(result, out)
