@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from hwaccel.classify import classify_ref
 from hwaccel.detection import DetectionReport
-from hwaccel.errors import UsageError
 from hwaccel.jobs import JobPool
 from hwaccel.models import ModelRef, not_cached_message, resolve_model
 from hwaccel.plugins import HookError, Plugins
@@ -53,11 +52,7 @@ def plan(models: list[str], backends: list[str], plugins: Plugins, report: Detec
     A backend's first available device is measured, or each of them with ``every_device``;
     a backend with none gets one job decided in advance as ``unavailable``, with the reason.
     """
-    known = {h.backend for h in report.hardware}
-    unknown = [b for b in backends if b not in known]
-    if unknown:
-        raise UsageError(f"unknown backend {', '.join(map(repr, unknown))} "
-                         f"(detected backends: {', '.join(sorted(known)) or 'none'})")
+    report.check_backends(backends)
     errors: list[HookError] = []
     classified: list[tuple[ModelRef, Classification]] = []
     for model in dict.fromkeys(models):

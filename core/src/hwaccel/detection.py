@@ -16,7 +16,7 @@ from hwaccel import jsoncache, paths
 from hwaccel.plugins import HookError, Plugins
 from hwaccel.types import HardwareInfo
 
-_FORMAT = 1
+_FORMAT = 2  # 2: HardwareInfo.converted_weights
 
 
 @dataclass
@@ -32,6 +32,18 @@ class DetectionReport:
     def available(self, backend: str) -> list[HardwareInfo]:
         """Return the available devices of ``backend``."""
         return [h for h in self.hardware if h.backend == backend and h.available]
+
+    def check_backends(self, backends: list[str]) -> list[str]:
+        """``backends`` without repeats; raise :class:`UsageError` for one detection does
+        not know."""
+        from hwaccel.errors import UsageError
+
+        known = {h.backend for h in self.hardware}
+        unknown = [b for b in backends if b not in known]
+        if unknown:
+            raise UsageError(f"unknown backend {', '.join(map(repr, unknown))} "
+                             f"(detected backends: {', '.join(sorted(known)) or 'none'})")
+        return list(dict.fromkeys(backends))
 
     def to_dict(self) -> dict:
         """Return a JSON-safe dict of the report."""
@@ -51,9 +63,13 @@ def _cache_key(plugins: Plugins) -> list[list[str | None]]:
     return sorted([r.name, r.version] for r in plugins.loaded())
 
 
-def detect(plugins: Plugins, *, refresh: bool = False) -> DetectionReport:
-    """Return the hardware of every loaded backend plugin, from the cache unless stale."""
-    path = cache_file()
+def detect(plugins: Plugins, *, refresh: bool = False,
+           path: Path | None = None) -> DetectionReport:
+    """Return the hardware of every loaded backend plugin, from the cache unless stale.
+
+    :param path: the cache file (default :func:`cache_file`).
+    """
+    path = Path(path).expanduser() if path is not None else cache_file()
     key = _cache_key(plugins)
     data = None if refresh else jsoncache.read(path)
     if isinstance(data, dict) and data.get("format") == _FORMAT and data.get("key") == key:

@@ -141,7 +141,8 @@ def device_string(record: HardwareInfo) -> str:
     return record.device
 
 
-def _rank(record: HardwareInfo) -> int:
+def device_rank(record: HardwareInfo) -> int:
+    """Rank of a device within its backend: OpenVINO's GPU, then CPU, then NPU; else 0."""
     if record.backend != OPENVINO:
         return 0
     kind = openvino_device_name(record).split(".", 1)[0].upper()
@@ -152,7 +153,7 @@ def _plural(count: int) -> str:
     return f"{count} device" if count == 1 else f"{count} devices"
 
 
-def _absence(report: DetectionReport, backend: str) -> str:
+def absence_reason(report: DetectionReport, backend: str) -> str:
     """Why ``backend`` has no available device, in one line."""
     records = [h for h in report.hardware if h.backend == backend]
     if records:
@@ -172,17 +173,17 @@ def _pick(report: DetectionReport, backend: str, preferred_index: int,
     """Return the device of ``backend`` to use, adding a fallback line when one is taken."""
     available = report.available(backend)
     if not available:
-        fallbacks.append(_absence(report, backend))
+        fallbacks.append(absence_reason(report, backend))
         return None
-    best = min(_rank(h) for h in available)
-    group = sorted((h for h in available if _rank(h) == best), key=lambda h: h.index)
+    best = min(device_rank(h) for h in available)
+    group = sorted((h for h in available if device_rank(h) == best), key=lambda h: h.index)
     for record in group:
         if record.index == preferred_index:
             return record
     chosen = group[0]
     wanted = f"{backend}:{preferred_index}"
     missing = [h for h in report.hardware if h.backend == backend and not h.available
-               and h.index == preferred_index and _rank(h) == best]
+               and h.index == preferred_index and device_rank(h) == best]
     if missing:
         why = missing[0].reason or "reported unavailable without a reason"
         fallbacks.append(f"{wanted} unavailable — {why}; using {device_string(chosen)}")
@@ -284,7 +285,7 @@ class HardwareDetector:
         records = [h for h in report.hardware if h.backend == name]
         available = report.available(name)
         return {"available": bool(available),
-                "reason": None if available else _absence(report, name),
+                "reason": None if available else absence_reason(report, name),
                 "device_count": len(available),
                 "devices": [h.to_dict() for h in records]}
 

@@ -156,6 +156,9 @@ def benchmark_workload(request: BenchmarkRequest, *,
         The memory pass (``settings.measure == "memory"``) never loads that copy.
     :param timer: the device's own per-call timer (CUDA events), recorded in ``details``
         as ``timer``; without one, calls are timed with ``time.perf_counter``.
+
+    The memory pass also records ``details["load_peak_rss_mb"]``: the process's high-water
+    mark once the model is loaded (and converted), before its first call.
     """
     from hwaccel.workloads import load_workload
 
@@ -170,6 +173,9 @@ def benchmark_workload(request: BenchmarkRequest, *,
     start = time.perf_counter()
     model = place_model(workload.load_model())
     load_time = time.perf_counter() - start
+    details: dict[str, Any] = {"timer": timer.name if timer is not None else "perf_counter"}
+    if settings.measure == "memory":  # the high-water mark once loaded, before any call
+        details["load_peak_rss_mb"] = process_memory_mb("VmHWM")
     inputs = place_inputs(workload.make_inputs(settings.batch_size, settings.seq_len))
 
     def call() -> Any:
@@ -188,5 +194,5 @@ def benchmark_workload(request: BenchmarkRequest, *,
         seq_len=settings.seq_len, threads=threads, precision=precision,
         output_shapes=workload.output_shapes(timing.last_output), baseline_rss_mb=baseline,
         max_abs_diff=max_abs_diff(reference, timing.last_output) if reference else None,
-        details={"timer": timer.name if timer is not None else "perf_counter"},
+        details=details,
         **summarize(timing.times_ms, settings.batch_size))

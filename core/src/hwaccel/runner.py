@@ -68,7 +68,8 @@ def run_job(request: BenchmarkRequest, timeout_s: float, pool: JobPool | None = 
         else timed.device_peak_mb,
         wall_time_s=(timed.wall_time_s or 0.0) + (memory.wall_time_s or 0.0),
         details={**timed.details, "timing_pass_s": timed.wall_time_s,
-                 "memory_pass_s": memory.wall_time_s})
+                 "memory_pass_s": memory.wall_time_s,
+                 **{k: v for k, v in memory.details.items() if k == "load_peak_rss_mb"}})
 
 
 @dataclass(frozen=True)

@@ -244,6 +244,27 @@ class Store:
                                   list(row.values())).fetchone()
         return int(found[0]) if returning else 0
 
+    def latest_results(self, models: list[str] | None = None, *,
+                       measured: bool = False) -> list[dict[str, Any]]:
+        """The latest row of every (model, backend, device), oldest first.
+
+        :param models: only these model ids (all when ``None``).
+        :param measured: only rows whose benchmark succeeded with a peak memory; the latest
+            such row, even when a later attempt failed.
+        """
+        where = ["TRUE"]
+        params: list[Any] = []
+        if models is not None:
+            where.append("list_contains($1, model_id)")
+            params.append(list(models))
+        if measured:
+            where.append("success AND memory_usage IS NOT NULL")
+        return self.query(f"""
+            SELECT * FROM hardware_results WHERE {' AND '.join(where)}
+            QUALIFY row_number() OVER (PARTITION BY model_id, hardware, device
+                                       ORDER BY timestamp DESC, id DESC) = 1
+            ORDER BY id""", params)
+
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Run a query and return its rows as dicts."""
         cursor = self.conn.execute(sql, params or [])
