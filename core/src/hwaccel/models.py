@@ -85,7 +85,11 @@ class ModelRef:
         return self.is_tiny or self.path is not None
 
     def load_config(self) -> Any:
-        """Return the transformers config object (tiny configs are shrunk; nothing remote)."""
+        """Return the transformers config object (tiny configs are shrunk; nothing remote).
+
+        A reference without files but with a config (a catalogue's published config) gets
+        that config built on the installed transformers' defaults for its model type.
+        """
         from transformers import AutoConfig
 
         if self.is_tiny:
@@ -93,6 +97,9 @@ class ModelRef:
 
             return tiny_config(self.model_type or "")
         if self.path is None:
+            if self.config is not None and self.model_type:  # a published config, no files
+                return AutoConfig.for_model(self.model_type, **{
+                    k: v for k, v in self.config.items() if k != "model_type"})
             raise ModelReferenceError(not_cached_message(self.spec))
         return AutoConfig.from_pretrained(self.path, trust_remote_code=False,
                                           local_files_only=True)
@@ -162,6 +169,19 @@ def cached_snapshot(hub_id: str) -> Path | None:
     with_config = sorted((p for p in snapshots.iterdir() if _has_config(p)),
                          key=lambda p: p.stat().st_mtime, reverse=True)
     return with_config[0] if with_config else None
+
+
+def cached_models() -> list[str]:
+    """The hub ids of the local Hugging Face cache whose snapshot holds a config."""
+    root = paths.hf_hub_cache()
+    if not root.is_dir():
+        return []
+    found = []
+    for repo in sorted(root.glob("models--*")):
+        hub_id = repo.name[len("models--"):].replace("--", "/")
+        if _HUB_ID.match(hub_id) and cached_snapshot(hub_id) is not None:
+            found.append(hub_id)
+    return found
 
 
 def _has_config(folder: Path) -> bool:

@@ -26,6 +26,10 @@ class Workload(Protocol):
     def load_model(self) -> Any:
         """Return the model on the CPU in fp32 eval mode (tiny models from a fixed seed)."""
 
+    def skeleton(self) -> Any:
+        """Return the model :meth:`load_model` builds, on the meta device: its modules,
+        parameter shapes and dtypes from the config, with no weights allocated or read."""
+
     def make_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
         """Return deterministic example inputs for one call, on the CPU."""
 
@@ -94,6 +98,13 @@ class TransformersWorkload(BaseWorkload):
         return getattr(transformers, auto_class).from_pretrained(
             folder, local_files_only=True, trust_remote_code=False)
 
+    def skeleton(self) -> Any:
+        """The model class built from the config on the meta device (nothing allocated)."""
+        import torch
+
+        with torch.device("meta"):
+            return self.model_class(self.config)
+
     def load_model(self) -> Any:
         """Return the model on the CPU, fp32, in eval mode."""
         import torch
@@ -121,6 +132,12 @@ def load_workload(model: str, classification: Classification | None = None) -> W
         from hwaccel.plugins import get_plugins
 
         classification = classify_ref(ref, get_plugins()).classification
+    return workload_for(ref, classification)
+
+
+def workload_for(ref: ModelRef, classification: Classification) -> Workload:
+    """Return the workload its classification names for a resolved reference."""
+    model = ref.spec
     if not classification.workload:
         raise HwaccelError(f"no workload for {model!r}: {classification.reason}")
     module_name, _, class_name = classification.workload.partition(":")

@@ -209,6 +209,49 @@ class DiffusionWorkload(BaseWorkload):
                 component.float().eval()
         return model
 
+    def skeleton(self) -> Any:
+        """The model, or a pipeline's networks as a ``ModuleDict``, built on the meta device."""
+        import diffusers
+        import torch
+
+        self.prepare()
+        with torch.device("meta"):
+            if self.ref.is_tiny:
+                from hwaccel_pipeline_diffusion.tiny import build
+
+                built = build(self.class_name)
+            elif self.mode == LOOP:
+                return getattr(diffusers, self.class_name).from_config(self.ref.config)
+            else:
+                return self._pipeline_networks()
+        if isinstance(built, torch.nn.Module):
+            return built
+        return torch.nn.ModuleDict({name: part for name, part in built.components.items()
+                                    if isinstance(part, torch.nn.Module)})
+
+    def _pipeline_networks(self) -> Any:
+        """The networks a pipeline folder's ``model_index.json`` names, from their configs."""
+        import importlib
+
+        import torch
+        from transformers import AutoConfig
+
+        networks = {}
+        for name, value in (self.ref.config or {}).items():
+            if name.startswith("_") or not (isinstance(value, list) and len(value) == 2):
+                continue
+            library, class_name = value
+            folder = Path(self.ref.path or ".") / name
+            if library not in ("diffusers", "transformers") or \
+                    not (folder / "config.json").is_file():
+                continue
+            cls = getattr(importlib.import_module(library), str(class_name), None)
+            if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+                continue
+            networks[name] = (cls.from_config(cls.load_config(folder)) if library == "diffusers"
+                              else cls(AutoConfig.from_pretrained(folder, local_files_only=True)))
+        return torch.nn.ModuleDict(networks)
+
     def make_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
         """Seeded noise latents (and text states or prompts) sized from the configs.
 

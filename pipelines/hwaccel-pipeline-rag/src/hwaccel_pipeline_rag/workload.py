@@ -223,6 +223,17 @@ class RagWorkload(BaseWorkload):
                                      mode=self.mode)
         return model.float().eval()
 
+    def skeleton(self) -> Any:
+        """The retriever and generator (or the Rag model) built on the meta device."""
+        import torch
+        from transformers import RagTokenForGeneration
+
+        if not self.is_composition:
+            with torch.device("meta"):
+                return RagTokenForGeneration(self.config)
+        retriever, generator = (part.skeleton() for part in self.parts)
+        return torch.nn.ModuleDict({"retriever": retriever.base_model, "generator": generator})
+
     def _load_rag(self) -> Any:
         """transformers' Rag model as ``RagTokenForGeneration``, fp32 on the CPU."""
         import torch
