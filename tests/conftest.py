@@ -266,6 +266,63 @@ def benchmark_one(model: str, db: Path, *extra: str, backend: str = "cpu",
     return row
 
 
+def cpu_record(**fields: Any) -> Any:
+    """A host-CPU detection record, as the cpu backend writes one (fields override)."""
+    from hwaccel.types import HardwareInfo
+
+    values: dict[str, Any] = {
+        "backend": "cpu", "device": "cpu", "name": "test CPU", "available": True,
+        "memory_total_bytes": 16 * 2**30, "memory_available_bytes": 12 * 2**30,
+        "capabilities": ("fp32",), "details": {"physical_cores": 2}, "plugin": "cpu"}
+    return HardwareInfo(**{**values, **fields})
+
+
+def cuda_records(free_mib: list[int], total_mib: int = 16384) -> list[Any]:
+    """Detection records of CUDA GPUs with these free memories, as the cuda backend writes
+    them (this machine has none: tests give the estimator and the pool their own)."""
+    from hwaccel.types import HardwareInfo
+
+    return [HardwareInfo(backend="cuda", device=f"cuda:{i}", name="test GPU", index=i,
+                         available=True, memory_total_bytes=total_mib * 2**20,
+                         memory_available_bytes=free * 2**20,
+                         capabilities=("fp32", "fp16", "bf16"), compute_resource=f"gpu:{i}",
+                         plugin="cuda") for i, free in enumerate(free_mib)]
+
+
+def detection_of(*hardware: Any) -> Any:
+    """A detection report holding exactly these records."""
+    from hwaccel.detection import DetectionReport
+
+    return DetectionReport(hardware=list(hardware), timestamp="2026-12-02T00:00:00+00:00")
+
+
+def record_result(db: Path, plugins: Any, model: str, hardware: Any, *,
+                  p50_ms: float | None = 1.0, peak_mb: float | None = 400.0,
+                  batch_size: int = 1, seq_len: int = 32, category: str | None = None,
+                  error: str | None = None, device_peak_mb: float | None = None,
+                  details: dict[str, Any] | None = None, run_id: str = "run-1",
+                  test_status: str = "passed") -> None:
+    """Store one measurement of ``model`` on the detected device ``hardware`` as a matrix
+    cell does: stamped with the current library versions and the device's fingerprint, a
+    failure when ``category`` is given."""
+    from hwaccel.classify import classify
+    from hwaccel.provenance import fingerprint, library_versions
+    from hwaccel.store import Store
+    from hwaccel.types import BenchmarkResult
+
+    failed = category is not None
+    result = BenchmarkResult(
+        model=model, backend=hardware.backend, device=hardware.device, success=not failed,
+        error_category=category, error=error, p50_ms=None if failed else p50_ms,
+        mean_ms=None if failed else p50_ms, peak_rss_mb=None if failed else peak_mb,
+        device_peak_mb=device_peak_mb, batch_size=batch_size, seq_len=seq_len,
+        iterations=0 if failed else 20, details=details or {},
+        versions=library_versions(), hardware_fingerprint=fingerprint(hardware))
+    with Store(db) as store:
+        store.insert_result(result, classify(model, plugins).classification, run_id,
+                            source="matrix", test_status="not-run" if failed else test_status)
+
+
 class FakeCudaEvent:
     """Stands in for ``torch.cuda.Event`` in the GPU backends' tests (this machine has no
     GPU): a clock that advances 2.5 ms per recorded event."""

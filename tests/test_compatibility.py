@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from conftest import ONE_THREAD, make_plugin_dist
+from conftest import ONE_THREAD, cpu_record, detection_of, make_plugin_dist
 from hwaccel.classify import classify
 from hwaccel.compatibility import (
     LOW_MEMORY_FRACTION,
@@ -19,6 +18,7 @@ from hwaccel.compatibility import (
     HardwareCompatibilityReporter,
 )
 from hwaccel.detection import detect
+from hwaccel.devices import HardwareDetector
 from hwaccel.errors import HwaccelError, ModelReferenceError, UsageError
 from hwaccel.models import resolve_model
 from hwaccel.plugins import Plugins, load, load_plugins, make_plugin_manager
@@ -236,13 +236,26 @@ def test_an_oom_row_is_memory_pressure_and_only_the_latest_row_counts(plugins, t
     _insert(tmp_db, plugins, "tiny:t5", "cpu", "cpu", category="timeout", error="60 s")
     _insert(tmp_db, plugins, "tiny:bert", "cpu", "cpu", run_id="run-2")  # later: it ran
     found = HardwareCompatibilityReporter(plugins, tmp_db).collect_resource_pool_errors()
-    assert sorted(e.error_type for e in found) == ["memory_pressure", "resource_pool_unavailable"]
+    assert sorted(e.error_type for e in found) == ["memory_pressure"]
     (memory,) = _of_type(found, "memory_pressure")
     assert (memory.severity, memory.hardware) == ("error", "cpu")
     assert memory.details["model_id"] == "tiny:gpt2" and "killed at 512 MiB" in memory.message
-    assert importlib.util.find_spec("hwaccel.resource_pool") is None
-    (pool,) = _of_type(found, "resource_pool_unavailable")
-    assert pool.severity == "info"
+
+
+def test_a_failed_construction_in_the_resource_pool_is_an_error_finding(plugins, monkeypatch):
+    from hwaccel import resource_pool
+
+    pool = resource_pool.ResourcePool(detector=HardwareDetector(detection_of(cpu_record())))
+    monkeypatch.setattr(resource_pool, "_GLOBAL", pool)
+
+    def broken() -> None:
+        raise RuntimeError("weights are corrupt")
+
+    with pytest.raises(RuntimeError):
+        pool.get_model("embedding", "broken-model", constructor=broken)
+    (finding,) = HardwareCompatibilityReporter(plugins).collect_resource_pool_errors()
+    assert (finding.severity, finding.error_type) == ("error", "resource_pool_construction")
+    assert "broken-model" in finding.message and "weights are corrupt" in finding.message
 
 
 def test_history_failures_of_a_model_and_the_history_matrix(plugins, tmp_db):

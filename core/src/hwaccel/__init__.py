@@ -35,6 +35,7 @@ __all__ = [
     "BenchmarkSettings",
     "Classification",
     "DeviceChoice",
+    "HardwareAwareModelClassifier",
     "HardwareCompatibilityReporter",
     "HardwareDetector",
     "HardwareInfo",
@@ -42,10 +43,20 @@ __all__ = [
     "TemplatePart",
     "__version__",
     "detect_available_hardware",
+    "get_global_resource_pool",
+    "get_hardware_aware_model_classification",
     "get_torch_device_with_priority",
     "hookimpl",
     "select_device",
 ]
+
+
+_LAZY = {
+    "HardwareCompatibilityReporter": "hwaccel.compatibility",
+    "HardwareAwareModelClassifier": "hwaccel.hardware_model_integration",
+    "get_hardware_aware_model_classification": "hwaccel.hardware_model_integration",
+    "get_global_resource_pool": "hwaccel.resource_pool",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -53,10 +64,10 @@ def __getattr__(name: str) -> Any:
         import importlib.metadata
 
         return importlib.metadata.version("hwaccel-core")
-    if name == "HardwareCompatibilityReporter":  # imported on first use: it reads the store
-        from hwaccel.compatibility import HardwareCompatibilityReporter
+    if name in _LAZY:  # imported on first use: they read the store and estimate
+        import importlib
 
-        return HardwareCompatibilityReporter
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'hwaccel' has no attribute {name!r}")
 
 

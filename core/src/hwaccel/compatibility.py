@@ -16,9 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import importlib
 import importlib.metadata
-import importlib.util
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -129,12 +127,6 @@ BACKEND_ADVICE = {
     "openvino": "OpenVINO needs the openvino package and an Intel CPU, GPU or NPU",
 }
 _REINSTALL_TYPES = frozenset({"plugin_load", "plugin_dependency", "missing_template"})
-_LATEST_ROWS = """
-    SELECT * FROM hardware_results
-    QUALIFY row_number() OVER (PARTITION BY model_id, hardware, device
-                               ORDER BY timestamp DESC, id DESC) = 1
-    ORDER BY id
-"""
 _TITLES = {"critical": "Critical", "error": "Errors", "warning": "Warnings", "info": "Info"}
 
 
@@ -279,21 +271,18 @@ class HardwareCompatibilityReporter:
 
     def collect_resource_pool_errors(self) -> list[CompatibilityError]:
         """Record out-of-memory failures of the history (latest per model and device) and
-        the findings of ``hwaccel.resource_pool`` when that module is installed.
+        the findings of this process's resource pool.
 
-        The resource pool is asked for ``get_global_resource_pool().stats()``; each mapping in
-        its ``errors`` list (``message``, optional ``severity``, ``error_type``, ``hardware``,
-        ``details``) becomes a finding.
+        The pool is asked for ``get_global_resource_pool().stats()``; each mapping in its
+        ``errors`` list (``message``, optional ``severity``, ``error_type``, ``hardware``,
+        ``details``) becomes a finding: constructions that failed, models over the
+        low-memory budget on their own.
         """
         start = len(self.errors)
         for row in self._latest_rows():
             if not row.get("success") and row.get("error_category") in MEMORY_CATEGORIES:
                 self._history_finding("resource_pool", row)
-        if importlib.util.find_spec("hwaccel.resource_pool") is None:
-            self.add_error("info", "resource_pool", "resource_pool_unavailable",
-                           "resource pool not available in this installation")
-        else:
-            self._resource_pool_findings()
+        self._resource_pool_findings()
         return self.errors[start:]
 
     def collect_model_integration_errors(self, model: str) -> list[CompatibilityError]:
@@ -432,8 +421,9 @@ class HardwareCompatibilityReporter:
 
     def _resource_pool_findings(self) -> None:
         try:
-            module = importlib.import_module("hwaccel.resource_pool")
-            stats = module.get_global_resource_pool().stats()
+            from hwaccel.resource_pool import get_global_resource_pool
+
+            stats = get_global_resource_pool().stats()
         except Exception as exc:  # noqa: BLE001 - a broken pool is a finding, not a crash
             self.add_error("error", "resource_pool", "resource_pool_failed",
                            f"the resource pool failed: {type(exc).__name__}: {exc}")
@@ -498,7 +488,7 @@ class HardwareCompatibilityReporter:
 
         try:
             with Store(self.db_path, read_only=True) as store:
-                return store.query(_LATEST_ROWS)
+                return store.latest_results()
         except (HwaccelError, duckdb.Error) as exc:
             self._history_problem = f"history database unreadable: {str(exc).splitlines()[0]}"
         self.add_error("warning", "history", "history_unavailable", self._history_problem,

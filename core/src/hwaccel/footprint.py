@@ -8,9 +8,10 @@
   ``*.safetensors`` file are read from its header (8 bytes of length, then JSON), other
   weight files (``.bin``, ``.pt``) by their size.
 * **The KV cache** of generative models: per attention layer, keys and values of
-  ``kv_heads x head_dim`` per token (``qk_nope + qk_rope`` and ``v_head_dim`` per head for
-  latent attention), for the sequence, or the sliding window on layers that slide; an
-  encoder-decoder model adds cross-attention keys and values over the encoder's tokens.
+  ``kv_heads x head_dim`` per token (for latent attention the compressed ``kv_lora_rank``
+  plus the rotary part, once for all heads), for the sequence, or the sliding window (less
+  the current token) on layers that slide; an encoder-decoder model adds cross-attention
+  keys and values over the encoder's tokens.
   Layers of a state-space model (``linear_attention``, ``mamba``) keep a fixed-size state
   instead, which does not grow with the sequence.
 * **The largest transient activation and the logits** for one call on the workload's own
@@ -144,7 +145,9 @@ class KVCache:
     def bytes(self, batch: int, seq_len: int, encoder_tokens: int, dtype_bytes: int) -> int:
         """Bytes of the cache after ``seq_len`` tokens for ``batch`` sequences."""
         per_token = self.key_width + self.value_width
-        window = min(seq_len, self.window) if self.window else seq_len
+        # a sliding layer keeps the window less the token being computed (transformers'
+        # DynamicSlidingWindowLayer keeps sliding_window - 1 tokens)
+        window = min(seq_len, self.window - 1) if self.window else seq_len
         tokens = self.full_layers * seq_len + self.sliding_layers * window
         cross = self.cross_layers * 2 * self.cross_width * encoder_tokens
         return batch * dtype_bytes * (per_token * tokens + cross)
@@ -242,14 +245,13 @@ def count_tensors(module: Any) -> tuple[int, int, int]:
 
 
 def _decoder_config(config: Any) -> Any:
-    """The config of the part that generates (the text decoder of composite configs)."""
+    """The config of the part that generates: a composite config's ``decoder`` or text
+    sub-config, else the config itself (an encoder-decoder model keeps both in one)."""
+    decoder = getattr(config, "decoder", None)
+    if callable(getattr(decoder, "to_dict", None)):
+        return decoder
     getter = getattr(config, "get_text_config", None)
-    if getter is None:
-        return config
-    try:
-        return getter(decoder=True)
-    except TypeError:
-        return getter()
+    return getter() if getter is not None else config
 
 
 def kv_cache_of(config: Any) -> KVCache | None:
@@ -263,10 +265,9 @@ def kv_cache_of(config: Any) -> KVCache | None:
         return None
     kv_heads = _int(text, _KV_HEADS) or (1 if getattr(text, "multi_query", False) else heads)
     head_dim = _int(text, ("head_dim", "d_kv")) or (width // heads if width else None)
-    rope, nope = _int(text, ("qk_rope_head_dim",)), _int(text, ("qk_nope_head_dim",))
-    if rope and nope:  # latent attention: transformers caches the decompressed keys, values
-        key_width = heads * (rope + nope)
-        value_width = heads * (_int(text, ("v_head_dim",)) or head_dim or 0)
+    latent, rope = _int(text, ("kv_lora_rank",)), _int(text, ("qk_rope_head_dim",))
+    if latent and rope:  # latent attention: the compressed keys and values and the rotary
+        key_width, value_width = latent + rope, 0  # part are cached, once for all heads
     elif head_dim:
         key_width = value_width = kv_heads * head_dim
     else:

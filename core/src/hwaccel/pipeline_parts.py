@@ -28,7 +28,7 @@ def template_part(name: str, package: str, template_file: str,
     template = files(package).joinpath(template_file).read_text(encoding="utf-8")
     return TemplatePart(owner="pipeline", name=name, template=template,
                         snippets={"imports": WORKLOAD_IMPORTS}, required_slots=BACKEND_SLOTS,
-                        example_models=example_models)
+                        example_models=example_models, source=f"{package}/{template_file}")
 
 
 def model_tasks(model: ModelRef) -> frozenset[str]:

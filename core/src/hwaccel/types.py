@@ -56,6 +56,9 @@ class HardwareInfo(_Record):
     unit a timed job on this device occupies; the matrix never times two jobs on the same
     unit at once. Devices that compute on the host's cores keep the default ``host-cpu``;
     an accelerator names itself (e.g. ``cuda:0``) and then takes one host core.
+    ``converted_weights`` is the precision of the weights of the converted model a backend
+    keeps on disk per model (OpenVINO IR, an ONNX export), or ``None`` when it runs the
+    PyTorch model as it is; resource estimates count that file's size.
     """
 
     backend: str
@@ -69,6 +72,7 @@ class HardwareInfo(_Record):
     capabilities: tuple[str, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
     compute_resource: str = "host-cpu"
+    converted_weights: str | None = None
     plugin: str | None = None
     distribution: str | None = None
     distribution_version: str | None = None
@@ -109,7 +113,8 @@ class TemplatePart(_Record):
     ``owner="backend"`` and ``snippets``: Python source for each slot it provides. The core
     composes the two halves; a backend missing a required slot is a clear error. A pipeline
     also names its ``example_models``: references that load offline (``tiny:`` models or
-    shipped ones), which ``hwaccel matrix`` uses to represent the pipeline by default.
+    shipped ones), which ``hwaccel matrix`` uses to represent the pipeline by default, and
+    ``source``: where its template comes from (``package/file.py.j2``).
     """
 
     owner: str
@@ -118,6 +123,7 @@ class TemplatePart(_Record):
     required_slots: tuple[str, ...] = ()
     snippets: dict[str, str] = field(default_factory=dict)
     example_models: tuple[str, ...] = ()
+    source: str | None = None
     plugin: str | None = None
     distribution: str | None = None
     distribution_version: str | None = None

@@ -93,7 +93,8 @@ def describe_device(core: Any, device: str, version: str) -> HardwareInfo:
                         capabilities=tuple(str(c).lower() for c in capabilities),
                         details=details,
                         compute_resource="host-cpu" if device.split(".")[0] == "CPU"
-                        else f"openvino:{device}")
+                        else f"openvino:{device}",
+                        converted_weights="fp32")  # the IR cache is saved uncompressed
 
 
 def detect_openvino() -> list[HardwareInfo]:

@@ -160,5 +160,6 @@ def detect_qnn() -> list[HardwareInfo]:
             details={**details, "qnn_backend": backend, "backend_path": path,
                      "fp32_runs_as": precision, "static_shapes": True,
                      "ep_devices": ep_devices},
-            compute_resource="host-cpu" if backend == "cpu" else f"{NAME}:{backend}"))
+            compute_resource="host-cpu" if backend == "cpu" else f"{NAME}:{backend}",
+            converted_weights="fp32"))  # the fp32 ONNX export cached per input shape
     return infos

@@ -20,12 +20,14 @@ from hwaccel.cli import (
     cmd_history,
     cmd_matrix,
     cmd_plugins,
+    cmd_recommend,
     cmd_report,
+    cmd_resources,
 )
 from hwaccel.errors import HwaccelError
 
-COMMANDS = (cmd_plugins, cmd_detect, cmd_classify, cmd_generate, cmd_benchmark, cmd_matrix,
-            cmd_history, cmd_report)
+COMMANDS = (cmd_plugins, cmd_detect, cmd_classify, cmd_recommend, cmd_resources, cmd_generate,
+            cmd_benchmark, cmd_matrix, cmd_history, cmd_report)
 
 
 class _Parser(argparse.ArgumentParser):
