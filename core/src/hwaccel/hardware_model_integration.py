@@ -10,7 +10,8 @@ the predecessor's names, arguments and result keys (``family``, ``subfamily``,
   measured (:mod:`hwaccel.support`), with the estimated peak memory on its devices;
 * ``recommended_hardware`` and ``torch_device``: the first device of
   :func:`hwaccel.recommend.recommend_devices`, with the reasons of every choice and rejection;
-* ``resource_requirements``: the estimate on that device (:mod:`hwaccel.resources`):
+* ``resource_requirements``: the estimate on that device (:mod:`hwaccel.resources`; the
+  CPU's when no device can run the model; the whole estimate is ``resource_estimate``):
   ``min_memory_mb`` is the peak of one call at the requested batch size and sequence
   length, ``recommended_memory_mb`` the peak at the model's full context length (the same
   for models without one), ``cpu_cores``, ``disk_space_mb``, ``batch_size`` (the one asked
@@ -170,6 +171,7 @@ class HardwareAwareModelClassifier:
             "recommended_template": self._template(classification.get("pipeline")),
             "resource_requirements": self._requirements(model_name, estimate, batch_size,
                                                         seq_len),
+            "resource_estimate": estimate.to_dict() if estimate else None,
         }
 
     def recommend_model_for_task(self, task: str,

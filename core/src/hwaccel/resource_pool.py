@@ -137,8 +137,7 @@ class ResourcePool:
         minutes = _env_number(TIMEOUT_ENV)
         self.idle_timeout_s = idle_timeout_s if idle_timeout_s is not None else (
             minutes * 60 if minutes else None)
-        self._budget = memory_budget_mb if memory_budget_mb is not None else \
-            _env_number(BUDGET_ENV)
+        self._budget = memory_budget_mb
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str, str], Entry] = {}
@@ -156,7 +155,7 @@ class ResourcePool:
         if self._budget is None:
             from hwaccel.resources import host_memory
 
-            self._budget = host_memory(self.detector.detect())[0]
+            self._budget = _env_number(BUDGET_ENV) or host_memory(self.detector.detect())[0]
         return self._budget
 
     def memory_in_use_mb(self, device: str | None = None) -> float:
@@ -436,9 +435,8 @@ def pool_config(placements: list[tuple[str, dict[str, Any]]], estimator: Any) ->
     runtimes: dict[str, float] = {}
     activations: dict[str, float] = {}
     for model, result in placements:
-        recommendation = result["recommendation"]["recommended"] or {}
-        estimate = recommendation.get("estimate") or {}
-        device = recommendation.get("device") or "cpu"
+        estimate = result.get("resource_estimate") or {}
+        device = estimate.get("device") or "cpu"
         weights = (estimate.get("host_weights_mb") or 0.0) + \
             (estimate.get("extra_copies") or 0.0) * (estimate.get("weights_mb") or 0.0)
         resident[device] = resident.get(device, 0.0) + weights

@@ -25,7 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Recommend; exit 2 for bad input, 1 when no device can run a model."""
+    """Recommend; exit 2 for bad input, 1 when no device can run a model (or, for a task,
+    none of its models)."""
     from hwaccel.cli.estimate_options import estimator_from
     from hwaccel.errors import UsageError
 
@@ -87,7 +88,7 @@ def _task(args: argparse.Namespace, estimator: Any, backends: list[str] | None) 
         print_json({"task": args.task, "hardware_constraints": backends or [],
                     "recommendations": [{"source": source, **rec.to_dict()}
                                         for source, rec in found]})
-        return 0 if found else 1
+        return 0 if any(rec.best for _, rec in found) else 1
     table(f"Models for {args.task}",
           ["rank", "model", "found in", "family", "device", "peak MiB", "reason"],
           [[i, rec.model, source, rec.classification.family,
@@ -96,4 +97,4 @@ def _task(args: argparse.Namespace, estimator: Any, backends: list[str] | None) 
             rec.best.reason if rec.best else "; ".join(f"{r.device}: {r.reason}"
                                                        for r in rec.rejected)]
            for i, (source, rec) in enumerate(found, 1)])
-    return 0 if found else 1
+    return 0 if any(rec.best for _, rec in found) else 1
