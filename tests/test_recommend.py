@@ -161,3 +161,17 @@ def test_a_constraint_to_an_absent_backend_rejects_with_its_reason(tmp_path):
     for entry in data["recommendations"]:
         assert entry["recommended"] is None
         assert entry["rejected"][0]["reason"].startswith("cuda: absent — ")
+
+
+def test_another_machines_failure_does_not_rule_out_this_machines_device(plugins, tmp_path):
+    db = tmp_path / "history.duckdb"
+    here, elsewhere = cpu_record(**OPENVINO_CPU), cpu_record(**OPENVINO_CPU, name="other CPU")
+    record_result(db, plugins, "tiny:bert", elsewhere, category="crash", error="SIGSEGV")
+    record_result(db, plugins, "tiny:bert", elsewhere, p50_ms=0.1, run_id="run-2")
+    result = recommend_devices("tiny:bert", _estimator(plugins, db, cpu_record(), here))
+    assert result.support["openvino"].ruled_out == {}
+    assert [c.p50_ms for c in result.ranked] == [None, None]  # nothing measured here
+    record_result(db, plugins, "tiny:bert", here, category="crash", error="SIGSEGV",
+                  run_id="run-3")
+    again = recommend_devices("tiny:bert", _estimator(plugins, db, cpu_record(), here))
+    assert list(again.support["openvino"].ruled_out) == ["openvino:CPU"]

@@ -110,29 +110,32 @@ def _history(db_path: Path | None, model: str) -> list[dict[str, Any]]:
 
     try:
         with Store(db_path, read_only=True) as store:
-            return store.latest_results([model])
+            return store.latest_results([model], by_fingerprint=True)
     except (HwaccelError, duckdb.Error):
         return []
 
 
 def _latency(db_path: Path | None, model: str, hardware: HardwareInfo, batch_size: int,
              seq_len: int) -> tuple[float, str] | None:
-    """The latest measured p50 of ``model`` on ``hardware`` and where it comes from;
-    a run at the same batch size and sequence length wins over any other."""
+    """The latest measured p50 of ``model`` on this very device (its hardware fingerprint)
+    and where it comes from; a run at the same batch size and sequence length wins."""
     if db_path is None or not Path(db_path).is_file():
         return None
     import duckdb
 
+    from hwaccel.provenance import fingerprint
     from hwaccel.store import Store
 
     try:
         with Store(db_path, read_only=True) as store:
             rows = store.query(
                 "SELECT p50_ms, run_id, timestamp, batch_size, seq_len FROM hardware_results "
-                "WHERE model_id = ? AND hardware = ? AND device = ? AND success "
-                "AND p50_ms IS NOT NULL AND (test_status IS NULL OR test_status = 'passed') "
+                "WHERE model_id = ? AND hardware = ? AND device = ? "
+                "AND hardware_fingerprint = ? AND success AND p50_ms IS NOT NULL "
+                "AND (test_status IS NULL OR test_status = 'passed') "
                 "ORDER BY (batch_size = ? AND seq_len = ?) DESC, timestamp DESC, id DESC "
-                "LIMIT 1", [model, hardware.backend, hardware.device, batch_size, seq_len])
+                "LIMIT 1", [model, hardware.backend, hardware.device, fingerprint(hardware),
+                            batch_size, seq_len])
     except (HwaccelError, duckdb.Error):
         return None
     if not rows:

@@ -310,7 +310,8 @@ class Estimator:
 
     def _measured_row(self, model: str, hardware: HardwareInfo,
                       precision: str) -> dict[str, Any] | None:
-        """The latest successful measurement of ``model`` on ``hardware`` at ``precision``."""
+        """The latest successful measurement of ``model`` on this very device (its hardware
+        fingerprint) at ``precision``."""
         if self.db_path is None or not Path(self.db_path).is_file():
             return None
         if model not in self._history:
@@ -321,11 +322,15 @@ class Estimator:
 
             try:
                 with Store(self.db_path, read_only=True) as store:
-                    self._history[model] = store.latest_results([model], measured=True)
+                    self._history[model] = store.latest_results([model], measured=True,
+                                                                by_fingerprint=True)
             except (HwaccelError, duckdb.Error):
                 self._history[model] = []
+        from hwaccel.provenance import fingerprint
+
         return next((r for r in reversed(self._history[model])
                      if (r["hardware"], r["device"]) == (hardware.backend, hardware.device)
+                     and r.get("hardware_fingerprint") == fingerprint(hardware)
                      and r.get("precision") == precision), None)
 
     def _refined(self, row: dict[str, Any], model: str, phases: dict[str, float | None],

@@ -244,13 +244,15 @@ class Store:
                                   list(row.values())).fetchone()
         return int(found[0]) if returning else 0
 
-    def latest_results(self, models: list[str] | None = None, *,
-                       measured: bool = False) -> list[dict[str, Any]]:
+    def latest_results(self, models: list[str] | None = None, *, measured: bool = False,
+                       by_fingerprint: bool = False) -> list[dict[str, Any]]:
         """The latest row of every (model, backend, device), oldest first.
 
         :param models: only these model ids (all when ``None``).
         :param measured: only rows whose benchmark succeeded with a peak memory; the latest
             such row, even when a later attempt failed.
+        :param by_fingerprint: one row per hardware fingerprint too (devices of the same
+            name on different machines, as a cluster's nodes record them, stay apart).
         """
         where = ["TRUE"]
         params: list[Any] = []
@@ -262,6 +264,7 @@ class Store:
         return self.query(f"""
             SELECT * FROM hardware_results WHERE {' AND '.join(where)}
             QUALIFY row_number() OVER (PARTITION BY model_id, hardware, device
+                                       {', hardware_fingerprint' if by_fingerprint else ''}
                                        ORDER BY timestamp DESC, id DESC) = 1
             ORDER BY id""", params)
 

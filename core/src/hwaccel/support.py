@@ -6,7 +6,8 @@ For every backend detection reported, present or absent:
   template part fills every slot the pipeline's test template needs, exactly what
   ``hwaccel generate`` composes (:func:`hwaccel.generate.parts_for`);
 * **system_available**: the backend has an available device, else detection's reason;
-* **measured**: the latest history row of the model on each of the backend's devices. A
+* **measured**: the latest history row of the model on each of the backend's devices (rows
+  of this machine's devices, by hardware fingerprint, when the backend is present here). A
   failure there (a crash, a timeout, an out-of-memory kill, a failed generated test, a
   failed conversion) makes that device incompatible, with the recorded reason; a pass
   confirms it; a combination never tried (``not-tested``) changes nothing;
@@ -92,13 +93,14 @@ def backend_support(plugins: Plugins, report: DetectionReport, classification: C
                     ) -> dict[str, BackendSupport]:
     """Support of every detected backend for one model.
 
-    :param history: the model's latest history rows per (backend, device)
-        (:meth:`hwaccel.store.Store.latest_results`).
+    :param history: the model's latest history rows per (backend, device, fingerprint)
+        (:meth:`hwaccel.store.Store.latest_results` with ``by_fingerprint``).
     :param estimates: :class:`~hwaccel.resources.ResourceEstimate` s of the model on
         available devices.
     """
     from hwaccel.devices import absence_reason
     from hwaccel.matrix import device_label as label_of
+    from hwaccel.provenance import fingerprint
     from hwaccel.report import cell_status
 
     rows = list(history)
@@ -112,8 +114,12 @@ def backend_support(plugins: Plugins, report: DetectionReport, classification: C
             reasons.append(absence_reason(report, backend))
         measured: dict[str, str] = {}
         ruled_out: dict[str, str] = {}
+        here = {fingerprint(h) for h in available}
         for row in rows:
-            if row.get("hardware") != backend:
+            # this machine's devices speak for themselves; for a backend absent here, what
+            # other machines recorded is all there is
+            if row.get("hardware") != backend or (here and row.get("hardware_fingerprint")
+                                                  not in here):
                 continue
             label = label_of(backend, str(row.get("device")))
             status, reason = cell_status(row)
