@@ -150,25 +150,24 @@ class Calibrator:
     # ---- which examples ---------------------------------------------------------------
 
     def examples(self) -> dict[str, tuple[str, ...]]:
-        """Each loaded pipeline's example models (single models only, no compositions)."""
+        """Each loaded pipeline's example models."""
         if self._examples is None:
             from hwaccel.matrix import example_models
-            from hwaccel.models import RAG_PREFIX
 
             self._examples = {}
             for record in self.plugins.loaded():
                 if record.kind != "pipeline":
                     continue
-                found = [m for m in example_models(self.plugins, [record.name])
-                         if not m.startswith(RAG_PREFIX)]
+                found = example_models(self.plugins, [record.name])
                 if found:
                     self._examples[record.name] = tuple(found)
         return self._examples
 
     @staticmethod
     def _size(model: str) -> int:
-        """Bytes of an example's weight files: 0 for models built from a config (tiny ones),
-        -1 for one that cannot be resolved (never chosen). Only file headers are read."""
+        """Bytes of an example's weight files (both parts of a composition): 0 for models
+        built from a config (tiny ones), -1 for one that cannot be resolved (never chosen).
+        Only file headers are read."""
         from hwaccel.errors import HwaccelError
         from hwaccel.footprint import checkpoint_of
         from hwaccel.models import resolve_model
@@ -177,10 +176,15 @@ class Calibrator:
             ref = resolve_model(model)
         except HwaccelError:
             return -1
-        if ref.path is None:
-            return 0 if ref.is_tiny else -1
-        checkpoint = checkpoint_of(ref.path)
-        return checkpoint.bytes if checkpoint else 0
+        total = 0
+        for part in ref.components or (ref,):
+            if part.path is None:
+                if not part.is_tiny:
+                    return -1
+                continue
+            checkpoint = checkpoint_of(part.path)
+            total += checkpoint.bytes if checkpoint else 0
+        return total
 
     def base_example(self, pipeline: str) -> str | None:
         """The smallest example of ``pipeline`` (of any pipeline when it names none): a tiny
@@ -192,9 +196,12 @@ class Calibrator:
         return min(sized)[1] if sized else None
 
     def copies_example(self) -> str | None:
-        """The example of all pipelines with the largest weight files (a real checkpoint);
-        ``None`` when every example is built from a config."""
-        sized = [(self._size(m), m) for ms in self.examples().values() for m in ms]
+        """The single (not composed) example of all pipelines with the largest weight files
+        (a real checkpoint); ``None`` when every example is built from a config."""
+        from hwaccel.models import RAG_PREFIX
+
+        sized = [(self._size(m), m) for ms in self.examples().values() for m in ms
+                 if not m.startswith(RAG_PREFIX)]
         sized = [(s, m) for s, m in sized if s > 0]
         return max(sized)[1] if sized else None
 

@@ -59,8 +59,12 @@ def _print(rec: Any) -> None:
     best = rec.best
     head = (f"[bold]{rec.model}[/bold] ({rec.classification.family}, pipeline "
             f"{rec.classification.pipeline or '-'}): ")
-    head += f"run it on [bold]{best.device}[/bold] ({best.torch_device}): {best.reason}" \
-        if best else "no detected device can run it"
+    if best:
+        device = best.device if best.torch_device == best.device else \
+            f"{best.device} ({best.torch_device})"
+        head += f"run it on [bold]{device}[/bold]: {best.reason}"
+    else:
+        head += "no detected device can run it"
     console.print(head, highlight=False, soft_wrap=True)
     if rec.ranked:
         table("Ranked devices", ["rank", "device", "torch device", "p50 ms", "peak MiB",

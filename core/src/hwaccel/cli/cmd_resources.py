@@ -45,16 +45,20 @@ def run(args: argparse.Namespace) -> int:
                     "footprints": {m: estimator.footprint(m, args.seq_len).to_dict()
                                    for m in dict.fromkeys(args.models)}})
         return 0
-    table(f"Resources (batch {args.batch_size}, sequence {args.seq_len}; MiB)",
-          ["model", "device", "precision", "params", "weights", "runtime", "load", "inference",
+    table(f"Resources (batch {args.batch_size}, sequence {args.seq_len}, {args.precision} asked; "
+          "MiB)",
+          ["model", "device", "ran as", "params", "weights", "runtime", "load", "inference",
            "generation", "device mem", "KV cache", "disk", "cores", "max batch", "fits",
            "source"],
           [[e.model, e.device, e.precision, f"{e.parameters:,}", mb(e.weights_mb),
             mb(e.runtime_mb), mb(e.load_peak_mb), mb(e.inference_peak_mb),
             mb(e.generation_peak_mb), mb(e.device_peak_mb), f"{e.kv_cache_mb:,.1f}",
-            mb(e.disk_mb), e.cpu_cores,
-            e.max_batch_size, {True: "yes", False: "no", None: "?"}[e.fits] + f": {e.reason}",
-            e.source] for e in estimates])
+            mb(e.disk_mb), e.cpu_cores, e.max_batch_size,
+            {True: "yes", False: "no", None: "?"}[e.fits], e.source] for e in estimates])
+    for estimate in estimates:
+        if estimate.fits is not True:
+            console.print(f"{estimate.model} on {estimate.device}: {estimate.reason}",
+                          highlight=False, soft_wrap=True)
     if args.explain:
         for estimate in estimates:
             console.print(f"[bold]{estimate.model} on {estimate.device}[/bold]", highlight=False)
