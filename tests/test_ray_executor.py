@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,9 +35,10 @@ RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"
            "RAY_USAGE_STATS_ENABLED": "0"}
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 
+REMOTE_BACKENDS = ("quick", "slow", "solo")
 REMOTE = '''\
-"""A test backend for the Ray executor: it records where its benchmark runs, and on the
-node the test calls "doomed" it waits there until the node is removed."""
+"""A test backend for the Ray executor: it records where its benchmark runs; on the node
+the test calls "doomed", the "slow" and "solo" backends wait there until it is removed."""
 
 import os
 import time
@@ -79,7 +81,7 @@ def hwaccel_benchmark(request):
     with open(mark + ".tmp", "w") as out:
         out.write(str(os.getpid()))
     os.replace(mark + ".tmp", mark)
-    if role == "doomed":
+    if role == "doomed" and NAME != "quick":
         time.sleep(600)
     timing = time_calls(lambda: time.sleep(0.001), warmup=1, min_iterations=3,
                         min_seconds=0.0, max_seconds=1.0)
@@ -118,9 +120,15 @@ def assert_ray_on_loopback_only() -> None:
 
 
 class LocalCluster:
-    """The module's Ray cluster and the environment of each of its nodes."""
+    """The module's Ray cluster and the environment of each of its nodes.
 
-    def __init__(self, root: Path):
+    :param nodes: node name -> extra environment; the first is the head. Their resources
+        are computed at once (in parallel), then the nodes start.
+    """
+
+    def __init__(self, root: Path, nodes: dict[str, dict[str, str]]):
+        from concurrent.futures import ThreadPoolExecutor
+
         from ray.cluster_utils import Cluster
 
         self.root = root
@@ -128,25 +136,28 @@ class LocalCluster:
         self.marks.mkdir()
         self.plugins = make_plugin_dist(
             root / "site", "hwaccel-test-remote",
-            {"slow": "hwaccel_test_slow", "solo": "hwaccel_test_solo"},
-            {f"hwaccel_test_{n}.py": REMOTE.replace("@NAME@", n) for n in ("slow", "solo")})
-        head_env = self.node_env("head", HWACCEL_LOAD_PLUGINS="")
+            {name: f"hwaccel_test_{name}" for name in REMOTE_BACKENDS},
+            {f"hwaccel_test_{n}.py": REMOTE.replace("@NAME@", n) for n in REMOTE_BACKENDS})
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            args = dict(zip(nodes, pool.map(lambda item: self.node_args(*item), nodes.items()),
+                            strict=True))
+        head, *others = nodes
         self.cluster = Cluster(initialize_head=True, head_node_args={
-            **self.node_args("head", head_env),
-            "_system_config": {"health_check_period_ms": 1000,
-                               "health_check_failure_threshold": 3}})
-        self.nodes: dict[str, Any] = {"head": self.cluster.head_node}
+            **args[head], "_system_config": {"health_check_period_ms": 1000,
+                                             "health_check_failure_threshold": 3}})
+        self.nodes: dict[str, Any] = {head: self.cluster.head_node}
+        self.resources = {name: a["resources"] for name, a in args.items()}
+        for name in others:
+            self.nodes[name] = self.cluster.add_node(**args[name])
 
-    def node_env(self, name: str, **env: str) -> dict[str, str]:
-        """The environment of one node's raylet and workers: its own cache and temp folder."""
+    def node_args(self, name: str, extra: dict[str, str]) -> dict[str, Any]:
+        """``add_node`` arguments: the node's own cache and temp folder in its environment,
+        and the resources that ``hwaccel-ray node`` computes in that environment."""
         tmp = self.root / "nodes" / name
         (tmp / "tmp").mkdir(parents=True)
-        return {"HWACCEL_CACHE_DIR": str(tmp / "cache"), "TMPDIR": str(tmp / "tmp"),
-                "OMP_NUM_THREADS": "1", "HWACCEL_TEST_NODE": name,
-                "HWACCEL_TEST_MARKS": str(self.marks), **env}
-
-    def node_args(self, name: str, env: dict[str, str]) -> dict[str, Any]:
-        """``add_node`` arguments: the resources ``hwaccel-ray node`` computes in ``env``."""
+        env = {"HWACCEL_CACHE_DIR": str(tmp / "cache"), "TMPDIR": str(tmp / "tmp"),
+               "OMP_NUM_THREADS": "1", "HWACCEL_TEST_NODE": name,
+               "HWACCEL_TEST_MARKS": str(self.marks), **extra}
         proc = subprocess.run([sys.executable, "-m", "hwaccel_ray.cli", "node", "--head",
                                "--dry-run", "--json", "--node-name", name],
                               capture_output=True, text=True, timeout=120,
@@ -158,12 +169,11 @@ class LocalCluster:
                 "num_gpus": offer["num_gpus"], "resources": offer["resources"],
                 "env_vars": env}
 
-    def add(self, name: str, **env: str) -> dict[str, Any]:
-        """Add a node; return the resources it offers."""
-        full = self.node_env(name, **env)
-        args = self.node_args(name, full)
+    def add(self, name: str, **extra: str) -> None:
+        """Add a node with ``extra`` in its environment."""
+        args = self.node_args(name, extra)
+        self.resources[name] = args["resources"]
         self.nodes[name] = self.cluster.add_node(**args)
-        return args["resources"]
 
     def node_id(self, name: str) -> str:
         return self.nodes[name].node_id
@@ -178,14 +188,25 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClust
     with pytest.MonkeyPatch.context() as patch:
         for name, value in {**RAY_ENV, "RAY_TMPDIR": str(root)}.items():
             patch.setenv(name, value)
-        local = LocalCluster(root)
+        local = LocalCluster(root, {"head": {"HWACCEL_LOAD_PLUGINS": ""},
+                                    "cpu-node": {"HWACCEL_DISABLE_PLUGINS": "openvino"},
+                                    "openvino-node": {"HWACCEL_DISABLE_PLUGINS": "cpu"}})
         try:
-            assert "hwaccel_openvino" not in local.add("cpu-node",
-                                                       HWACCEL_DISABLE_PLUGINS="openvino")
-            assert "hwaccel_cpu" not in local.add("openvino-node", HWACCEL_DISABLE_PLUGINS="cpu")
+            assert local.resources["head"] == {}
+            assert "hwaccel_cpu" in local.resources["cpu-node"]
+            assert "hwaccel_openvino" not in local.resources["cpu-node"]
+            assert "hwaccel_openvino" in local.resources["openvino-node"]
+            assert "hwaccel_cpu" not in local.resources["openvino-node"]
             yield local
         finally:
             local.cluster.shutdown()
+
+
+def driver_env() -> dict[str, str]:
+    """The ``hwaccel matrix`` driver's environment: the test's, without the loopback switch
+    (the executor sets it itself for a loopback address)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    return {**env, "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
 
 def matrix_args(cluster: LocalCluster, db: Path, *extra: str) -> list[str]:
@@ -265,9 +286,11 @@ def test_list_plugins_shows_executors_without_importing_ray():
 def test_cells_run_only_on_nodes_offering_their_backend(ray_cluster, tmp_path):
     db = tmp_path / "matrix.duckdb"
     tests_dir = tmp_path / "generated"
-    proc = run_cli(*matrix_args(ray_cluster, db, "--models", "tiny:bert", "--backends", "cpu",
-                                "openvino", "cuda", "--tests-dir", str(tests_dir), "--json"),
-                   env={**RAY_ENV, "OMP_NUM_THREADS": "1"}, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hwaccel", *matrix_args(
+            ray_cluster, db, "--models", "tiny:bert", "--backends", "cpu", "openvino", "cuda",
+            "--tests-dir", str(tests_dir), "--json")],
+        capture_output=True, text=True, timeout=300, env=driver_env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert_ray_on_loopback_only()
     found = {r["hardware"]: r for r in rows(db)}
@@ -307,61 +330,72 @@ def _wait_for(predicate: Any, what: str, timeout: float, proc: subprocess.Popen[
         if found:
             return found
         if proc.poll() is not None:
-            pytest.fail(f"the matrix ended before {what}: {proc.communicate()[1][-3000:]}")
+            pytest.fail(f"the matrix ended (exit {proc.returncode}) before {what}")
         time.sleep(0.2)
     pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
 def test_a_node_lost_mid_run_retries_elsewhere_or_records_why(ray_cluster, tmp_path):
+    """Node ``doomed`` offers quick, slow and solo; it finishes quick, then is removed while
+    it runs slow and solo. Node ``rescue``, added meanwhile, offers slow only."""
     env = pythonpath_env(ray_cluster.plugins)
     ray_cluster.add("doomed", HWACCEL_DISABLE_PLUGINS="cpu,openvino", **env)
     db = tmp_path / "matrix.duckdb"
     proc = subprocess.Popen(
         [sys.executable, "-m", "hwaccel", *matrix_args(
-            ray_cluster, db, "--models", "tiny:bert", "--backends", "cpu", "slow", "solo",
+            ray_cluster, db, "--models", "tiny:bert", "--backends", *REMOTE_BACKENDS,
             "--timeout", "300")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **RAY_ENV, "OMP_NUM_THREADS": "1"})
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=driver_env())
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
     try:
         marks = ray_cluster.marks
 
-        def doomed_marks() -> list[Path]:
+        def doomed_busy() -> list[Path]:
             found = sorted(marks.glob("*-doomed-*"))
-            return found if {p.name.split("-")[0] for p in found} == {"slow", "solo"} else []
+            backends = {p.name.split("-")[0] for p in found}
+            quick_done = any("on quick @ doomed: ok" in line for line in lines)
+            return found if quick_done and {"slow", "solo"} <= backends else []
 
-        started = _wait_for(doomed_marks, "both cells to run on node doomed", 240, proc)
-        jobs = [psutil.Process(int(p.read_text())) for p in started]
-        ray_cluster.add("rescue", HWACCEL_DISABLE_PLUGINS="cpu,openvino,solo", **env)
-        assert_ray_on_loopback_only()
+        started = _wait_for(doomed_busy, "quick to finish and slow and solo to run on node "
+                            "doomed", 240, proc)
+        jobs = [psutil.Process(int(p.read_text())) for p in started if "quick" not in p.name]
+        ray_cluster.add("rescue", HWACCEL_DISABLE_PLUGINS="cpu,openvino,quick,solo", **env)
+        assert_ray_on_loopback_only()  # the driver too: it set loopback itself
         ray_cluster.cluster.remove_node(ray_cluster.nodes.pop("doomed"), allow_graceful=False)
         _, alive = psutil.wait_procs(jobs, timeout=30)
         assert not alive, "the lost node's benchmark jobs survived it"
-        _, err = proc.communicate(timeout=240)
+        proc.wait(timeout=240)
+        reader.join(10)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    err = "".join(lines)
     assert proc.returncode == 0, err[-3000:]
     found = {r["hardware"]: r for r in rows(db)}
-    assert set(found) == {"cpu", "slow", "solo"}, found
-    assert found["cpu"]["success"] and found["cpu"]["node"] == "cpu-node"
-    slow, solo = found["slow"], found["solo"]
+    assert set(found) == set(REMOTE_BACKENDS), found
+    quick, slow, solo = (found[b] for b in REMOTE_BACKENDS)
+    # Measured on the lost node before it went: kept.
+    assert quick["success"] and quick["node"] == "doomed" and quick["test_status"] == "passed"
     # Retried on the node that also offers its backend, and measured there.
     assert slow["success"] and slow["node"] == "rescue", slow
     details = json.loads(slow["details"])
     assert details["role"] == "rescue" and details["ray_attempts"] == 2
     assert details["ray_node_id"] == ray_cluster.node_id("rescue")
-    assert details["ray_lost"] and "node doomed was lost while running it" in \
-        details["ray_lost"][0]
+    assert len(details["ray_lost"]) == 1
+    assert details["ray_lost"][0].startswith("node doomed was lost while running it "
+                                             "(NodeDiedError: ")
     # once on doomed (its timing pass, lost with it), then both passes on rescue
     assert sorted(p.name.split("-")[1] for p in marks.glob("slow-*")) == [
         "doomed", "rescue", "rescue"]
     # No other node offers solo: a failure that says why.
     assert (solo["success"], solo["error_category"], solo["node"]) == (False, "node-lost",
                                                                         "doomed")
-    assert "node doomed was lost while running it" in solo["error"]
-    assert "no other alive node offers it (solo)" in solo["error"]
+    assert solo["error"].startswith("node doomed was lost while running it")
+    assert solo["error"].endswith("; no other alive node offers it (solo)")
     (run,) = rows(db, "SELECT * FROM runs")
     assert run["status"] == "finished" and run["planned"] == 3
-    assert "@ rescue: ok" in err and "@ doomed: fail node-lost" in err
+    assert "on slow @ rescue: ok" in err and "on solo @ doomed: fail node-lost" in err

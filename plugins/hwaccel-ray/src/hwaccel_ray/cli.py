@@ -96,6 +96,7 @@ def node(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.flush()
     sys.stderr.flush()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.execv(cmd[0], cmd)  # becomes ray start: signals and --block behave as ray's own
 
 

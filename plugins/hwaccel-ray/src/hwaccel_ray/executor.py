@@ -1,7 +1,11 @@
 """``hwaccel matrix --executor ray``: the matrix's cells as Ray tasks, placed by hardware.
 
 With ``--address`` the driver joins that cluster; without it, it starts a one-node cluster of
-this machine on loopback whose resources come from this machine's detection. Then:
+this machine whose resources come from this machine's detection. A cluster on this machine
+(no address, or a loopback one) stays on loopback: the driver sets
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` before importing ray, which makes Ray bind
+127.0.0.1 (it otherwise listens on every interface, whatever ``--node-ip-address`` says).
+Then:
 
 1. **Detection on every node.** A Ray task pinned to each alive node runs hwaccel's detection
    there, with that node's plugins. The devices a node detects *and* offers as Ray resources
@@ -111,6 +115,8 @@ class RayExecutor(Executor):
         super().__init__(options)
         if _on_loopback(options.address):  # before ray is imported: Ray then binds loopback
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        if not options.address:  # a cluster of hwaccel's own does not report usage
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         try:
             import ray
         except ImportError as exc:

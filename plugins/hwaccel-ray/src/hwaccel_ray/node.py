@@ -7,8 +7,9 @@ what a node offers is what hwaccel finds there. A cell runs through the core's
 each in a job process with its time and memory limits, forked by a job zygote that this Ray
 worker keeps for the next cells (it dies with the worker). Cells are pinned to the node's
 cores the way the local executor pins them (an accelerator's cell gets one core, host-CPU
-cells the rest), so a timed cell shares no core with another node's device's cell. The
-result goes back to the driver as a JSON-safe dict; nothing here writes a database.
+cells the rest), so the cells that Ray runs at once on one node, one per compute resource,
+share no core. The result goes back to the driver as a JSON-safe dict; nothing here writes
+a database.
 """
 
 from __future__ import annotations
