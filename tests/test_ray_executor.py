@@ -282,6 +282,54 @@ def test_list_plugins_shows_executors_without_importing_ray():
                             "target": "hwaccel_ray.executor:RayExecutor"}
 
 
+NODES_QUERY = """
+import json, ray
+ray.init(address={address!r}, logging_level="ERROR", log_to_driver=False)
+print(json.dumps([[n["NodeName"], n["Resources"]] for n in ray.nodes() if n["Alive"]]))
+"""
+
+
+@pytest.mark.slow
+def test_hwaccel_ray_node_starts_ray_with_the_detected_devices(tmp_path_factory):
+    import socket
+
+    tmp_path = tmp_path_factory.mktemp("node")  # short: Ray's socket paths live under it
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "ray").mkdir()
+    env = {**os.environ, **RAY_ENV, "RAY_TMPDIR": str(tmp_path),
+           "HWACCEL_CACHE_DIR": str(tmp_path / "cache"), "HWACCEL_DISABLE_PLUGINS": "openvino"}
+    node = subprocess.Popen(
+        [sys.executable, "-m", "hwaccel_ray.cli", "node", "--head", "--node-ip-address",
+         "127.0.0.1", "--port", str(port), "--node-name", "solo-head", "--",
+         "--block", "--include-dashboard", "false"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert node.stdout is not None
+        first = node.stdout.readline()
+        assert first.startswith("hwaccel-ray: node solo-head offers cpu:cpu; absent: "), first
+        for line in node.stdout:  # ray start's own output, until the node is up
+            if "--block" in line:
+                break
+        helpers = psutil.Process(node.pid).children(recursive=True)
+        query = subprocess.run([sys.executable, "-c",
+                                NODES_QUERY.format(address=f"127.0.0.1:{port}")],
+                               capture_output=True, text=True, timeout=120, env=env)
+        assert query.returncode == 0, query.stderr[-2000:]
+        ((name, resources),) = json.loads(query.stdout.splitlines()[-1])
+        assert name == "solo-head"
+        assert {k: v for k, v in resources.items() if k.startswith("hwaccel")} == {
+            "hwaccel_cpu": 1, "hwaccel_cpu__cpu": 1, "hwaccel_host_cpu": 1}
+        assert resources.get("GPU", 0) == 0
+        assert_ray_on_loopback_only()
+    finally:
+        node.terminate()  # ray start --block stops the processes it started
+        node.wait(timeout=60)
+    _, alive = psutil.wait_procs(helpers, timeout=30)
+    assert not alive, [p.name() for p in alive]
+
+
 @pytest.mark.slow
 def test_cells_run_only_on_nodes_offering_their_backend(ray_cluster, tmp_path):
     db = tmp_path / "matrix.duckdb"

@@ -24,17 +24,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from hwaccel.cells import Cell, CellOutcome, CellRunner
-from hwaccel.detection import DetectionReport
 from hwaccel.errors import HwaccelError, UsageError
-from hwaccel.jobs import JobPool
-from hwaccel.plugins import Plugins
+
+if TYPE_CHECKING:  # kept out of the import, so that listing executors stays light
+    from hwaccel.cells import Cell, CellOutcome
+    from hwaccel.detection import DetectionReport
+    from hwaccel.plugins import Plugins
 
 ENTRY_POINT_GROUP = "hwaccel.executors"
 DEFAULT = "local"
-Record = Callable[[CellOutcome], None]
+Record = Callable[["CellOutcome"], None]
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,9 @@ class LocalExecutor(Executor):
     runs_here = True
 
     def __init__(self, options: ExecutorOptions):
+        from hwaccel.cells import CellRunner
+        from hwaccel.jobs import JobPool
+
         super().__init__(options)
         self.pool = JobPool(memory_limit_mb=options.memory_limit_mb)
         self.runner = CellRunner(options.plugins, self.pool, options.tests_dir,
