@@ -28,8 +28,6 @@ import pytest
 
 from conftest import make_plugin_dist, pythonpath_env, run_cli
 
-pytest.importorskip("hwaccel_ray")
-
 FAST = ("--iterations", "3", "--min-seconds", "0", "--warmup", "1")
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "RAY_USAGE_STATS_ENABLED": "0"}

@@ -96,7 +96,7 @@ class Executor(ABC):
 
     @abstractmethod
     def stop(self) -> None:
-        """Start no more cells and kill the ones in flight; safe to call from any thread."""
+        """Start no more cells and kill the ones in flight (the driver calls it on Ctrl-C)."""
 
     @abstractmethod
     def close(self) -> None:
