@@ -2,17 +2,19 @@
 
 A cell renders the generated test file for its (model, backend), runs it under pytest in a
 job process of its own, then benchmarks the model (timing pass, then memory pass), each job
-with a time limit and a memory limit (:mod:`hwaccel.jobs`). So every cell is also a check
-that the generated code works. A crash, a hang, an out-of-memory or a failed conversion is a
-recorded failure with its category and message, and the matrix goes on.
+with a time limit and a memory limit (:mod:`hwaccel.cells`, :mod:`hwaccel.jobs`). So every
+cell is also a check that the generated code works. A crash, a hang, an out-of-memory or a
+failed conversion is a recorded failure with its category and message, and the matrix goes
+on.
 
-Cells run one at a time by default. With several workers, cells of different compute
-resources (``HardwareInfo.compute_resource``) run at once, each pinned to CPU cores of its
-own: an accelerator's cell takes one core, the host-CPU cell the rest, so two timed cells
-never share a core. Every result is written as soon as it is known (a killed run loses at
-most the cells in flight); ``resume`` skips cells whose configuration key is already in the
-database. :meth:`MatrixRun.stop` (Ctrl-C) kills the jobs in flight and records nothing for
-them.
+Where cells run is the executor's choice (:mod:`hwaccel.executors`). With the local one they
+run one at a time by default; with several workers, cells of different compute resources
+(``HardwareInfo.compute_resource``) run at once, each pinned by :func:`plan` to CPU cores of
+its own: an accelerator's cell takes one core, the host-CPU cell the rest, so two timed cells
+never share a core. Every result is written by this process as soon as it is known (a killed
+run loses at most the cells in flight); ``resume`` skips cells whose configuration key is
+already in the database. :meth:`MatrixRun.stop` (Ctrl-C) kills the jobs in flight and
+records nothing for them.
 """
 
 from __future__ import annotations
@@ -21,32 +23,22 @@ import dataclasses
 import hashlib
 import json
 import os
-import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from hwaccel import benchmark
+from hwaccel.cells import HOST_CPU, Cell, CellOutcome, cell_context, device_label
 from hwaccel.detection import DetectionReport
-from hwaccel.errors import HwaccelError, UsageError
-from hwaccel.jobs import JobPool
+from hwaccel.errors import UsageError
+from hwaccel.executors import Executor
 from hwaccel.plugins import HookError, Plugins
 from hwaccel.provenance import fingerprint, library_versions
-from hwaccel.runner import failure, run_generated_test, run_job
 from hwaccel.store import Store, result_row
-from hwaccel.types import BenchmarkRequest, BenchmarkResult, BenchmarkSettings
+from hwaccel.types import BenchmarkRequest, BenchmarkSettings
 
-HOST_CPU = "host-cpu"
-# A generated test that ended like this says the job could not run; benchmarking after it
-# would only meet the same end again.
-_FATAL_TEST_ENDS = ("timeout", "oom", "killed", "crash")
-
-
-def device_label(backend: str, device: str) -> str:
-    """``cuda:0`` or ``openvino:CPU``: the device, prefixed by its backend unless it is."""
-    return device if device.split(":")[0] == backend else f"{backend}:{device}"
+__all__ = ["HOST_CPU", "Cell", "CellOutcome", "MatrixRun", "assign_cores", "config_key",
+           "device_label", "example_models", "plan"]
 
 
 def example_models(plugins: Plugins, pipelines: list[str] | None = None) -> list[str]:
@@ -98,26 +90,6 @@ def config_key(request: BenchmarkRequest, versions: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One (model, device) of the matrix; ``skip`` holds a failure decided in advance."""
-
-    request: BenchmarkRequest
-    skip: BenchmarkResult | None
-    lane: str
-    cores: list[int] | None
-    key: str
-
-
-@dataclass
-class CellOutcome:
-    """A finished cell: the benchmark result and what the generated test said."""
-
-    cell: Cell
-    result: BenchmarkResult
-    context: dict[str, Any] = field(default_factory=dict)
-
-
 def plan(models: list[str], plugins: Plugins, report: DetectionReport,
          settings: BenchmarkSettings, *, backends: list[str] | None = None,
          workers: int = 1) -> tuple[list[Cell], int, list[HookError]]:
@@ -147,36 +119,25 @@ def plan(models: list[str], plugins: Plugins, report: DetectionReport,
 
 
 class MatrixRun:
-    """Runs planned cells and records each outcome in the database as soon as it is known.
+    """The driver of a matrix run: records every outcome in the database as soon as it is known.
 
-    :param on_phase: called with (cell, phase) when a cell enters ``test`` or ``benchmark``.
+    Cells decided in advance are recorded at once; the others go to ``executor`` (such as
+    :class:`~hwaccel.executors.LocalExecutor`), which reports each finished cell back to this
+    process, the only one that writes the database.
+
     :param on_done: called with each :class:`CellOutcome` once it is recorded.
     """
 
-    def __init__(self, cells: list[Cell], *, plugins: Plugins, db_path: Path, run_id: str,
-                 tests_dir: Path, timeout_s: float, concurrency: int = 1,
-                 memory_limit_mb: float | None = None,
-                 on_phase: Callable[[Cell, str], None] | None = None,
+    def __init__(self, cells: list[Cell], *, executor: Executor, db_path: Path, run_id: str,
                  on_done: Callable[[CellOutcome], None] | None = None):
         self.cells = cells
-        self.plugins = plugins
+        self.executor = executor
         self.db_path = db_path
         self.run_id = run_id
-        self.tests_dir = tests_dir
-        self.timeout_s = timeout_s
-        self.concurrency = max(1, concurrency)
-        self.node = socket.gethostname()
-        self.on_phase = on_phase
+        self.node = executor.node
         self.on_done = on_done
-        self.pool = JobPool(memory_limit_mb=memory_limit_mb)
         self.outcomes: list[CellOutcome] = []
-        self._lock = threading.Condition()
         self._write = threading.Lock()
-        self._busy_lanes: set[str] = set()
-        self._busy_cores: set[int] = set()
-        self._pending: list[Cell] = []
-        self._stopping = False
-        self._names: set[str] = set()
 
     def already_measured(self) -> set[str]:
         """The configuration keys of these cells that the database already holds."""
@@ -184,8 +145,13 @@ class MatrixRun:
             return store.finished_config_keys([c.key for c in self.cells])
 
     def execute(self, cells: list[Cell]) -> list[CellOutcome]:
-        """Record the decided cells, then run the others; return every outcome."""
-        decided = [CellOutcome(c, benchmark.stamped(c.skip, c.request), self._context(c))
+        """Record the decided cells, then run the others; return every outcome.
+
+        Ctrl-C stops the executor (the cells in flight are killed and not recorded) and is
+        raised again once it has stopped.
+        """
+        decided = [CellOutcome(c, benchmark.stamped(c.skip, c.request),
+                               cell_context(c, self.node))
                    for c in cells if c.skip is not None]
         if decided:
             with self._write, Store(self.db_path, wait_s=30) as store:
@@ -194,123 +160,29 @@ class MatrixRun:
                                **o.context) for o in decided])
             for outcome in decided:
                 self._done(outcome)
-        self._pending = [c for c in cells if c.skip is None]
-        workers = [threading.Thread(target=self._worker, name=f"hwaccel-cell-{i}", daemon=True)
-                   for i in range(min(self.concurrency, len(self._pending)))]
         try:
-            for worker in workers:
-                worker.start()
-            for worker in workers:
-                while worker.is_alive():
-                    worker.join(0.2)
+            self.executor.run([c for c in cells if c.skip is None], self.record)
         except KeyboardInterrupt:
             self.stop()
-            for worker in workers:
-                worker.join()
             raise
         finally:
-            self.pool.close()
+            self.executor.close()
         return self.outcomes
 
     def stop(self) -> None:
         """Start no more cells and kill the jobs in flight (their cells are not recorded)."""
-        with self._lock:
-            self._stopping = True
-            self._lock.notify_all()
-        self.pool.close()
+        self.executor.stop()
 
-    def _next(self) -> Cell | None:
-        with self._lock:
-            while not self._stopping and self._pending:
-                for cell in self._pending:
-                    cores = set(cell.cores or ())
-                    if cell.lane not in self._busy_lanes and not cores & self._busy_cores:
-                        self._pending.remove(cell)
-                        self._busy_lanes.add(cell.lane)
-                        self._busy_cores |= cores
-                        return cell
-                self._lock.wait()
-            return None
-
-    def _release(self, cell: Cell) -> None:
-        with self._lock:
-            self._busy_lanes.discard(cell.lane)
-            self._busy_cores -= set(cell.cores or ())
-            self._lock.notify_all()
-
-    def _worker(self) -> None:
-        while (cell := self._next()) is not None:
-            try:
-                outcome = self._run(cell)
-            finally:
-                self._release(cell)
-            if outcome is None:  # stopped in flight: nothing is recorded for it
-                continue
-            with self._write, Store(self.db_path, wait_s=30) as store:
-                store.insert_result(outcome.result, cell.request.classification, self.run_id,
-                                    **outcome.context)
-            self._done(outcome)
+    def record(self, outcome: CellOutcome) -> None:
+        """Write one finished cell to the database, then report it; thread-safe."""
+        with self._write:
+            with Store(self.db_path, wait_s=30) as store:
+                store.insert_result(outcome.result, outcome.cell.request.classification,
+                                    self.run_id, **outcome.context)
+        self._done(outcome)
 
     def _done(self, outcome: CellOutcome) -> None:
-        with self._lock:
+        with self._write:
             self.outcomes.append(outcome)
         if self.on_done:
             self.on_done(outcome)
-
-    def _context(self, cell: Cell, **test: Any) -> dict[str, Any]:
-        return {"source": "matrix", "config_key": cell.key, "node": self.node,
-                "cpu_affinity": ",".join(map(str, cell.cores)) if cell.cores else None,
-                "test_status": "not-run", **test}
-
-    def _phase(self, cell: Cell, phase: str) -> None:
-        if self.on_phase:
-            self.on_phase(cell, phase)
-
-    def _run(self, cell: Cell) -> CellOutcome | None:
-        """Test, then benchmark one cell; ``None`` when the run was stopped meanwhile.
-
-        A job that cannot even start (the zygote failed) is this cell's failure, and the
-        matrix goes on with the next cell.
-        """
-        try:
-            return self._test_and_measure(cell)
-        except HwaccelError as exc:
-            if self._stopping:
-                return None
-            result = benchmark.stamped(failure(cell.request, "crash", str(exc)), cell.request)
-            return CellOutcome(cell, result, self._context(cell))
-
-    def _test_and_measure(self, cell: Cell) -> CellOutcome | None:
-        from hwaccel.generate import file_name, render, write_test
-
-        request = cell.request
-        try:
-            source = render(request.model, request.classification, request.hardware.backend,
-                            self.plugins)
-            with self._lock:
-                name = file_name(request.model, device_label(request.hardware.backend,
-                                                             request.hardware.device),
-                                 self._names)
-                self._names.add(name)
-            path = write_test(source, self.tests_dir, name)
-        except HwaccelError as exc:
-            result = benchmark.stamped(failure(request, "template", str(exc)), request)
-            return CellOutcome(cell, result, self._context(cell))
-        self._phase(cell, "test")
-        test = run_generated_test(path, self.timeout_s, self.pool, cell.cores)
-        if test.status == "cancelled":
-            return None
-        context = self._context(cell, test_status=test.status, test_summary=test.summary,
-                                test_time_s=test.wall_s)
-        if test.status in _FATAL_TEST_ENDS:
-            result = failure(request, test.status, f"generated test: {test.message}")
-            return CellOutcome(cell, benchmark.stamped(result, request), context)
-        self._phase(cell, "benchmark")
-        result = run_job(request, self.timeout_s, self.pool, cell.cores)
-        if result.error_category == "cancelled":
-            return None
-        if result.success and test.status != "passed":
-            result = dataclasses.replace(
-                result, success=False, error_category=f"test-{test.status}",
-                error=f"generated test {test.status} ({test.summary}): {test.message}")
-        return CellOutcome(cell, benchmark.stamped(result, request), context)

@@ -15,9 +15,11 @@ FROM (SELECT run_id, any_value(source) AS source, min(timestamp) AS first,
              count(*) AS cells,
              count(*) FILTER (WHERE success) AS passed,
              count(*) FILTER (WHERE NOT success AND error_category NOT IN
-                              ('unavailable', 'unsupported', 'model-unavailable')) AS failed,
+                              ('unavailable', 'unsupported', 'model-unavailable', 'no-node'))
+                 AS failed,
              count(*) FILTER (WHERE error_category IN
-                              ('unavailable', 'unsupported', 'model-unavailable')) AS not_tested,
+                              ('unavailable', 'unsupported', 'model-unavailable', 'no-node'))
+                 AS not_tested,
              count(DISTINCT model_id) AS models,
              string_agg(DISTINCT hardware, ',' ORDER BY hardware) AS backends
       FROM hardware_results GROUP BY run_id) r

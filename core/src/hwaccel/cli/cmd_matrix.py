@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import uuid
+from typing import Any
 
 from hwaccel.cli.measure_options import add_measure_options, settings_from
 
@@ -23,12 +24,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--backends", nargs="+", metavar="BACKEND",
                         help="only these backends (default: every detected backend)")
     parser.add_argument("--workers", type=int, default=1,
-                        help="cells at once, on different compute resources and CPU cores")
+                        help="cells at once, on different compute resources and CPU cores "
+                             "(local executor)")
+    parser.add_argument("--executor", default="local", metavar="NAME",
+                        help="where cells run: 'local' (this machine, the default) or an "
+                             "installed executor such as 'ray' (hwaccel-ray)")
+    parser.add_argument("--address", metavar="ADDR",
+                        help="the cluster of the executor (ray: the head node's host:port; "
+                             "default: a one-node cluster of this machine, on loopback)")
     parser.add_argument("--resume", action="store_true",
                         help="skip cells already measured in the same configuration")
     parser.add_argument("--memory-limit", type=float, metavar="MIB",
                         help="kill a job above this resident memory (default: 80%% of the "
-                             "memory available at the start)")
+                             "memory available at the start, on each machine)")
     parser.add_argument("--tests-dir", metavar="DIR",
                         help="keep the generated test files here (default: a temporary folder)")
     parser.add_argument("--refresh", action="store_true", help="detect hardware again")
@@ -38,13 +46,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _memory_limit(args: argparse.Namespace) -> float:
+def _memory_limit(args: argparse.Namespace, here: bool) -> float | None:
+    """The job memory limit: ``--memory-limit``, else 80% of what is available here (or
+    ``None`` when cells run elsewhere: each machine then takes 80% of its own)."""
     from hwaccel.errors import UsageError
 
     if args.memory_limit is not None:
         if args.memory_limit <= 0:
             raise UsageError("--memory-limit must be > 0")
         return args.memory_limit
+    if not here:
+        return None
     import psutil
 
     return psutil.virtual_memory().available * 0.8 / 2**20
@@ -55,21 +67,47 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from hwaccel import matrix
+    from hwaccel import executors
     from hwaccel.cli.matrix_progress import MatrixProgress
-    from hwaccel.cli.output import print_json, warn_errors
-    from hwaccel.detection import detect
     from hwaccel.errors import UsageError
-    from hwaccel.paths import default_db_path
     from hwaccel.plugins import load
-    from hwaccel.store import Store
 
     settings = settings_from(args)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    memory_limit = _memory_limit(args)
+    executor_class = executors.load(args.executor)
+    if args.address and executor_class.runs_here:
+        raise UsageError(f"--address needs an executor that runs cells elsewhere; "
+                         f"{args.executor!r} runs them on this machine")
+    if args.workers > 1 and not executor_class.runs_here:
+        raise UsageError(f"--workers is for the local executor; {args.executor!r} runs one "
+                         "timed cell per compute resource of each node")
+    memory_limit = _memory_limit(args, executor_class.runs_here)
     plugins = load()
-    report = detect(plugins, refresh=args.refresh)
+    with tempfile.TemporaryDirectory(prefix="hwaccel-matrix-") as tmp:
+        progress = MatrixProgress(quiet=args.json, show_node=not executor_class.runs_here)
+        executor = executor_class(executors.ExecutorOptions(
+            plugins, Path(args.tests_dir or tmp), args.timeout, memory_limit, args.address,
+            on_phase=progress.phase))
+        try:
+            return _run(args, settings, executor, memory_limit, progress)
+        finally:
+            executor.close()
+
+
+def _run(args: argparse.Namespace, settings: Any, executor: Any, memory_limit: float | None,
+         progress: Any) -> int:
+    """Detect, plan and run the matrix with ``executor``; return the exit status."""
+    from pathlib import Path
+
+    from hwaccel import matrix
+    from hwaccel.cli.output import print_json, warn_errors
+    from hwaccel.errors import UsageError
+    from hwaccel.paths import default_db_path
+    from hwaccel.store import Store
+
+    plugins = executor.options.plugins
+    report = executor.detect(refresh=args.refresh)
     warn_errors(report.errors)
     models = list(args.models or [])
     if args.pipelines or not models:
@@ -79,46 +117,45 @@ def run(args: argparse.Namespace) -> int:
     cells, concurrency, errors = matrix.plan(models, plugins, report, settings,
                                              backends=args.backends, workers=args.workers)
     warn_errors(errors)
+    cells = executor.screen(cells)
     db_path = Path(args.db or default_db_path())
     run_id = uuid.uuid4().hex
-    with tempfile.TemporaryDirectory(prefix="hwaccel-matrix-") as tmp:
-        tests_dir = Path(args.tests_dir or tmp)
-        progress = MatrixProgress(quiet=args.json)
-        runner = matrix.MatrixRun(cells, plugins=plugins, db_path=db_path, run_id=run_id,
-                                  tests_dir=tests_dir, timeout_s=args.timeout,
-                                  concurrency=concurrency, memory_limit_mb=memory_limit,
-                                  on_phase=progress.phase, on_done=progress.done)
-        todo = cells
-        if args.resume:
-            done = runner.already_measured()
-            todo = [c for c in cells if c.key not in done]
-            progress.note(f"resume: {len(cells) - len(todo)} of {len(cells)} cells already "
-                          "measured in this configuration")
+    runner = matrix.MatrixRun(cells, executor=executor, db_path=db_path, run_id=run_id,
+                              on_done=progress.done)
+    todo = cells
+    if args.resume:
+        done = runner.already_measured()
+        todo = [c for c in cells if c.key not in done]
+        progress.note(f"resume: {len(cells) - len(todo)} of {len(cells)} cells already "
+                      "measured in this configuration")
+    with Store(db_path, wait_s=30) as store:
+        store.start_run(run_id, "matrix", len(todo), {
+            "settings": settings.to_dict(), "models": models, "workers": args.workers,
+            "concurrency": concurrency, "timeout_s": args.timeout, "executor": executor.name,
+            "address": args.address,
+            "memory_limit_mb": round(memory_limit) if memory_limit else None,
+            "resume": args.resume}, runner.node)
+        if not report.cached:
+            store.insert_detection(report.hardware, run_id)
+    runnable = sum(c.skip is None for c in todo)
+    limit = f"{memory_limit:,.0f} MiB" if memory_limit else "80% of each node's available"
+    progress.note(f"matrix run {run_id[:8]}: {runnable} cells to run "
+                  f"({len(todo) - runnable} not testable here), {executor.describe(todo)}, "
+                  f"memory limit {limit} per job, database {db_path}")
+    status = "interrupted"
+    try:
+        with progress.live(runnable):
+            outcomes = runner.execute(todo)
+        status = "finished"
+    finally:
         with Store(db_path, wait_s=30) as store:
-            store.start_run(run_id, "matrix", len(todo), {
-                "settings": settings.to_dict(), "models": models, "workers": args.workers,
-                "concurrency": concurrency, "timeout_s": args.timeout,
-                "memory_limit_mb": round(memory_limit), "resume": args.resume}, runner.node)
-            if not report.cached:
-                store.insert_detection(report.hardware, run_id)
-        runnable = sum(c.skip is None for c in todo)
-        progress.note(f"matrix run {run_id[:8]}: {runnable} cells to run "
-                      f"({len(todo) - runnable} not testable here), {concurrency} at a time, "
-                      f"memory limit {memory_limit:,.0f} MiB per job, database {db_path}")
-        status = "interrupted"
-        try:
-            with progress.live(runnable):
-                outcomes = runner.execute(todo)
-            status = "finished"
-        finally:
-            with Store(db_path, wait_s=30) as store:
-                store.finish_run(run_id, status)
-            if status == "interrupted":
-                progress.note(f"interrupted: {len(runner.outcomes)} of {len(todo)} cells were "
-                              f"recorded in {db_path}; 'hwaccel matrix --resume' measures the "
-                              "rest")
+            store.finish_run(run_id, status)
+        if status == "interrupted":
+            progress.note(f"interrupted: {len(runner.outcomes)} of {len(todo)} cells were "
+                          f"recorded in {db_path}; 'hwaccel matrix --resume' measures the "
+                          "rest")
     if args.json:
-        print_json({"db": str(db_path), "run_id": run_id, "cells": [
+        print_json({"db": str(db_path), "run_id": run_id, "executor": executor.name, "cells": [
             {**o.result.to_dict(), **o.context} for o in outcomes]})
     else:
         progress.summary(outcomes, run_id, db_path)

@@ -23,8 +23,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from hwaccel.cells import device_label
 from hwaccel.cli.output import err_console, num, table
-from hwaccel.matrix import device_label
 
 
 def _cell_name(cell: Any) -> str:
@@ -33,10 +33,14 @@ def _cell_name(cell: Any) -> str:
 
 
 class MatrixProgress:
-    """Progress display of one matrix run; ``quiet`` (``--json``) keeps stderr to errors."""
+    """Progress display of one matrix run; ``quiet`` (``--json``) keeps stderr to errors.
 
-    def __init__(self, quiet: bool = False):
+    ``show_node`` adds the node each cell ran on (when cells run on other machines).
+    """
+
+    def __init__(self, quiet: bool = False, show_node: bool = False):
         self.quiet = quiet
+        self.show_node = show_node
         self.progress = Progress(
             SpinnerColumn(), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.description}"), TimeElapsedColumn(), TextColumn("left"),
@@ -77,16 +81,19 @@ class MatrixProgress:
                     f"{outcome.context.get('test_summary')}")
         else:
             line = f"[red]fail[/red] {result.error_category}: {result.error}"
-        self.note(f"[{self.count}/{self.total}] {_cell_name(outcome.cell)}: {line}")
+        where = f" @ {outcome.context.get('node')}" if self.show_node else ""
+        self.note(f"[{self.count}/{self.total}] {_cell_name(outcome.cell)}{where}: {line}")
 
     def summary(self, outcomes: list[Any], run_id: str, db_path: Path) -> None:
         """Print the table of the tested cells, then one line per backend not tested."""
         tested = [o for o in outcomes if o.cell.skip is None]
+        node = ["node"] if self.show_node else []
         table(f"Matrix (run {run_id[:8]}, stored in {db_path})",
-              ["model", "pipeline", "device", "result", "test", "p50 ms", "items/s",
+              ["model", "pipeline", "device", *node, "result", "test", "p50 ms", "items/s",
                "peak MiB", "max diff", "reason"],
               [[o.result.model, o.cell.request.classification.pipeline,
                 device_label(o.result.backend, o.result.device),
+                *([o.context.get("node")] if self.show_node else []),
                 "pass" if o.result.success else "fail", o.context.get("test_summary"),
                 num(o.result.p50_ms, 3), num(o.result.throughput, 1),
                 num(o.result.peak_rss_mb, 0),
