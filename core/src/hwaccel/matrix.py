@@ -39,6 +39,8 @@ from hwaccel.store import Store, result_row
 from hwaccel.types import BenchmarkRequest, BenchmarkResult, BenchmarkSettings
 
 HOST_CPU = "host-cpu"
+DEVICE_ENV = "HWACCEL_DEVICE"
+"""Set to the cell's device (as detection names it) while the cell's generated test runs."""
 # A generated test that ended like this says the job could not run; benchmarking after it
 # would only meet the same end again.
 _FATAL_TEST_ENDS = ("timeout", "oom", "killed", "crash")
@@ -297,7 +299,8 @@ class MatrixRun:
             result = benchmark.stamped(failure(request, "template", str(exc)), request)
             return CellOutcome(cell, result, self._context(cell))
         self._phase(cell, "test")
-        test = run_generated_test(path, self.timeout_s, self.pool, cell.cores)
+        test = run_generated_test(path, self.timeout_s, self.pool, cell.cores,
+                                  env={DEVICE_ENV: request.hardware.device})
         if test.status == "cancelled":
             return None
         context = self._context(cell, test_status=test.status, test_summary=test.summary,
