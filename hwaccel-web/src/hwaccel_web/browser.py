@@ -164,12 +164,12 @@ class Browser:
         from playwright.sync_api import sync_playwright
 
         self._playwright = sync_playwright().start()
-        try:
-            self._browser = self._playwright.chromium.connect_over_cdp(
-                endpoint, timeout=_START_TIMEOUT_S * 1000)
-        except Exception as exc:  # Playwright's own error types; the message says why
-            raise BrowserError(f"could not connect to {self.executable}: "
-                               f"{_first_line(exc)}") from None
+        self._guarded(lambda: self._connect(endpoint), f"connecting to {self.executable}")
+
+    def _connect(self, endpoint: str) -> None:
+        """Connect Playwright to the browser and open the page."""
+        self._browser = self._playwright.chromium.connect_over_cdp(
+            endpoint, timeout=_START_TIMEOUT_S * 1000)
         self.version = self._browser.version
         context = self._browser.contexts[0] if self._browser.contexts \
             else self._browser.new_context()
@@ -217,7 +217,7 @@ class Browser:
         return self._guarded(lambda: self.page.evaluate(expression, arg), what)
 
     def _guarded(self, call: Any, what: str) -> Any:
-        if self.page is None or self._proc is None:
+        if self._proc is None or self._playwright is None:
             raise BrowserCrash("the browser is closed")
         watchdog = threading.Timer(self.timeout_s, self._on_hang)
         watchdog.daemon = True

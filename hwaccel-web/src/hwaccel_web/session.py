@@ -229,11 +229,18 @@ def _open(exported: ExportedModel, provider: str, threads: int, executable: str 
         raise
     try:
         browser.goto(server.url("static", "index.html"))
-        session = browser.evaluate(_IMPORT.format("load"), [server.url("static", "runner.mjs"), {
-            "ortUrl": server.url("ort", MODULE), "wasmPaths": f"{server.origin}/ort/",
-            "modelUrl": server.url("model", exported.path.name), "provider": provider,
-            "threads": threads, "webnnDeviceType": webnn_device_type()}],
-            what=f"creating the {provider} session")
+        try:
+            session = browser.evaluate(_IMPORT.format("load"), [
+                server.url("static", "runner.mjs"), {
+                    "ortUrl": server.url("ort", MODULE), "wasmPaths": f"{server.origin}/ort/",
+                    "modelUrl": server.url("model", exported.path.name), "provider": provider,
+                    "threads": threads, "webnnDeviceType": webnn_device_type()}],
+                what=f"creating the {provider} session")
+        except (BrowserCrash, BrowserHang):
+            raise
+        except BrowserError as exc:  # the page threw: onnxruntime-web's own message
+            raise WebProviderError(f"onnxruntime-web could not create a {provider} session: "
+                                   f"{exc}") from None
     except BaseException:
         browser.close()
         server.close()
@@ -254,6 +261,7 @@ def load_in_browser(model: Any, workload: Any, batch_size: int, seq_len: int, *,
     :param executable: the browser (default: :func:`hwaccel_web.browser.find_chromium`).
     :raises WebProviderError: no provider could create a session; the message lists each
         provider tried or skipped with the browser's reason.
+    :raises BrowserError: the browser could not start, crashed or hung.
     """
     if hardware is None:
         from hwaccel_web.detect import detect_web
@@ -265,12 +273,9 @@ def load_in_browser(model: Any, workload: Any, batch_size: int, seq_len: int, *,
     for name in order:
         try:
             browser, server, session = _open(exported, name, threads, executable)
-        except (BrowserCrash, BrowserHang):
-            raise
-        except BrowserError as exc:
+        except WebProviderError as exc:
             if provider is not None:
-                raise WebProviderError(f"onnxruntime-web could not run the model on {name}: "
-                                       f"{exc}") from None
+                raise
             fallbacks.append(f"{name}: session refused — {exc}")
             continue
         return WebModel(browser, server, exported, name, session, fallbacks)

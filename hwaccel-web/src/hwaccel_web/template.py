@@ -17,9 +17,9 @@ from hwaccel.types import Classification
 from hwaccel.workloads import load_workload""",
     "availability": '''\
 PROVIDERS = ("webgpu", "webnn", "wasm")
-WANTED = next((name for name in (os.environ.get("HWACCEL_DEVICE"),
-                                 os.environ.get("HWACCEL_WEB_PROVIDER")) if name in PROVIDERS),
-              None)
+# the provider: the matrix names its cell's, a user may name one
+_NAMED = (os.environ.get("HWACCEL_DEVICE"), os.environ.get("HWACCEL_WEB_PROVIDER"))
+WANTED = next((name for name in _NAMED if name in PROVIDERS), None)
 DEVICE = WANTED or "web"
 
 
@@ -33,7 +33,7 @@ def web_hardware():
 
 @functools.lru_cache(maxsize=1)
 def unavailable_reason() -> str | None:
-    """Why no browser provider can run this test (the browser's own reasons), or None."""
+    """Why no browser provider can run this test (the browser's reasons), or None."""
     try:
         from hwaccel_web.session import choose_provider
     except ImportError:
@@ -42,7 +42,7 @@ def unavailable_reason() -> str | None:
     return None if order else "; ".join(skipped)''',
     "placement": '''\
 def place_model(model):
-    """Export the model for this file's fixed input shapes and open it in the browser."""
+    """Export the model for this file's fixed input shapes; open it in the browser."""
     from hwaccel_web.session import load_in_browser
 
     workload = load_workload(MODEL, Classification.from_dict(CLASSIFICATION))
