@@ -102,6 +102,7 @@ SELECTOR_REPORT = (
 @pytest.mark.parametrize(("backends", "every", "expected"), [
     (["acc"], False, [("first", None)]),
     (["acc"], True, [("first", None), ("third", None)]),
+    (["acc"], "with_absent", [("first", None), ("second", "unavailable"), ("third", None)]),
     (["acc:third"], False, [("third", None)]),
     (["acc:second"], False, [("second", "unavailable")]),
     (["acc:first", "cpu"], False, [("first", None), ("cpu", None)]),
@@ -111,11 +112,13 @@ def test_backend_device_selector_and_every_device(plugins, backends, every, expe
     from hwaccel.types import BenchmarkSettings
 
     jobs, _ = plan(["tiny:bert"], backends, plugins, _report(*SELECTOR_REPORT),
-                   BenchmarkSettings(), every_device=every)
+                   BenchmarkSettings(), every_device=bool(every),
+                   with_absent=every == "with_absent")
     got = [(j.request.hardware.device, j.skip.error_category if j.skip else None) for j in jobs]
     assert got == expected
-    if expected[0][1] == "unavailable":
-        assert jobs[0].skip.error == "acc:second is absent: the second unit says no"
+    for job in jobs:
+        if job.skip is not None:
+            assert job.skip.error == "acc:second is absent: the second unit says no"
 
 
 def test_a_device_selector_naming_no_device_is_a_usage_error(plugins):

@@ -45,21 +45,27 @@ def _absent(backend: str, report: DetectionReport) -> HardwareInfo:
                         reason=reason, plugin=known[0].plugin if known else None)
 
 
-def _targets(spec: str, report: DetectionReport, every_device: bool
-             ) -> tuple[list[HardwareInfo], bool]:
-    """Resolve ``BACKEND`` or ``BACKEND:DEVICE`` to (devices to measure, present).
+def _targets(spec: str, report: DetectionReport, every_device: bool, with_absent: bool
+             ) -> list[tuple[HardwareInfo, bool]]:
+    """Resolve ``BACKEND`` or ``BACKEND:DEVICE`` to the devices to measure, each with whether
+    it is available.
 
     A device is named as ``hwaccel detect`` and the matrix label it (``web:wasm``,
-    ``cuda:1``, ``openvino:GPU.0``). When none is available, the one device returned is an
-    absent record with the reason, and ``present`` is false.
+    ``cuda:1``, ``openvino:GPU.0``). A backend with no available device yields one absent
+    record with the reason; ``with_absent`` (with ``every_device``) adds the backend's
+    unavailable devices beside its available ones.
     """
     known = {h.backend for h in report.hardware}
     backend = spec if spec in known else spec.split(":", 1)[0]
     if spec == backend:
         devices = report.available(backend)
-        if devices:
-            return devices if every_device else devices[:1], True
-        return [_absent(backend, report)], False
+        if not devices:
+            return [(_absent(backend, report), False)]
+        if not every_device:
+            return [(devices[0], True)]
+        if not with_absent:
+            return [(h, True) for h in devices]
+        return [(h, h.available) for h in report.hardware if h.backend == backend]
     name = spec.split(":", 1)[1]
     records = [h for h in report.hardware if h.backend == backend and h.device in (spec, name)]
     if not records:
@@ -68,15 +74,16 @@ def _targets(spec: str, report: DetectionReport, every_device: bool
         raise UsageError(f"backend {backend!r} has no device {name!r} (its devices: "
                          f"{', '.join(labels)})")
     available = [h for h in records if h.available]
-    return available or records[:1], bool(available)
+    return [(h, True) for h in available] or [(records[0], False)]
 
 
 def plan(models: list[str], backends: list[str], plugins: Plugins, report: DetectionReport,
-         settings: BenchmarkSettings, *, every_device: bool = False
+         settings: BenchmarkSettings, *, every_device: bool = False, with_absent: bool = False
          ) -> tuple[list[Job], list[HookError]]:
     """Return the jobs for every (model, backend); raise :class:`UsageError` on bad input.
 
-    A backend's first available device is measured, or each of them with ``every_device``;
+    A backend's first available device is measured, or each of them with ``every_device``
+    (and with ``with_absent`` its unavailable devices too, decided in advance);
     ``BACKEND:DEVICE`` measures that one device. A backend (or a named device) that is not
     available gets one job decided in advance as ``unavailable``, with the reason.
     """
@@ -85,7 +92,8 @@ def plan(models: list[str], backends: list[str], plugins: Plugins, report: Detec
     if unknown:
         raise UsageError(f"unknown backend {', '.join(map(repr, unknown))} "
                          f"(detected backends: {', '.join(sorted(known)) or 'none'})")
-    targets = [_targets(spec, report, every_device) for spec in dict.fromkeys(backends)]
+    targets = [target for spec in dict.fromkeys(backends)
+               for target in _targets(spec, report, every_device, with_absent)]
     errors: list[HookError] = []
     classified: list[tuple[ModelRef, Classification]] = []
     for model in dict.fromkeys(models):
@@ -95,11 +103,10 @@ def plan(models: list[str], backends: list[str], plugins: Plugins, report: Detec
         classified.append((ref, outcome.classification))
     jobs = []
     for ref, classification in classified:
-        for devices, present in targets:
-            for hardware in devices:
-                request = BenchmarkRequest(model=ref.spec, hardware=hardware,
-                                           classification=classification, settings=settings)
-                jobs.append(Job(request, _decided(request, ref, present)))
+        for hardware, present in targets:
+            request = BenchmarkRequest(model=ref.spec, hardware=hardware,
+                                       classification=classification, settings=settings)
+            jobs.append(Job(request, _decided(request, ref, present)))
     return jobs, errors
 
 

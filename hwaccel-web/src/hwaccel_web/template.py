@@ -1,11 +1,12 @@
 """Source snippets for generated tests on the web backend (slots of the pipelines' templates).
 
-The generated test runs the model in a real headless browser: detection (one browser launch)
-says which providers the browser offers, and the test skips with the browser's reason when
-the chosen one is absent. The provider is ``HWACCEL_DEVICE`` when the matrix names one of
-``webgpu``/``webnn``/``wasm``, else ``HWACCEL_WEB_PROVIDER``, else the fallback chain
-WebGPU → WebNN → WASM; ``place_model`` exports the model for the test's batch size and
-sequence length and opens it with onnxruntime-web on that provider.
+The generated test runs the model in a real headless browser. Detection (``hwaccel detect``'s,
+from its cache while the plugins and settings are unchanged) says which providers the browser
+offers, and the test skips with the browser's reason when the chosen one is absent. The
+provider is ``HWACCEL_DEVICE`` when the matrix names one of ``webgpu``/``webnn``/``wasm``, else
+``HWACCEL_WEB_PROVIDER``, else the fallback chain WebGPU → WebNN → WASM; ``place_model``
+exports the model for the test's batch size and sequence length and opens it with
+onnxruntime-web on that provider.
 """
 
 SNIPPETS = {
@@ -25,10 +26,11 @@ DEVICE = WANTED or "web"
 
 @functools.lru_cache(maxsize=1)
 def web_hardware():
-    """The browser's providers as detection reports them (one browser launch)."""
-    from hwaccel_web.detect import detect_web
+    """The browser's providers as `hwaccel detect` reports them (cached)."""
+    from hwaccel.detection import detect
+    from hwaccel.plugins import get_plugins
 
-    return detect_web()
+    return [h for h in detect(get_plugins()).hardware if h.backend == "web"]
 
 
 @functools.lru_cache(maxsize=1)
