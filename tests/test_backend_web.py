@@ -198,6 +198,53 @@ def test_generated_tests_skip_with_the_reason_when_there_is_no_browser(tmp_path,
     assert_generated_tests_skip("web", f"webgpu: unavailable — {CHROMIUM_ENV}=", tmp_path)
 
 
+def _record(device: str, available: bool, reason: str | None = None):
+    from hwaccel import HardwareInfo
+
+    return HardwareInfo(backend="web", device=device, name=device, available=available,
+                        reason=reason)
+
+
+def test_the_fallback_chain_skips_absent_providers_with_their_reasons():
+    from hwaccel_web.session import WebProviderError, choose_provider
+
+    infos = [_record("webgpu", False, "no adapter"), _record("webnn", False, "NotSupported"),
+             _record("wasm", True)]
+    assert choose_provider(infos) == (["wasm"], ["webgpu: unavailable — no adapter",
+                                                 "webnn: unavailable — NotSupported"])
+    assert choose_provider(infos, "webnn") == ([], ["webnn: unavailable — NotSupported"])
+    assert choose_provider(infos[:2]) == ([], ["webgpu: unavailable — no adapter",
+                                               "webnn: unavailable — NotSupported",
+                                               "wasm: unavailable — not detected"])
+    with pytest.raises(WebProviderError, match="unknown web provider 'webgl'"):
+        choose_provider(infos, "webgl")
+
+
+@needs_chromium
+def test_a_session_the_browser_refuses_falls_back_to_the_next_provider(plugins, ort_web,
+                                                                        one_thread):
+    """Told WebNN is there, Debian's Chromium refuses the WebNN session: the chain goes on to
+    WASM and says why, in the browser's words."""
+    from conftest import workload_and_model
+    from hwaccel_web.session import load_in_browser
+
+    workload, model = workload_and_model("tiny:bert", plugins, prepare=True)
+    hardware = [_record("webgpu", False, "not wanted here"), _record("webnn", True),
+                _record("wasm", True)]
+    with load_in_browser(model, workload, 1, 8, model_ref="tiny:bert",
+                         hardware=hardware) as placed:
+        assert placed.provider == "wasm"
+        first, refused = placed.fallbacks
+        assert first == "webgpu: unavailable — not wanted here"
+        assert refused.startswith("webnn: session refused — onnxruntime-web could not create "
+                                  "a webnn session: ") and "NotSupportedError" in refused
+        inputs = workload.make_inputs(1, 8)
+        got = workload.forward(placed, inputs)["logits"]
+        assert placed.last_ms > 0
+    expected = workload.forward(model, inputs)["logits"]
+    assert (got - expected).abs().max().item() < 1e-4
+
+
 # -- the matrix, benchmarks and generated tests in the browser -----------------------------------
 
 
