@@ -35,13 +35,15 @@ run: install
 test: install browser
 	$(PY) -m pytest -q
 
-# Debian's Chromium, for the check that opens the HTML report (never a downloaded browser):
-# installed with apt-get when it is missing and this runs as root on Debian.
+# Debian's Chromium, for the check that opens the HTML report and the web backend's tests
+# (never a downloaded browser), and npm, which fetches onnxruntime-web and the WebNN-capable
+# Chromium from the npm registry: installed with apt-get when missing and this runs as root.
 browser:
-	@test -x /usr/bin/chromium || { \
+	@test -x /usr/bin/chromium && command -v npm >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "note: /usr/bin/chromium is missing; the HTML report check will skip"; fi; }
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      $$(test -x /usr/bin/chromium || echo chromium) $$(command -v npm >/dev/null || echo npm) >/dev/null; \
+	  else echo "note: chromium or npm is missing; the browser checks will skip or fail"; fi; }
 
 lint: install
 	$(VENV)/bin/ruff check core plugins pipelines hwaccel-* tests benchmarks

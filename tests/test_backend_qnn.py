@@ -29,8 +29,8 @@ from conftest import (
 )
 from hwaccel import BenchmarkRequest, BenchmarkSettings, HardwareInfo
 from hwaccel.classify import classify
+from hwaccel.onnx_export import ExportError, cached_export, capture
 from hwaccel_qnn.detect import BACKEND_PATH_ENV, PROVIDER, detect_qnn
-from hwaccel_qnn.export import ExportError, cached_export, capture
 from hwaccel_qnn.runtime import (
     DISABLE_CPU_FALLBACK,
     QnnModel,
@@ -300,7 +300,7 @@ def _request(plugins, hardware: HardwareInfo) -> BenchmarkRequest:
 
 def test_benchmark_path_measures_through_the_session_it_was_given(plugins, monkeypatch,
                                                                    tmp_path, one_thread):
-    from hwaccel_qnn import runtime
+    from hwaccel import onnx_export
     from hwaccel_qnn.bench import run
 
     monkeypatch.setattr(onnxruntime, "InferenceSession", QnnReportingCpuSession)
@@ -310,8 +310,8 @@ def test_benchmark_path_measures_through_the_session_it_was_given(plugins, monke
         exports.append(real_export(*args, **kwargs))
         return exports[-1]
 
-    real_export = runtime.cached_export
-    monkeypatch.setattr(runtime, "cached_export", spy)
+    real_export = onnx_export.cached_export
+    monkeypatch.setattr(onnx_export, "cached_export", spy)
     result = run(_request(plugins, qnn_device(tmp_path / HTP_LIB)))
     assert result.success, result.error
     assert result.precision == "fp16" and result.iterations >= 3

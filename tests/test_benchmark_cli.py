@@ -81,3 +81,54 @@ def test_unknown_precision_is_a_usage_error(tmp_db):
                    "--precision", "fp8")
     assert proc.returncode == 2 and "invalid choice: 'fp8'" in proc.stderr
     assert not tmp_db.exists()
+
+
+def _report(*records):
+    from hwaccel.detection import DetectionReport
+    from hwaccel.types import HardwareInfo
+
+    return DetectionReport(hardware=[HardwareInfo(**r) for r in records])
+
+
+SELECTOR_REPORT = (
+    {"backend": "cpu", "device": "cpu", "name": "x", "available": True},
+    {"backend": "acc", "device": "first", "name": "a", "available": True, "index": 0},
+    {"backend": "acc", "device": "second", "name": "b", "available": False, "index": 1,
+     "reason": "the second unit says no"},
+    {"backend": "acc", "device": "third", "name": "c", "available": True, "index": 2},
+)
+
+
+@pytest.mark.parametrize(("backends", "every", "expected"), [
+    (["acc"], False, [("first", None)]),
+    (["acc"], True, [("first", None), ("third", None)]),
+    (["acc"], "with_absent", [("first", None), ("second", "unavailable"), ("third", None)]),
+    (["acc:third"], False, [("third", None)]),
+    (["acc:second"], False, [("second", "unavailable")]),
+    (["acc:first", "cpu"], False, [("first", None), ("cpu", None)]),
+])
+def test_backend_device_selector_and_every_device(plugins, backends, every, expected):
+    from hwaccel.benchmark import plan
+    from hwaccel.types import BenchmarkSettings
+
+    jobs, _ = plan(["tiny:bert"], backends, plugins, _report(*SELECTOR_REPORT),
+                   BenchmarkSettings(), every_device=bool(every),
+                   with_absent=every == "with_absent")
+    got = [(j.request.hardware.device, j.skip.error_category if j.skip else None) for j in jobs]
+    assert got == expected
+    for job in jobs:
+        if job.skip is not None:
+            assert job.skip.error == "acc:second is absent: the second unit says no"
+
+
+def test_a_device_selector_naming_no_device_is_a_usage_error(plugins):
+    from hwaccel.benchmark import plan
+    from hwaccel.errors import UsageError
+    from hwaccel.types import BenchmarkSettings
+
+    with pytest.raises(UsageError, match=r"backend 'acc' has no device 'fourth' \(its "
+                                         r"devices: acc:first, acc:second, acc:third\)"):
+        plan(["tiny:bert"], ["acc:fourth"], plugins, _report(*SELECTOR_REPORT),
+             BenchmarkSettings())
+    with pytest.raises(UsageError, match="unknown backend 'nope:x'"):
+        plan(["tiny:bert"], ["nope:x"], plugins, _report(*SELECTOR_REPORT), BenchmarkSettings())

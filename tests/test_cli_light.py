@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "transformers", "openvino", "onnxruntime", "diffusers", "PIL", "numpy")
+HEAVY = ("torch", "transformers", "openvino", "onnxruntime", "diffusers", "PIL", "numpy",
+         "playwright")
 PROBE = """
 import runpy, sys
 sys.argv = ["hwaccel", *{args!r}]

@@ -159,7 +159,9 @@ def test_a_raising_template_hook_is_an_error_naming_its_plugin(tmp_path, monkeyp
 
 def test_absent_backends_are_info_with_their_own_reason(plugins):
     report = detect(plugins)
-    absent = {h.backend: h.reason for h in report.hardware if not h.available}
+    present = {h.backend for h in report.hardware if h.available}
+    absent = {h.backend: h.reason for h in report.hardware
+              if not h.available and h.backend not in present}
     assert "cuda" in absent  # this machine has no CUDA: the real plugin says why
     found = HardwareCompatibilityReporter(plugins).collect_hardware_detection_errors()
     infos = {e.hardware: e for e in _of_type(found, "backend_absent")}
@@ -169,6 +171,13 @@ def test_absent_backends_are_info_with_their_own_reason(plugins):
     assert cuda.details["reason"] == absent["cuda"]
     assert any("CUDA" in advice for advice in cuda.recommendations)
     assert not {h.backend for h in report.hardware if h.available} & set(infos)
+    partly = {(h.backend, h.device) for h in report.hardware if not h.available
+              and h.backend in {a.backend for a in report.hardware if a.available}}
+    devices = _of_type(found, "device_unavailable")
+    assert {(e.hardware, e.details["device"]) for e in devices} == partly
+    for finding in devices:  # web:webnn when the browser refuses WebNN
+        assert finding.message.startswith(f"{finding.hardware}:{finding.details['device']} "
+                                          "is absent: ")
 
 
 def test_detection_errors_and_low_free_memory(tmp_path, monkeypatch):
@@ -339,10 +348,12 @@ def test_add_error_refuses_an_unknown_severity(plugins):
 
 
 @pytest.mark.slow
-def test_full_hardware_stack_runs_tiny_bert_on_every_available_device(plugins, monkeypatch):
+def test_full_hardware_stack_runs_tiny_bert_on_every_available_device(monkeypatch):
     for key, value in ONE_THREAD.items():
         monkeypatch.setenv(key, value)
-    reporter = HardwareCompatibilityReporter(plugins, timeout_s=60)
+    # the browser's providers take a minute each here; tests/test_backend_web.py runs them
+    monkeypatch.setenv("HWACCEL_DISABLE_PLUGINS", "web")
+    reporter = HardwareCompatibilityReporter(load(), timeout_s=60)
     found = reporter.test_full_hardware_stack("tiny:bert")
     available = [h for h in reporter.detection().hardware if h.available]
     assert "cpu" in {h.backend for h in available}

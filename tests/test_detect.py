@@ -75,11 +75,11 @@ def test_cli_detect_records_fresh_detections_only(tmp_path):
     assert json.loads(second.stdout)["cached"] is True
     run_cli("detect", "--refresh", "--db", str(db), env=env)
     with duckdb.connect(str(db), read_only=True) as conn:
-        rows = conn.execute("SELECT hardware_type, available, features FROM hardware_detection"
-                            ).fetchall()
+        rows = conn.execute("SELECT hardware_type, available, features, device "
+                            "FROM hardware_detection").fetchall()
     cpu_rows = [r for r in rows if r[0] == "cpu"]
     assert len(cpu_rows) == 2 and all(r[1] for r in cpu_rows)  # first run and --refresh
-    assert len(rows) == 2 * len({r[0] for r in rows})  # every backend recorded twice
+    assert len(rows) == 2 * len({(r[0], r[3]) for r in rows})  # every device recorded twice
 
 
 def test_predecessor_api_detect_available_hardware():

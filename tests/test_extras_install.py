@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = {"text", "vision", "vision-text", "audio", "multimodal", "diffusion", "moe",
              "state-space", "rag"}
 EXPECTED = {"cpu", "rocm", "qnn"} | PIPELINES
-NOT_ASKED = {"hwaccel-cuda", "hwaccel-mps", "hwaccel-openvino"}
+NOT_ASKED = {"hwaccel-cuda", "hwaccel-mps", "hwaccel-openvino", "hwaccel-web"}
 SKIP_IN_COPY = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".venv",
                                       ".ruff_cache", ".pytest_cache")
 

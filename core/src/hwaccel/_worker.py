@@ -82,8 +82,11 @@ def _crash_line(report: Any) -> str:
 
 
 def test_job(payload: dict[str, Any]) -> dict[str, Any]:
-    """Job ``test``: run the generated test file ``payload["path"]`` under pytest."""
+    """Job ``test``: run the generated test file ``payload["path"]`` under pytest, with the
+    variables of ``payload["env"]`` set in this process."""
     import pytest
+
+    os.environ.update(payload.get("env", {}))
 
     outcomes = _Outcomes()
     path = payload["path"]

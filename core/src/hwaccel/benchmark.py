@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from hwaccel.classify import classify_ref
 from hwaccel.detection import DetectionReport
+from hwaccel.errors import UsageError
 from hwaccel.jobs import JobPool
 from hwaccel.models import ModelRef, not_cached_message, resolve_model
 from hwaccel.plugins import HookError, Plugins
@@ -44,15 +45,55 @@ def _absent(backend: str, report: DetectionReport) -> HardwareInfo:
                         reason=reason, plugin=known[0].plugin if known else None)
 
 
+def _targets(spec: str, report: DetectionReport, every_device: bool, with_absent: bool
+             ) -> list[tuple[HardwareInfo, bool]]:
+    """Resolve ``BACKEND`` or ``BACKEND:DEVICE`` to the devices to measure, each with whether
+    it is available.
+
+    A device is named as ``hwaccel detect`` and the matrix label it (``web:wasm``,
+    ``cuda:1``, ``openvino:GPU.0``). A backend with no available device yields one absent
+    record with the reason; ``with_absent`` (with ``every_device``) adds the backend's
+    unavailable devices beside its available ones.
+    """
+    known = {h.backend for h in report.hardware}
+    backend = spec if spec in known else spec.split(":", 1)[0]
+    if spec == backend:
+        devices = report.available(backend)
+        if not devices:
+            return [(_absent(backend, report), False)]
+        if not every_device:
+            return [(devices[0], True)]
+        if not with_absent:
+            return [(h, True) for h in devices]
+        return [(h, h.available) for h in report.hardware if h.backend == backend]
+    name = spec.split(":", 1)[1]
+    records = [h for h in report.hardware if h.backend == backend and h.device in (spec, name)]
+    if not records:
+        labels = [h.device if h.device.split(":")[0] == backend else f"{backend}:{h.device}"
+                  for h in report.hardware if h.backend == backend]
+        raise UsageError(f"backend {backend!r} has no device {name!r} (its devices: "
+                         f"{', '.join(labels)})")
+    available = [h for h in records if h.available]
+    return [(h, True) for h in available] or [(records[0], False)]
+
+
 def plan(models: list[str], backends: list[str], plugins: Plugins, report: DetectionReport,
-         settings: BenchmarkSettings, *, every_device: bool = False
+         settings: BenchmarkSettings, *, every_device: bool = False, with_absent: bool = False
          ) -> tuple[list[Job], list[HookError]]:
     """Return the jobs for every (model, backend); raise :class:`UsageError` on bad input.
 
-    A backend's first available device is measured, or each of them with ``every_device``;
-    a backend with none gets one job decided in advance as ``unavailable``, with the reason.
+    A backend's first available device is measured, or each of them with ``every_device``
+    (and with ``with_absent`` its unavailable devices too, decided in advance);
+    ``BACKEND:DEVICE`` measures that one device. A backend (or a named device) that is not
+    available gets one job decided in advance as ``unavailable``, with the reason.
     """
-    report.check_backends(backends)
+    known = {h.backend for h in report.hardware}
+    unknown = [b for b in backends if b not in known and b.split(":", 1)[0] not in known]
+    if unknown:
+        raise UsageError(f"unknown backend {', '.join(map(repr, unknown))} "
+                         f"(detected backends: {', '.join(sorted(known)) or 'none'})")
+    targets = [target for spec in dict.fromkeys(backends)
+               for target in _targets(spec, report, every_device, with_absent)]
     errors: list[HookError] = []
     classified: list[tuple[ModelRef, Classification]] = []
     for model in dict.fromkeys(models):
@@ -62,22 +103,20 @@ def plan(models: list[str], backends: list[str], plugins: Plugins, report: Detec
         classified.append((ref, outcome.classification))
     jobs = []
     for ref, classification in classified:
-        model = ref.spec
-        for backend in dict.fromkeys(backends):
-            devices = report.available(backend)
-            targets = (devices if every_device else devices[:1]) or [_absent(backend, report)]
-            for hardware in targets:
-                request = BenchmarkRequest(model=model, hardware=hardware,
-                                           classification=classification, settings=settings)
-                jobs.append(Job(request, _decided(request, ref, bool(devices))))
+        for hardware, present in targets:
+            request = BenchmarkRequest(model=ref.spec, hardware=hardware,
+                                       classification=classification, settings=settings)
+            jobs.append(Job(request, _decided(request, ref, present)))
     return jobs, errors
 
 
 def _decided(request: BenchmarkRequest, ref: ModelRef, present: bool) -> BenchmarkResult | None:
     """The failure a job meets before it starts (absent device, no workload, no files)."""
     if not present:
-        return failure(request, "unavailable",
-                       f"{request.hardware.backend} is absent: {request.hardware.reason}")
+        hardware = request.hardware
+        name = hardware.backend if hardware.device == hardware.backend \
+            else f"{hardware.backend}:{hardware.device}"
+        return failure(request, "unavailable", f"{name} is absent: {hardware.reason}")
     if not request.classification.workload:
         return failure(request, "unsupported", request.classification.reason)
     if not ref.loadable:

@@ -26,6 +26,8 @@ from hwaccel.runner import failure, run_generated_test, run_job
 from hwaccel.types import BenchmarkRequest, BenchmarkResult
 
 HOST_CPU = "host-cpu"
+DEVICE_ENV = "HWACCEL_DEVICE"
+"""Set to the cell's device (as detection names it) while the cell's generated test runs."""
 # A generated test that ended like this says the job could not run; benchmarking after it
 # would only meet the same end again.
 _FATAL_TEST_ENDS = ("timeout", "oom", "killed", "crash")
@@ -137,7 +139,8 @@ class CellRunner:
             result = benchmark.stamped(failure(request, "template", str(exc)), request)
             return CellOutcome(cell, result, cell_context(cell, self.node))
         self._phase(cell, "test")
-        test = run_generated_test(path, self.timeout_s, self.pool, cell.cores)
+        test = run_generated_test(path, self.timeout_s, self.pool, cell.cores,
+                                  env={DEVICE_ENV: request.hardware.device})
         if test.status == "cancelled":
             return None
         context = cell_context(cell, self.node, test_status=test.status,

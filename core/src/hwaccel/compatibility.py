@@ -76,6 +76,9 @@ RECOMMENDATIONS: dict[str, tuple[str, ...]] = {
         "Nothing to do if this machine has no such device: the other backends are used",
         "Otherwise install what the reason names (driver, runtime build or SDK), then run "
         "`hwaccel detect --refresh`"),
+    "device_unavailable": (
+        "The backend's other devices are used; this one is skipped with the reason",
+        "To use it, fix what the reason names, then run `hwaccel detect --refresh`"),
     "memory_pressure": (
         "Close other programs that use this device's memory",
         "Use a smaller model, batch size or sequence length (--batch-size, --seq-len)",
@@ -125,6 +128,9 @@ BACKEND_ADVICE = {
     "mps": "MPS needs macOS on Apple silicon",
     "qnn": "QNN needs a Snapdragon device with onnxruntime-qnn installed",
     "openvino": "OpenVINO needs the openvino package and an Intel CPU, GPU or NPU",
+    "web": "The web backend needs a Chromium (Debian: apt-get install chromium, or set "
+           "HWACCEL_CHROMIUM); for WebNN point HWACCEL_CHROMIUM at `python -m "
+           "hwaccel_web.packaged`",
 }
 _REINSTALL_TYPES = frozenset({"plugin_load", "plugin_dependency", "missing_template"})
 _TITLES = {"critical": "Critical", "error": "Errors", "warning": "Warnings", "info": "Info"}
@@ -147,7 +153,7 @@ def install_extras() -> frozenset[str]:
 def recommendations_for(error_type: str, hardware: str | None = None) -> tuple[str, ...]:
     """Return the advice for a finding: the entry of ``error_type``, then backend advice."""
     advice = list(RECOMMENDATIONS.get(error_type, ()))
-    if error_type == "backend_absent" and hardware in BACKEND_ADVICE:
+    if error_type in ("backend_absent", "device_unavailable") and hardware in BACKEND_ADVICE:
         advice.append(BACKEND_ADVICE[hardware])
     if error_type in _REINSTALL_TYPES and hardware in install_extras():
         advice.append(f"Reinstall the backend with its extra: pip install 'hwaccel[{hardware}]'")
@@ -250,7 +256,8 @@ class HardwareCompatibilityReporter:
         return self.errors[start:]
 
     def collect_hardware_detection_errors(self) -> list[CompatibilityError]:
-        """Record detection hook errors, each absent backend with its reason, and devices
+        """Record detection hook errors, each absent backend (or unavailable device of a
+        backend that has others) with its reason, and devices
         with less than :data:`LOW_MEMORY_FRACTION` of their memory free."""
         start = len(self.errors)
         report = self.detection()
@@ -258,10 +265,14 @@ class HardwareCompatibilityReporter:
             self.add_error("error", "detection", "detection_failed", str(error),
                            hardware=error.plugin, details={"plugin": error.plugin,
                                                            "hook": error.hook})
+        present = {info.backend for info in report.hardware if info.available}
         for info in report.hardware:
             if not info.available:
-                self.add_error("info", "detection", "backend_absent",
-                               f"{info.backend} is absent: {info.reason or 'no reason given'}",
+                # a backend with other devices available is not absent: this device is
+                kind, name = ("device_unavailable", f"{info.backend}:{info.device}") \
+                    if info.backend in present else ("backend_absent", info.backend)
+                self.add_error("info", "detection", kind,
+                               f"{name} is absent: {info.reason or 'no reason given'}",
                                hardware=info.backend, details={"device": info.device,
                                                                "reason": info.reason,
                                                                "plugin": info.plugin})

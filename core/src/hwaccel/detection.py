@@ -9,14 +9,22 @@ A corrupt cache file is ignored and rewritten.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hwaccel import jsoncache, paths
 from hwaccel.plugins import HookError, Plugins
 from hwaccel.types import HardwareInfo
 
 _FORMAT = 2  # 2: HardwareInfo.converted_weights
+# Settings that choose where results go or how plugins load, not what detection finds (the
+# loaded plugins are part of the key already).
+_NOT_DETECTION_SETTINGS = frozenset({
+    "HWACCEL_DB", "HWACCEL_CACHE_DIR", "HWACCEL_LOAD_PLUGINS", "HWACCEL_DISABLE_PLUGINS",
+    "HWACCEL_STRICT_PLUGINS", "HWACCEL_TRACE_PLUGINS", "HWACCEL_BATCH_SIZE", "HWACCEL_SEQ_LEN",
+    "HWACCEL_DEVICE"})
 
 
 @dataclass
@@ -59,8 +67,12 @@ def cache_file() -> Path:
     return paths.cache_dir() / "detect.json"
 
 
-def _cache_key(plugins: Plugins) -> list[list[str | None]]:
-    return sorted([r.name, r.version] for r in plugins.loaded())
+def _cache_key(plugins: Plugins) -> list[Any]:
+    """The loaded plugins and versions, and the ``HWACCEL_*`` settings that steer detection
+    (``HWACCEL_CHROMIUM``, ``HWACCEL_QNN_BACKEND_PATH``, ...): changing any re-detects."""
+    settings = sorted([k, v] for k, v in os.environ.items()
+                      if k.startswith("HWACCEL_") and k not in _NOT_DETECTION_SETTINGS)
+    return sorted([r.name, r.version] for r in plugins.loaded()) + [["env", *settings]]
 
 
 def detect(plugins: Plugins, *, refresh: bool = False,

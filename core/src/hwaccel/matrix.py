@@ -95,12 +95,14 @@ def plan(models: list[str], plugins: Plugins, report: DetectionReport,
          workers: int = 1) -> tuple[list[Cell], int, list[HookError]]:
     """Return (cells, cells at once, hook errors) for models x every device of the backends.
 
-    Backends default to every backend detection reported, absent ones included, so that the
-    matrix says why a column is empty. Bad model ids or backend names raise
+    Backends default to every backend detection reported, absent ones included, and each
+    backend's unavailable devices are cells too, so that the matrix says why a column is
+    empty. Bad model ids or backend names raise
     :class:`UsageError` before anything runs.
     """
     chosen = backends or sorted({h.backend for h in report.hardware})
-    jobs, errors = benchmark.plan(models, chosen, plugins, report, settings, every_device=True)
+    jobs, errors = benchmark.plan(models, chosen, plugins, report, settings, every_device=True,
+                                  with_absent=True)
     lanes = {j.request.hardware.compute_resource for j in jobs if j.skip is None}
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
         else list(range(os.cpu_count() or 1))

@@ -84,9 +84,15 @@ class GeneratedTestOutcome:
 
 
 def run_generated_test(path: Path, timeout_s: float, pool: JobPool,
-                       cpus: list[int] | None = None) -> GeneratedTestOutcome:
-    """Run a generated test file under pytest in its own process, killed after ``timeout_s``."""
-    outcome = pool.run("test", {"path": str(path)}, timeout_s=timeout_s, cpus=cpus)
+                       cpus: list[int] | None = None,
+                       env: dict[str, str] | None = None) -> GeneratedTestOutcome:
+    """Run a generated test file under pytest in its own process, killed after ``timeout_s``.
+
+    :param env: variables set in that process only (the matrix names the cell's device in
+        ``HWACCEL_DEVICE``, for backends whose generated tests can target several devices).
+    """
+    outcome = pool.run("test", {"path": str(path), "env": env or {}}, timeout_s=timeout_s,
+                       cpus=cpus)
     if outcome.status != "ok" or outcome.result is None:
         return GeneratedTestOutcome(outcome.status, "not finished", outcome.message, outcome.wall_s)
     found = outcome.result

@@ -1,7 +1,7 @@
 """The QNN benchmark: the workload's model exported to a fixed-shape ONNX graph (cached) and
 run by ONNX Runtime's QNN provider, measured by the core's shared method.
 
-The export runs first, in a process of its own (:mod:`hwaccel_qnn.prepare`), so neither its
+The export runs first, in a process of its own (:mod:`hwaccel.onnx_prepare`), so neither its
 time nor its memory is counted; load time then covers loading the torch model, recording the
 workload's call on the CPU, finding the export in the cache and creating the QNN session,
 which compiles the graph for the device. The graph is fixed to the request's batch size and
@@ -11,41 +11,15 @@ QNN's CPU backend; the result records which.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from hwaccel import BenchmarkRequest, BenchmarkResult
 from hwaccel.measure import benchmark_workload
+from hwaccel.onnx_export import ExportError
+from hwaccel.onnx_prepare import export_first
 from hwaccel.runner import failure
 from hwaccel.workloads import load_workload
-from hwaccel_qnn.export import ExportError, QnnError
-from hwaccel_qnn.runtime import QnnModel, QnnSessionError, load_on_qnn
-
-
-def export_first(request: BenchmarkRequest) -> dict[str, Any]:
-    """Export the request's model in a child process; return its JSON outcome line."""
-    with tempfile.TemporaryDirectory(prefix="hwaccel-qnn-") as tmp:
-        job = Path(tmp) / "request.json"
-        job.write_text(json.dumps(request.to_dict()), encoding="utf-8")
-        proc = subprocess.run([sys.executable, "-m", "hwaccel_qnn.prepare", str(job)],
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                              check=False)
-    lines = proc.stdout.strip().splitlines()
-    try:
-        outcome = json.loads(lines[-1])
-    except (IndexError, ValueError):
-        errors = [line for line in proc.stderr.splitlines() if line.strip()]
-        outcome = {"error": f"the export process exited with {proc.returncode}: "
-                            f"{errors[-1][:300] if errors else 'no output'}",
-                   "category": "crash"}
-    if proc.returncode != 0 and "error" not in outcome:
-        outcome = {"error": f"the export process exited with {proc.returncode}",
-                   "category": "crash"}
-    return outcome
+from hwaccel_qnn.runtime import QnnError, QnnModel, QnnSessionError, load_on_qnn
 
 
 def run(request: BenchmarkRequest) -> BenchmarkResult:

@@ -17,12 +17,17 @@ from __future__ import annotations
 from typing import Any
 
 from hwaccel import HardwareInfo
+from hwaccel.errors import HwaccelError
+from hwaccel.onnx_export import CallSignature, ExportedModel, export_for
 from hwaccel_qnn.detect import PROVIDER, detect_qnn
-from hwaccel_qnn.export import CallSignature, ExportedModel, QnnError, cached_export
 
 DISABLE_CPU_FALLBACK = "session.disable_cpu_ep_fallback"
 # HTP options: full clock for measurements; fp32 graphs computed in fp16 (QNN's HTP default)
 HTP_OPTIONS = {"htp_performance_mode": "burst", "enable_htp_fp16_precision": "1"}
+
+
+class QnnError(HwaccelError):
+    """A model cannot run on the QNN backend (the message says why)."""
 
 
 class QnnSessionError(QnnError):
@@ -174,13 +179,3 @@ def load_on_qnn(model: Any, workload: Any, batch_size: int, seq_len: int, *, mod
     exported = export_for(model, workload, batch_size, seq_len, model_ref=model_ref)
     session = create_session(exported.path, provider_options(hardware))
     return QnnModel(session, exported, hardware)
-
-
-def export_for(model: Any, workload: Any, batch_size: int, seq_len: int, *,
-               model_ref: str) -> ExportedModel:
-    """The cached fixed-shape export of ``model`` for the workload's call at ``batch_size``
-    x ``seq_len`` (the model folder's weight files are part of the key)."""
-    inputs = workload.make_inputs(batch_size, seq_len)
-    weights_dir = getattr(getattr(workload, "ref", None), "path", None)
-    return cached_export(model, workload.forward, inputs, model_ref=model_ref,
-                         weights_dir=weights_dir)

@@ -1,14 +1,16 @@
 """Fixed-shape ONNX export of a workload's torch model, cached on disk.
 
-QNN compiles a graph for static shapes, so the model is exported for exactly one call: the
-workload's own ``forward(model, inputs)`` is run once on the CPU with a recorder in place of
-the model, which captures the named tensor inputs (shapes and dtypes), the constant keyword
-arguments the workload adds (``use_cache=False``) and the structure of the outputs. The model
-is then exported with ``torch.onnx.export`` (the TorchScript exporter, ``dynamo=False``, inputs
-by name, no dynamic axes) to ``cache_dir()/onnx/<key>.onnx``; the key covers the model
-reference, a hash of its config (and, for a folder, its weight files), the call's inputs,
-constants and outputs, and the torch, transformers, onnx and exporter versions. A JSON file
-beside each model records what it was exported for.
+Shared by the backends that run ONNX graphs with static shapes (QNN compiles a graph for
+them; onnxruntime-web in the browser takes them too). The model is exported for exactly one
+call: the workload's own ``forward(model, inputs)`` is run once on the CPU with a recorder in
+place of the model, which captures the named tensor inputs (shapes and dtypes), the constant
+keyword arguments the workload adds (``use_cache=False``) and the structure of the outputs.
+The model is then exported with ``torch.onnx.export`` (the TorchScript exporter,
+``dynamo=False``, inputs by name, no dynamic axes) to ``cache_dir()/onnx/<key>.onnx``; the key
+covers the model reference, a hash of its config (and, for a folder, its weight files), the
+call's inputs, constants and outputs, and the torch, transformers, onnx and exporter versions.
+A JSON file beside each model records what it was exported for. Export in a process of its
+own (:mod:`hwaccel.onnx_prepare`) to keep the exporter's memory out of a measured process.
 """
 
 from __future__ import annotations
@@ -33,11 +35,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 _KEYED_LIBRARIES = ("torch", "transformers", "diffusers", "onnx")
 
 
-class QnnError(HwaccelError):
-    """A model cannot be exported for, or run on, the QNN backend (the message says why)."""
-
-
-class ExportError(QnnError):
+class ExportError(HwaccelError):
     """The workload's model call cannot become one fixed-shape ONNX graph."""
 
 
@@ -119,8 +117,8 @@ def _output_layout(output: Any) -> tuple[str, tuple[tuple[str, int], ...]]:
     elif isinstance(output, (tuple, list)):
         structure, items = "sequence", [(str(i), v) for i, v in enumerate(output)]
     else:
-        raise ExportError(f"the model returned a {type(output).__name__}; the qnn backend "
-                          "exports models that return tensors, tuples or dicts of tensors")
+        raise ExportError(f"the model returned a {type(output).__name__}; ONNX export "
+                          "takes models that return tensors, tuples or dicts of tensors")
     layout = []
     for name, value in items:
         if torch.is_tensor(value):
@@ -144,7 +142,7 @@ class _Recorder:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if args:
             raise ExportError(f"the workload passed {len(args)} positional argument(s) to the "
-                              "model; the qnn backend exports calls with named inputs only")
+                              "model; the ONNX export takes calls with named inputs only")
         output = self.model(**kwargs)
         self.calls.append((kwargs, output))
         return output
@@ -162,8 +160,8 @@ def _signature(kwargs: dict[str, Any], output: Any) -> tuple[CallSignature, dict
         if name in tensors:
             continue
         if not isinstance(value, CONSTANT_TYPES):
-            raise ExportError(f"model argument {name!r} is a {type(value).__name__}; the qnn "
-                              "backend exports tensors and constants (None, bool, int, float, "
+            raise ExportError(f"model argument {name!r} is a {type(value).__name__}; the ONNX "
+                              "export takes tensors and constants (None, bool, int, float, "
                               "str) only")
         constants.append((name, value))
     if not tensors:
@@ -186,7 +184,7 @@ def capture(model: Any, forward: Callable[[Any, dict[str, Any]], Any],
 
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"the model is a {type(model).__name__}, not a torch.nn.Module; the "
-                          "qnn backend exports one module to a fixed-shape ONNX graph")
+                          "ONNX export takes one module to a fixed-shape ONNX graph")
     recorder = _Recorder(model)
     forward(recorder, inputs)
     if not recorder.calls:
@@ -346,3 +344,13 @@ def cached_export(model: Any, forward: Callable[[Any, dict[str, Any]], Any],
     return ExportedModel(path=path, signature=signature, graph_inputs=graph_inputs,
                          cache_hit=hit, seconds=time.perf_counter() - started)
 
+
+
+def export_for(model: Any, workload: Any, batch_size: int, seq_len: int, *,
+               model_ref: str) -> ExportedModel:
+    """The cached fixed-shape export of ``model`` for the workload's call at ``batch_size``
+    x ``seq_len`` (the model folder's weight files are part of the key)."""
+    inputs = workload.make_inputs(batch_size, seq_len)
+    weights_dir = getattr(getattr(workload, "ref", None), "path", None)
+    return cached_export(model, workload.forward, inputs, model_ref=model_ref,
+                         weights_dir=weights_dir)

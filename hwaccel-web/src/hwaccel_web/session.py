@@ -1,0 +1,282 @@
+"""A model in a browser page: its fixed-shape ONNX export run by onnxruntime-web.
+
+:func:`load_in_browser` exports the model for the workload's call (cached, through
+:mod:`hwaccel.onnx_export`), starts a headless browser and the page server, and creates an
+onnxruntime-web session in the page on exactly one execution provider, so a WebGPU result is
+never a silent WASM run. Without a named provider it walks the fallback chain WebGPU → WebNN →
+WASM (:data:`CHAIN`), skipping a provider that detection found unavailable or whose session the
+browser refused, and records each step with the browser's reason in :attr:`WebModel.fallbacks`.
+
+:class:`WebModel` is called like the torch model with the workload's named inputs; it checks
+they are the exported shapes, sends them to the page (only when they changed since the last
+call), runs the session once, and returns torch tensors named like the torch model's outputs.
+Each call is timed in the page with ``performance.now()`` (:class:`PageTimer` hands that time
+to the core's measurement loop).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from hwaccel import HardwareInfo
+from hwaccel.errors import HwaccelError
+from hwaccel.onnx_export import CallSignature, ExportedModel, export_for
+from hwaccel_web.browser import Browser, BrowserCrash, BrowserError, BrowserHang
+from hwaccel_web.detect import PROVIDERS, STATIC
+
+CHAIN = ("webgpu", "webnn", "wasm")
+WEBNN_DEVICE_ENV = "HWACCEL_WEBNN_DEVICE_TYPE"
+_ORT_DTYPES = {"float32": "float32", "float64": "float64", "float16": "float16",
+               "int64": "int64", "int32": "int32", "int16": "int16", "int8": "int8",
+               "uint8": "uint8", "bool": "bool"}
+_IMPORT = "async ([url, arg]) => (await import(url)).{}(arg)"
+
+
+class WebProviderError(HwaccelError):
+    """onnxruntime-web could not run the model on the provider (the browser's message)."""
+
+
+class StaticShapeError(HwaccelError):
+    """A call whose inputs differ from the ones the graph was exported for."""
+
+
+def default_threads() -> int:
+    """WebAssembly threads when none are asked for: the physical cores (at least 1)."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def webnn_device_type() -> str:
+    """The WebNN device type sessions use: ``HWACCEL_WEBNN_DEVICE_TYPE``, else ``cpu``."""
+    return os.environ.get(WEBNN_DEVICE_ENV, "cpu")
+
+
+def choose_provider(infos: Sequence[HardwareInfo], wanted: str | None = None
+                    ) -> tuple[list[str], list[str]]:
+    """Return (providers to try in order, one line per provider skipped with its reason).
+
+    ``wanted`` names one provider: only it is tried, if detection found it available.
+    Otherwise the available providers of :data:`CHAIN` are tried in its order.
+    """
+    if wanted is not None and wanted not in PROVIDERS:
+        raise WebProviderError(f"unknown web provider {wanted!r} (known: "
+                               f"{', '.join(PROVIDERS)})")
+    by_name = {info.device: info for info in infos}
+    order, skipped = [], []
+    for provider in (wanted,) if wanted else CHAIN:
+        info = by_name.get(provider)
+        if info is not None and info.available:
+            order.append(provider)
+        else:
+            reason = info.reason if info is not None else "not detected"
+            skipped.append(f"{provider}: unavailable — {reason}")
+    return order, skipped
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    hashed = hashlib.blake2b(digest_size=16)
+    for name in sorted(payload):
+        item = payload[name]
+        hashed.update(f"{name}:{item['dtype']}:{item['dims']}:".encode())
+        hashed.update(item["data"].encode("ascii"))
+    return hashed.hexdigest()
+
+
+class PageTimer:
+    """The core's per-call timer, read from the page: ``performance.now()`` around one
+    ``session.run()`` in the browser (the outputs read back included)."""
+
+    name = "performance.now"
+
+    def __init__(self) -> None:
+        self.model: WebModel | None = None
+
+    def start(self) -> None:
+        """The page starts its own clock when the call arrives."""
+
+    def stop(self) -> float:
+        """The milliseconds the page measured for the call just made."""
+        if self.model is None or self.model.last_ms is None:
+            raise WebProviderError("no call was timed in the page")
+        return self.model.last_ms
+
+
+class WebModel:
+    """An exported model in an onnxruntime-web session in a browser page.
+
+    Built by :func:`load_in_browser`; call :meth:`close` (or use it as a context manager) to
+    kill the browser and stop the page server.
+    """
+
+    def __init__(self, browser: Browser, server: Any, exported: ExportedModel, provider: str,
+                 session: dict[str, Any], fallbacks: list[str]):
+        self.browser = browser
+        self.server = server
+        self.exported = exported
+        self.provider = provider
+        self.session = session
+        self.fallbacks = fallbacks
+        self.last_ms: float | None = None
+        self._sent: str | None = None
+        self._runner = server.url("static", "runner.mjs")
+
+    @property
+    def signature(self) -> CallSignature:
+        """The call the graph was exported for."""
+        return self.exported.signature
+
+    def _check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        signature = self.signature
+        fixed = f"exported for ({signature.describe_inputs()})"
+        if args:
+            raise StaticShapeError(f"the web model takes named inputs only; it was {fixed}")
+        tensors = {k: v for k, v in kwargs.items() if torch.is_tensor(v)}
+        constants = {k: v for k, v in kwargs.items() if k not in tensors}
+        if sorted(tensors) != sorted(spec.name for spec in signature.inputs):
+            raise StaticShapeError(f"the web model got tensor inputs {sorted(tensors)} but was "
+                                   f"{fixed}")
+        if constants != dict(signature.constants):
+            raise StaticShapeError(f"the web model got arguments {constants} but was exported "
+                                   f"with {dict(signature.constants)}")
+        for spec in signature.inputs:
+            value = tensors[spec.name]
+            got = (tuple(value.shape), str(value.dtype).removeprefix("torch."))
+            if got != (spec.shape, spec.dtype):
+                raise StaticShapeError(f"input {spec.name!r} is {got[1]}{list(got[0])} but the "
+                                       f"graph was {fixed}; load it again for these inputs")
+        return tensors
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the session once on exactly the exported inputs; return outputs shaped like
+        the torch model's (a dict of tensors, a tuple, or one tensor)."""
+        tensors = self._check(args, kwargs)
+        payload = {}
+        for name in self.exported.graph_inputs:
+            array = tensors[name].detach().cpu().contiguous().numpy()
+            payload[name] = {"dtype": _ORT_DTYPES[str(array.dtype)], "dims": list(array.shape),
+                             "data": base64.b64encode(array.tobytes()).decode("ascii")}
+        key = _digest(payload)
+        answer = self.browser.evaluate(
+            _IMPORT.format("run"),
+            [self._runner, {"key": key, "inputs": None if key == self._sent else payload}],
+            what=f"a {self.provider} run")
+        self._sent = key
+        self.last_ms = float(answer["ms"])
+        return self._outputs(answer["outputs"])
+
+    def _outputs(self, found: dict[str, Any]) -> Any:
+        import numpy as np
+        import torch
+
+        def tensor(name: str) -> Any:
+            item = found[name]
+            array = np.frombuffer(base64.b64decode(item["data"]), dtype=item["dtype"]
+                                  if item["dtype"] != "bool" else np.bool_)
+            return torch.from_numpy(array.reshape(item["dims"]).copy())
+
+        signature = self.signature
+        names = iter(signature.graph_output_names())
+        if signature.structure == "tensor":
+            return tensor(next(names))
+        named: dict[str, Any] = {}
+        for name, count in signature.outputs:
+            named[name] = tensor(next(names)) if count == 0 else tuple(
+                tensor(next(names)) for _ in range(count))
+        return tuple(named.values()) if signature.structure == "sequence" else named
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(f"a web model is one fixed-shape ONNX graph in the browser, called "
+                             f"as model(**inputs); it has no {name!r} (generation and other "
+                             "methods need the torch model)")
+
+    def close(self) -> None:
+        """Kill the browser and stop the page server."""
+        self.browser.close()
+        self.server.close()
+
+    def __enter__(self) -> WebModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"WebModel({self.exported.path.name} on {self.provider}, "
+                f"{self.signature.describe_inputs()})")
+
+
+def _open(exported: ExportedModel, provider: str, threads: int, executable: str | None
+          ) -> tuple[Browser, Any, dict[str, Any]]:
+    """Start a browser and the page server and create the session on ``provider``."""
+    from hwaccel_web.ortweb import MODULE, ort_web_dir
+    from hwaccel_web.server import PageServer
+
+    server = PageServer({"static": STATIC, "ort": ort_web_dir(),
+                         "model": exported.path.parent})
+    try:
+        browser = Browser(executable)
+    except BaseException:
+        server.close()
+        raise
+    try:
+        browser.goto(server.url("static", "index.html"))
+        try:
+            session = browser.evaluate(_IMPORT.format("load"), [
+                server.url("static", "runner.mjs"), {
+                    "ortUrl": server.url("ort", MODULE), "wasmPaths": f"{server.origin}/ort/",
+                    "modelUrl": server.url("model", exported.path.name), "provider": provider,
+                    "threads": threads, "webnnDeviceType": webnn_device_type()}],
+                what=f"creating the {provider} session")
+        except (BrowserCrash, BrowserHang):
+            raise
+        except BrowserError as exc:  # the page threw: onnxruntime-web's own message
+            raise WebProviderError(f"onnxruntime-web could not create a {provider} session: "
+                                   f"{exc}") from None
+    except BaseException:
+        browser.close()
+        server.close()
+        raise
+    return browser, server, session
+
+
+def load_in_browser(model: Any, workload: Any, batch_size: int, seq_len: int, *,
+                    model_ref: str, provider: str | None = None, threads: int | None = None,
+                    hardware: Sequence[HardwareInfo] | None = None,
+                    executable: str | None = None) -> WebModel:
+    """Export ``model`` for the workload's call at ``batch_size`` x ``seq_len`` (or take the
+    cached export) and open it in a browser page with onnxruntime-web.
+
+    :param provider: ``webgpu``, ``webnn`` or ``wasm``; None walks the fallback chain.
+    :param threads: WebAssembly threads (default: the physical cores).
+    :param hardware: the web backend's detection records (default: detect now).
+    :param executable: the browser (default: :func:`hwaccel_web.browser.find_chromium`).
+    :raises WebProviderError: no provider could create a session; the message lists each
+        provider tried or skipped with the browser's reason.
+    :raises BrowserError: the browser could not start, crashed or hung.
+    """
+    if hardware is None:
+        from hwaccel_web.detect import detect_web
+
+        hardware = detect_web()
+    order, fallbacks = choose_provider(hardware, provider)
+    exported = export_for(model, workload, batch_size, seq_len, model_ref=model_ref)
+    threads = threads or default_threads()
+    for name in order:
+        try:
+            browser, server, session = _open(exported, name, threads, executable)
+        except WebProviderError as exc:
+            if provider is not None:
+                raise
+            fallbacks.append(f"{name}: session refused — {exc}")
+            continue
+        return WebModel(browser, server, exported, name, session, fallbacks)
+    raise WebProviderError("no web provider can run the model: " + "; ".join(fallbacks))
