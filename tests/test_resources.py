@@ -195,3 +195,20 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert proc.stderr.startswith("hwaccel: error: ") and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
+
+
+def test_processes_a_backend_starts_beside_the_job_count_in_its_peak(plugins, tmp_path,
+                                                                     monkeypatch):
+    monkeypatch.setenv("HWACCEL_CACHE_DIR", str(tmp_path / "cache"))
+    db = tmp_path / "history.duckdb"
+    wasm = cpu_record(backend="web", device="wasm", plugin="web", converted_weights="fp32")
+    for model, peak in (("tiny:gpt2", 310.0), ("minilm", 395.0), ("tiny:bert", 320.0)):
+        record_result(db, plugins, model, wasm, peak_mb=peak,
+                      details={"load_peak_rss_mb": peak - 10, "helper_peak_rss_mb": 700.0})
+    estimator = Estimator(plugins, detection_of(cpu_record(), wasm), db_path=db,
+                          measure=False)
+    calibration = estimator.calibrator.calibrate(wasm, "text")
+    assert {m.peak_mb for m in calibration.measurements} == {1010.0, 1095.0}
+    estimate = estimator.estimate("tiny:bert", wasm)
+    assert estimate.inference_peak_mb == 1020.0 and estimate.load_peak_mb == 1010.0
+    assert estimate.runtime_mb > 900  # the browser is part of the web runtime

@@ -6,19 +6,22 @@ memory on a device ``d`` for a model of pipeline ``p`` is::
 
     peak = R[d, p] + W_fp32 + e[d] * W_run + A
 
-``W_fp32`` is the model in fp32 on the CPU (every workload loads it there first), ``W_run``
-the weights at the precision the device runs, ``A`` the call's activations when the device
-computes on the host, ``R[d, p]`` the **runtime baseline** (libraries, the runtime's start,
-the first call's workspaces) and ``e[d]`` the **extra copies of the weights** the backend
-keeps (OpenVINO's compiled graph; 0 for PyTorch on the CPU). Two measurements give both:
-the memory pass of a small example model and of the largest example model, each on that
-device; ``e`` is the slope between them (never below 0), ``R`` what remains of the small
-example's peak once its computed part is taken away. The load phase is calibrated the same
-way from the high-water mark once the model is loaded. Accelerators with their own memory
+A job's peak counts the processes its backend starts beside it (the web backend's browser,
+``details["helper_peak_rss_mb"]``). ``W_fp32`` is the model in fp32 on the CPU (every
+workload loads it there first), ``W_run`` the weights at the precision the device runs,
+``A`` the call's activations when the device computes on the host, ``R[d, p]`` the
+**runtime baseline** (libraries, the runtime's start, the first call's workspaces) and
+``e[d]`` the **extra copies of the weights** the backend keeps (OpenVINO's compiled graph;
+0 for PyTorch on the CPU). Two measurements give both: the memory pass of a small example
+model and of the largest example model, each on that device; ``e`` is the slope between
+them (never below 0), ``R`` what remains of the small example's peak once its computed part
+is taken away. The load phase is calibrated the same way from the high-water mark once the
+model is loaded. Accelerators with their own memory
 get ``D[d, p]``, the device's baseline, from the example's device peak likewise.
 
 The example models are the pipelines' own (:attr:`TemplatePart.example_models`): the
-smallest of the model's pipeline, and the largest single (non-composed) example of all.
+smallest of the model's pipeline (a tiny one, or a composition of the pipeline's own), and
+the single example of all whose weight files are largest (the shipped MiniLM).
 
 A measurement is taken from the DuckDB history when it holds a successful memory pass of
 that example on the same device (same hardware fingerprint, same library versions);
@@ -59,6 +62,14 @@ def run_precision(hardware: HardwareInfo, requested: str) -> str:
     """The precision a device runs when ``requested`` is asked for: the request when the
     device declares it among its capabilities, else fp32 (what backends fall back to)."""
     return requested if requested in hardware.capabilities else "fp32"
+
+
+def with_helpers(peak_mb: float | None, details: dict[str, Any]) -> float | None:
+    """A job's peak resident memory plus that of the processes its backend started beside
+    it (``details["helper_peak_rss_mb"]``: the web backend's browser), in MiB."""
+    if peak_mb is None:
+        return None
+    return peak_mb + float(details.get("helper_peak_rss_mb") or 0.0)
 
 
 def computes_on_host(hardware: HardwareInfo) -> bool:
@@ -276,8 +287,10 @@ class Calibrator:
                 continue
             details = json.loads(row.get("details") or "{}")
             stamp = row["timestamp"].isoformat(sep=" ", timespec="minutes")
-            return Measured(model=model, peak_mb=float(row["memory_usage"]),
-                            load_peak_mb=details.get("load_peak_rss_mb"),
+            return Measured(model=model,
+                            peak_mb=with_helpers(float(row["memory_usage"]), details),
+                            load_peak_mb=with_helpers(details.get("load_peak_rss_mb"),
+                                                      details),
                             device_peak_mb=row.get("device_memory_usage"),
                             source=f"history run {str(row['run_id'])[:8]}, {stamp} UTC")
         return None
@@ -323,8 +336,10 @@ class Calibrator:
                         else "the memory pass did not finish")
                     continue
                 stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
-                found = Measured(model=model, peak_mb=result.peak_rss_mb,
-                                 load_peak_mb=result.details.get("load_peak_rss_mb"),
+                found = Measured(model=model,
+                                 peak_mb=with_helpers(result.peak_rss_mb, result.details),
+                                 load_peak_mb=with_helpers(
+                                     result.details.get("load_peak_rss_mb"), result.details),
                                  device_peak_mb=result.device_peak_mb,
                                  source=f"measured {stamp} UTC")
                 self._measured[(label, model)] = found

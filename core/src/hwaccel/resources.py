@@ -43,6 +43,7 @@ from hwaccel.calibration import (
     device_label,
     has_own_memory,
     run_precision,
+    with_helpers,
 )
 from hwaccel.detection import DetectionReport
 from hwaccel.footprint import DTYPE_BYTES, Footprint, footprint_of
@@ -348,13 +349,14 @@ class Estimator:
         stamp = row["timestamp"].isoformat(sep=" ", timespec="minutes")
         where = f"run {str(row['run_id'])[:8]}, {stamp} UTC, batch {then_batch}, " \
                 f"sequence {then_seq}"
-        inference = float(row["memory_usage"]) + (shift if host else 0.0)
         details = json.loads(row.get("details") or "{}")
-        load = details.get("load_peak_rss_mb", phases["load"])
+        measured = with_helpers(float(row["memory_usage"]), details)
+        inference = measured + (shift if host else 0.0)
+        load = with_helpers(details.get("load_peak_rss_mb"), details) or phases["load"]
         generation = None
         if phases["generation"] is not None:
             generation = inference + (cache_now / MIB if host else 0.0)
-        basis.append(f"measured peak {float(row['memory_usage']):,.0f} MiB in the history "
+        basis.append(f"measured peak {measured:,.0f} MiB in the history "
                      f"({where})" + (f", moved by {shift:+,.1f} MiB of computed activations"
                                      if host and shift else ""))
         if own and row.get("device_memory_usage") is not None:

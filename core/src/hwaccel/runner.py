@@ -18,6 +18,10 @@ from pathlib import Path
 from hwaccel.jobs import JobOutcome, JobPool
 from hwaccel.types import BenchmarkRequest, BenchmarkResult
 
+#: memory figures of the memory pass kept with the result: the high-water mark once the model
+#: is loaded, and that of processes a backend starts beside the job (a browser), in MiB
+MEMORY_DETAILS = ("load_peak_rss_mb", "helper_peak_rss_mb")
+
 
 def failure(request: BenchmarkRequest, category: str, message: str) -> BenchmarkResult:
     """Return a failed result for ``request`` with an error category and a one-line message."""
@@ -69,7 +73,7 @@ def run_job(request: BenchmarkRequest, timeout_s: float, pool: JobPool | None = 
         wall_time_s=(timed.wall_time_s or 0.0) + (memory.wall_time_s or 0.0),
         details={**timed.details, "timing_pass_s": timed.wall_time_s,
                  "memory_pass_s": memory.wall_time_s,
-                 **{k: v for k, v in memory.details.items() if k == "load_peak_rss_mb"}})
+                 **{k: v for k, v in memory.details.items() if k in MEMORY_DETAILS}})
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ onnxruntime-web session. :func:`hwaccel.measure.benchmark_workload` then runs th
 the warm-up and the timed calls, every one timed by ``performance.now()`` in the page
 (:class:`~hwaccel_web.session.PageTimer`), and compares the last outputs with the CPU PyTorch
 fp32 reference. The browser's processes are not the job's, so their memory is recorded apart:
-``details.browser_peak_rss_mb`` sums their kernel high-water marks at the end of the run.
+``details.helper_peak_rss_mb`` (the core's key for processes a backend starts beside the job)
+sums their kernel high-water marks at the end of the run.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _details(model: WebModel, request: BenchmarkRequest) -> dict[str, Any]:
         "browser_version": model.browser.version, "onnxruntime_web": ort_web_source(),
         "session_create_ms": model.session.get("createMs"),
         "cross_origin_isolated": model.session.get("crossOriginIsolated"),
-        "browser_peak_rss_mb": model.browser.peak_rss_mb(),
+        "helper_peak_rss_mb": model.browser.peak_rss_mb(),
         "onnx": model.exported.path.name, "browser_console": model.browser.console[-20:]}
     if model.provider == "webnn":
         details["webnn_device_type"] = webnn_device_type()
