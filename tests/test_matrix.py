@@ -171,7 +171,10 @@ def test_unknown_pipeline_and_bad_options_are_one_line_errors(tmp_db):
     for args, needle in ((("--pipelines", "nope"), "unknown pipeline 'nope'"),
                          (("--workers", "0"), "--workers must be at least 1"),
                          (("--models", "tiny:not_a_type", "--backends", "cpu"), "not_a_type"),
-                         (("--backends", "warp-drive"), "unknown backend 'warp-drive'")):
+                         (("--backends", "warp-drive"), "unknown backend 'warp-drive'"),
+                         (("--skip-backends", "warp-drive"), "unknown backend 'warp-drive'"),
+                         (("--backends", "cpu", "--skip-backends", "cpu"),
+                          "--skip-backends leaves no backend to measure")):
         proc = run_cli("matrix", *args, "--db", str(tmp_db))
         assert proc.returncode == 2, (args, proc.stderr)
         assert needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="the example models of these pipelines")
     parser.add_argument("--backends", nargs="+", metavar="BACKEND",
                         help="only these backends (default: every detected backend)")
+    parser.add_argument("--skip-backends", nargs="+", metavar="BACKEND", default=[],
+                        help="leave these detected backends out")
     parser.add_argument("--workers", type=int, default=1,
                         help="cells at once, on different compute resources and CPU cores "
                              "(local executor)")
@@ -114,8 +116,15 @@ def _run(args: argparse.Namespace, settings: Any, executor: Any, memory_limit: f
         models += matrix.example_models(plugins, args.pipelines)
     if not models:
         raise UsageError("no models: name some with --models, or install pipeline plugins")
+    backends = args.backends
+    if args.skip_backends:
+        report.check_backends(args.skip_backends)
+        backends = [b for b in backends or sorted({h.backend for h in report.hardware})
+                    if b not in args.skip_backends]
+        if not backends:
+            raise UsageError("--skip-backends leaves no backend to measure")
     cells, concurrency, errors = matrix.plan(models, plugins, report, settings,
-                                             backends=args.backends, workers=args.workers)
+                                             backends=backends, workers=args.workers)
     warn_errors(errors)
     cells = executor.screen(cells)
     db_path = Path(args.db or default_db_path())
