@@ -18,12 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "and --min-seconds. Every result is kept in the DuckDB history.")
     parser.add_argument("models", nargs="+", metavar="MODEL")
     parser.add_argument("--backend", dest="backends", action="append", required=True,
-                        metavar="BACKEND", help="backend to measure on (its first available "
-                        "device), or BACKEND:DEVICE for one device as `hwaccel detect` names "
+                        metavar="BACKEND", help="backend to measure on (each of its available "
+                        "devices), or BACKEND:DEVICE for one device as `hwaccel detect` names "
                         "it (web:wasm, cuda:1, openvino:GPU.0); repeatable")
-    parser.add_argument("--every-device", action="store_true",
-                        help="measure every available device of each backend named, not "
-                             "only its first")
     add_measure_options(parser, timeout=600.0)
     parser.set_defaults(handler=run)
 
@@ -50,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     plugins = load()
     report = detect(plugins)
     jobs, errors = benchmark.plan(args.models, args.backends, plugins, report, settings,
-                                  every_device=args.every_device)
+                                  every_device=True)
     warn_errors(errors)
     db_path = args.db or default_db_path()
     run_id = uuid.uuid4().hex
@@ -66,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
 
         store.start_run(run_id, "benchmark", len(jobs), {
             "settings": settings.to_dict(), "models": args.models, "backends": args.backends,
-            "every_device": args.every_device,
             "timeout_s": args.timeout}, socket.gethostname())
         status = "interrupted"
         try:
