@@ -14,9 +14,20 @@ from hwaccel.resources import Estimator
 
 
 @pytest.fixture(scope="module")
-def classifier(plugins, tmp_path_factory):
+def not_web():
+    """The installed plugins but the web backend, whose runtime baselines take minutes to
+    measure (a browser per job; tests/test_backend_web.py covers it)."""
+    from hwaccel.plugins import load
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HWACCEL_DISABLE_PLUGINS", "web")
+        return load()
+
+
+@pytest.fixture(scope="module")
+def classifier(not_web, tmp_path_factory):
     return HardwareAwareModelClassifier(db_path=tmp_path_factory.mktemp("db") / "h.duckdb",
-                                        plugins=plugins)
+                                        plugins=not_web)
 
 
 def test_classify_model_gives_the_predecessors_keys_from_measured_parts(classifier):
@@ -117,9 +128,9 @@ def test_classifications_are_kept_in_the_model_database(plugins, tmp_path, monke
     assert second._classification("tiny:gpt2", None, ())["subfamily"] == "causal_lm"
 
 
-def test_the_module_level_function(tmp_path):
+def test_the_module_level_function(not_web, tmp_path):
     result = get_hardware_aware_model_classification("tiny:gpt2", "GPT2LMHeadModel",
-                                                     ["text-generation"],
+                                                     ["text-generation"], plugins=not_web,
                                                      db_path=tmp_path / "none.duckdb")
     assert result["family"] == "text_generation" and result["recommended_hardware"]
     assert result["resource_requirements"]["phases"]["generation"] is not None

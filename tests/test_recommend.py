@@ -17,6 +17,9 @@ from hwaccel.errors import UsageError
 from hwaccel.recommend import recommend_devices, recommend_models
 from hwaccel.resources import Estimator
 
+# every detected backend but the web one, whose runtime baselines take minutes to measure
+# (a browser per job; tests/test_backend_web.py covers it)
+NOT_WEB = ("--backend", "cpu", "openvino", "cuda", "rocm", "mps", "qnn")
 OPENVINO_CPU = dict(backend="openvino", device="CPU", plugin="openvino",
                     converted_weights="fp32")
 
@@ -26,7 +29,8 @@ def _estimator(plugins, db, *hardware) -> Estimator:
 
 
 def test_recommend_names_a_detected_device_and_its_reason(plugins, tmp_path):
-    proc = run_cli("recommend", "tiny:bert", "--db", str(tmp_path / "db.duckdb"), "--json")
+    proc = run_cli("recommend", "tiny:bert", *NOT_WEB, "--db", str(tmp_path / "db.duckdb"),
+                   "--json")
     assert proc.returncode == 0, proc.stderr
     (result,) = json.loads(proc.stdout)
     available = {f"{h.backend}:{h.device}" if h.backend != h.device else h.device
@@ -38,7 +42,7 @@ def test_recommend_names_a_detected_device_and_its_reason(plugins, tmp_path):
     rejected = {r["device"]: r["reason"] for r in result["rejected"]}
     assert rejected["cuda"].startswith("cuda: absent — ")
     assert result["hardware_profile"]["cpu"]["compatible"] is True
-    text = run_cli("recommend", "tiny:bert", "--db", str(tmp_path / "db.duckdb"))
+    text = run_cli("recommend", "tiny:bert", *NOT_WEB, "--db", str(tmp_path / "db.duckdb"))
     assert text.returncode == 0 and f"run it on {best['device']}" in text.stdout
 
 
@@ -49,13 +53,14 @@ def test_the_device_the_history_measured_fastest_is_recommended(plugins, tmp_pat
     openvino = report.available("openvino")[0]
     record_result(db, plugins, "tiny:bert", cpu, p50_ms=1.6)
     record_result(db, plugins, "tiny:bert", openvino, p50_ms=0.6)
-    proc = run_cli("recommend", "tiny:bert", "--db", str(db), "--json")
+    proc = run_cli("recommend", "tiny:bert", *NOT_WEB, "--db", str(db), "--json")
     assert proc.returncode == 0, proc.stderr
     (result,) = json.loads(proc.stdout)
     assert [c["device"] for c in result["ranked"]] == ["openvino:CPU", "cpu"]
     assert result["recommended"]["reason"].startswith("measured p50 0.600 ms (run run-1")
     record_result(db, plugins, "tiny:bert", cpu, p50_ms=0.4, run_id="run-2")  # cpu got faster
-    (again,) = json.loads(run_cli("recommend", "tiny:bert", "--db", str(db), "--json").stdout)
+    (again,) = json.loads(run_cli("recommend", "tiny:bert", *NOT_WEB, "--db", str(db),
+                                  "--json").stdout)
     assert again["recommended"]["device"] == "cpu"
     assert again["recommended"]["reason"].startswith("measured p50 0.400 ms (run run-2")
 
