@@ -30,11 +30,13 @@ def estimator(plugins):
 
 
 def _cache_bytes(value: Any, seen: dict[int, int]) -> int:
-    """Bytes of every distinct tensor reachable from a returned cache object."""
+    """Bytes of every distinct tensor reachable from a returned cache object, but for
+    zero-dimensional ones (position counters: bookkeeping, not state of the sequence)."""
     import torch
 
     if torch.is_tensor(value):
-        seen.setdefault(id(value), value.numel() * value.element_size())
+        if value.dim() > 0:
+            seen.setdefault(id(value), value.numel() * value.element_size())
     elif isinstance(value, (list, tuple)):
         for item in value:
             _cache_bytes(item, seen)

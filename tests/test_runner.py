@@ -107,7 +107,11 @@ def test_timeout_kills_the_job_and_its_children(with_plugins, tmp_path):
     result = run_job(request, timeout_s=3)
     elapsed = time.monotonic() - started
     assert_failure(result, request, "timeout")
-    assert 3 <= elapsed < 10
+    # the limit runs from the job's fork: the job's own wall time is the limit plus the
+    # kill; the call as a whole also pays the zygote's preload of torch and transformers,
+    # whose length depends on the machine's load, but stays far below the job's 60 s sleep
+    assert 3 <= result.wall_time_s < 6, result.wall_time_s
+    assert elapsed < 40
     assert pidfile.is_file(), "the sleepy plugin never ran"
     worker, grandchild = (int(p) for p in pidfile.read_text().split())
     with pytest.raises(ProcessLookupError):

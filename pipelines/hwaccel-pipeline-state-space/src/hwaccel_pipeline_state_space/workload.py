@@ -133,14 +133,19 @@ def _state_space_fixes(values: dict[str, Any], default: dict[str, Any],
 
 def _tensor_bytes(obj: Any, kind: str, sizes: dict[str, int], seen: set[int],
                   depth: int = 0) -> None:
-    """Add the bytes of every tensor reachable from ``obj`` to ``sizes[kind]``."""
+    """Add the bytes of every tensor reachable from ``obj`` to ``sizes[kind]``.
+
+    Zero-dimensional tensors are left out: they are the cache's bookkeeping (transformers 5.25
+    keeps a position counter per linear-attention layer), not state of the sequence.
+    """
     import torch
 
     if id(obj) in seen or depth > 8:
         return
     seen.add(id(obj))
     if torch.is_tensor(obj):
-        sizes[kind] += obj.numel() * obj.element_size()
+        if obj.dim() > 0:
+            sizes[kind] += obj.numel() * obj.element_size()
         return
     if isinstance(obj, dict):
         items = list(obj.items())
