@@ -29,13 +29,12 @@ from conftest import (
 )
 from hwaccel import BenchmarkRequest, BenchmarkSettings, HardwareInfo
 from hwaccel.classify import classify
-from hwaccel.onnx_export import ExportError, cached_export, capture
+from hwaccel.onnx_export import ExportError, StaticShapeError, cached_export, capture
 from hwaccel_qnn.detect import BACKEND_PATH_ENV, PROVIDER, detect_qnn
 from hwaccel_qnn.runtime import (
     DISABLE_CPU_FALLBACK,
     QnnModel,
     QnnSessionError,
-    StaticShapeError,
     create_session,
 )
 
@@ -219,7 +218,7 @@ def test_the_qnn_model_feeds_exactly_the_exported_shapes(bert, tmp_path):
     assert torch.allclose(outputs["logits"], expected["logits"], atol=1e-4, rtol=1e-4)
     assert qnn_model(**inputs).logits is not None  # attribute access like ModelOutput
     with pytest.raises(StaticShapeError, match=r"input_ids' is int64\[1, 8\] but the QNN "
-                                               r"graph was exported for \(input_ids "
+                                               r"model's graph was exported for \(input_ids "
                                                r"int64\[2, 8\]"):
         workload.forward(qnn_model, workload.make_inputs(1, 8))
     with pytest.raises(StaticShapeError, match="exported with"):

@@ -39,6 +39,10 @@ class ExportError(HwaccelError):
     """The workload's model call cannot become one fixed-shape ONNX graph."""
 
 
+class StaticShapeError(HwaccelError):
+    """A call whose inputs differ from the ones the graph was exported for."""
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """One named tensor input: its static shape and dtype (``int64``, ``float32``...)."""
@@ -82,6 +86,36 @@ class CallSignature:
     def describe_inputs(self) -> str:
         """The inputs as ``name int64[2, 16], ...`` for messages."""
         return ", ".join(f"{s.name} {s.dtype}{list(s.shape)}" for s in self.inputs)
+
+    def check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, runtime: str,
+                   remedy: str) -> dict[str, Any]:
+        """Return the named tensor inputs of a call to the exported graph, after checking
+        they are exactly the ones it was exported for (names, shapes, dtypes, constants).
+
+        :param runtime: what runs the graph, for messages (``the QNN model``).
+        :param remedy: what to do about other shapes, ending a shape mismatch's message.
+        :raises StaticShapeError: positional inputs, other tensor names or constants, or a
+            tensor of another shape or dtype.
+        """
+        import torch
+
+        fixed = f"exported for ({self.describe_inputs()})"
+        if args:
+            raise StaticShapeError(f"{runtime} takes named inputs only; it was {fixed}")
+        tensors = {k: v for k, v in kwargs.items() if torch.is_tensor(v)}
+        constants = {k: v for k, v in kwargs.items() if k not in tensors}
+        if sorted(tensors) != sorted(spec.name for spec in self.inputs):
+            raise StaticShapeError(f"{runtime} got tensor inputs {sorted(tensors)} but was "
+                                   f"{fixed}")
+        if constants != dict(self.constants):
+            raise StaticShapeError(f"{runtime} got arguments {constants} but was exported "
+                                   f"with {dict(self.constants)}")
+        for spec in self.inputs:
+            got = (tuple(tensors[spec.name].shape), dtype_name(tensors[spec.name]))
+            if got != (spec.shape, spec.dtype):
+                raise StaticShapeError(f"input {spec.name!r} is {got[1]}{list(got[0])} but "
+                                       f"{runtime}'s graph was {fixed}; {remedy}")
+        return tensors
 
 
 @dataclass(frozen=True)

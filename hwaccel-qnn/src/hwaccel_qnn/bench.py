@@ -15,7 +15,7 @@ from typing import Any
 
 from hwaccel import BenchmarkRequest, BenchmarkResult
 from hwaccel.measure import benchmark_workload
-from hwaccel.onnx_export import ExportError
+from hwaccel.onnx_export import ExportError, StaticShapeError
 from hwaccel.onnx_prepare import export_first
 from hwaccel.runner import failure
 from hwaccel.workloads import load_workload
@@ -45,5 +45,5 @@ def run(request: BenchmarkRequest) -> BenchmarkResult:
         return failure(request, "unsupported", str(exc))
     except QnnSessionError as exc:
         return failure(request, "unavailable", str(exc))
-    except QnnError as exc:
+    except (QnnError, StaticShapeError) as exc:
         return failure(request, "error", str(exc))

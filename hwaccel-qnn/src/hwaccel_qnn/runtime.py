@@ -34,10 +34,6 @@ class QnnSessionError(QnnError):
     """ONNX Runtime could not, or would not, run the graph on the QNN provider."""
 
 
-class StaticShapeError(QnnError):
-    """A call whose inputs differ from the ones the graph was exported for."""
-
-
 def provider_options(hardware: HardwareInfo) -> dict[str, str]:
     """The QNN provider options for a detected device: its backend library, HTP settings."""
     options = {"backend_path": str(hardware.details["backend_path"])}
@@ -97,38 +93,14 @@ class QnnModel:
         """The call the graph was exported for."""
         return self.exported.signature
 
-    def _check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        import torch
-
-        signature = self.signature
-        fixed = f"exported for ({signature.describe_inputs()})"
-        if args:
-            raise StaticShapeError(f"the QNN model takes named inputs only; it was {fixed}")
-        tensors = {k: v for k, v in kwargs.items() if torch.is_tensor(v)}
-        constants = {k: v for k, v in kwargs.items() if k not in tensors}
-        names = [spec.name for spec in signature.inputs]
-        if sorted(tensors) != sorted(names):
-            raise StaticShapeError(f"the QNN model got tensor inputs {sorted(tensors)} but was "
-                                   f"{fixed}")
-        if constants != dict(signature.constants):
-            raise StaticShapeError(f"the QNN model got arguments {constants} but was exported "
-                                   f"with {dict(signature.constants)}")
-        for spec in signature.inputs:
-            value = tensors[spec.name]
-            got = (tuple(value.shape), str(value.dtype).removeprefix("torch."))
-            if got != (spec.shape, spec.dtype):
-                raise StaticShapeError(
-                    f"input {spec.name!r} is {got[1]}{list(got[0])} but the QNN graph was "
-                    f"{fixed}; QNN graphs have static shapes, so place the model again for "
-                    "these inputs")
-        return tensors
-
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the graph on exactly the exported inputs; return outputs shaped like the
         torch model's (a dict of tensors, a tuple, or one tensor)."""
         import torch
 
-        tensors = self._check(args, kwargs)
+        tensors = self.signature.check_call(
+            args, kwargs, runtime="the QNN model",
+            remedy="QNN graphs have static shapes, so place the model again for these inputs")
         feed = {name: tensors[name].detach().cpu().contiguous().numpy()
                 for name in self.exported.graph_inputs}
         results = iter(torch.from_numpy(r) for r in

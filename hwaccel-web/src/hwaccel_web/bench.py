@@ -20,7 +20,7 @@ from typing import Any
 
 from hwaccel import BenchmarkRequest, BenchmarkResult
 from hwaccel.measure import benchmark_workload
-from hwaccel.onnx_export import ExportError
+from hwaccel.onnx_export import ExportError, StaticShapeError
 from hwaccel.onnx_prepare import export_first
 from hwaccel.runner import failure
 from hwaccel.workloads import load_workload
@@ -28,7 +28,6 @@ from hwaccel_web.browser import BrowserCrash, BrowserError, BrowserHang
 from hwaccel_web.npm import NpmError
 from hwaccel_web.session import (
     PageTimer,
-    StaticShapeError,
     WebModel,
     WebProviderError,
     default_threads,

@@ -40,10 +40,6 @@ class WebProviderError(HwaccelError):
     """onnxruntime-web could not run the model on the provider (the browser's message)."""
 
 
-class StaticShapeError(HwaccelError):
-    """A call whose inputs differ from the ones the graph was exported for."""
-
-
 def default_threads() -> int:
     """WebAssembly threads when none are asked for: the physical cores (at least 1)."""
     import psutil
@@ -130,33 +126,11 @@ class WebModel:
         """The call the graph was exported for."""
         return self.exported.signature
 
-    def _check(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        import torch
-
-        signature = self.signature
-        fixed = f"exported for ({signature.describe_inputs()})"
-        if args:
-            raise StaticShapeError(f"the web model takes named inputs only; it was {fixed}")
-        tensors = {k: v for k, v in kwargs.items() if torch.is_tensor(v)}
-        constants = {k: v for k, v in kwargs.items() if k not in tensors}
-        if sorted(tensors) != sorted(spec.name for spec in signature.inputs):
-            raise StaticShapeError(f"the web model got tensor inputs {sorted(tensors)} but was "
-                                   f"{fixed}")
-        if constants != dict(signature.constants):
-            raise StaticShapeError(f"the web model got arguments {constants} but was exported "
-                                   f"with {dict(signature.constants)}")
-        for spec in signature.inputs:
-            value = tensors[spec.name]
-            got = (tuple(value.shape), str(value.dtype).removeprefix("torch."))
-            if got != (spec.shape, spec.dtype):
-                raise StaticShapeError(f"input {spec.name!r} is {got[1]}{list(got[0])} but the "
-                                       f"graph was {fixed}; load it again for these inputs")
-        return tensors
-
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the session once on exactly the exported inputs; return outputs shaped like
         the torch model's (a dict of tensors, a tuple, or one tensor)."""
-        tensors = self._check(args, kwargs)
+        tensors = self.signature.check_call(args, kwargs, runtime="the web model",
+                                            remedy="load it again for these inputs")
         payload = {}
         for name in self.exported.graph_inputs:
             array = tensors[name].detach().cpu().contiguous().numpy()
