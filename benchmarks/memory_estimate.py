@@ -8,7 +8,8 @@ t5-small, mamba-130m, plus the shipped MiniLM) and every backend present, it
    an empty history, so the runtime baselines are measured in this run and no measured peak
    of the model itself can stand in for the estimate);
 2. measures the peak in a separate process, exactly as ``hwaccel benchmark`` does (a timing
-   pass of one call, then the memory pass; the kernel's high-water mark of that process);
+   pass of one call, then the memory pass; the kernel's high-water mark of that process,
+   plus those of the processes its backend starts beside it: the web backend's browser);
 3. prints the error of each, and beside it the weights-only figure that
    ``accelerate estimate-memory`` gives (``accelerate.utils.calculate_maximum_sizes`` of the
    model built on the meta device, fp32) against the same measurement.
@@ -97,7 +98,7 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from hwaccel.calibration import SETTINGS, device_label
+    from hwaccel.calibration import SETTINGS, device_label, with_helpers
     from hwaccel.detection import detect
     from hwaccel.jobs import JobPool
     from hwaccel.plugins import load
@@ -127,7 +128,10 @@ def main() -> int:
                                        classification=estimator.classification(estimate.model),
                                        settings=SETTINGS)
             result = run_job(request, args.timeout, pool)
-            measured = result.peak_rss_mb if result.success else None
+            # the job's peak plus that of processes its backend started beside it (the
+            # web backend's browser), as the estimate and its calibrations count them
+            measured = with_helpers(result.peak_rss_mb, result.details) \
+                if result.success else None
             rows.append((estimate, measured, weights_only_mb(estimator, estimate.model),
                          None if result.success else f"{result.error_category}: "
                                                       f"{str(result.error)[:80]}"))

@@ -75,10 +75,12 @@ def run(args: argparse.Namespace) -> int:
         print_json({"db": str(db_path), "run_id": run_id,
                     "results": [r.to_dict() for r in results]})
     else:
+        from hwaccel.cells import device_label
+
         table(f"Benchmark (run {run_id[:8]}, stored in {db_path})",
               ["model", "device", "ok", "load s", "cold ms", "p50 ms", "p90 ms", "p99 ms",
                "items/s", "peak MiB", "iters", "threads", "precision", "max diff", "error"],
-              [[r.model, r.device, "yes" if r.success else "no", num(r.load_time_s),
+              [[r.model, device_label(r.backend, r.device), "yes" if r.success else "no", num(r.load_time_s),
                 num(r.cold_ms), num(r.p50_ms), num(r.p90_ms), num(r.p99_ms),
                 num(r.throughput, 1), num(r.peak_rss_mb, 0), r.iterations or None, r.threads,
                 r.precision if r.success else None,

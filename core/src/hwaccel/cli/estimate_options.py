@@ -41,7 +41,7 @@ def estimator_from(args: argparse.Namespace) -> Any:
 
     def progress(model: str, device: str) -> None:
         err_console.print(f"measuring the runtime baseline of {device} with {model} "
-                          "(once; kept in the cache)", highlight=False)
+                          "(once; kept in the cache)", highlight=False, soft_wrap=True)
 
     return Estimator(plugins, report, db_path=Path(args.db) if args.db else default_db_path(),
                      measure=args.measure, on_measure=None if args.json else progress)
