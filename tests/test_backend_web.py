@@ -252,6 +252,25 @@ def test_a_session_the_browser_refuses_falls_back_to_the_next_provider(plugins, 
     assert (got - expected).abs().max().item() < 1e-4
 
 
+@needs_chromium
+def test_named_outputs_read_as_attributes_like_the_torch_models(plugins, ort_web, one_thread):
+    """A workload that reads ``outputs.logits`` (the multimodal one) runs on the web model
+    as on the torch model, and their logits agree."""
+    from conftest import workload_and_model
+    from hwaccel_web.session import load_in_browser
+
+    workload, model = workload_and_model("tiny:llava", plugins, prepare=True)
+    inputs = workload.make_inputs(1, 8)
+    with load_in_browser(model, workload, 1, 8, model_ref="tiny:llava",
+                         provider="wasm") as placed:
+        outputs = placed(**inputs, use_cache=False)
+        assert outputs.logits is outputs["logits"]
+        got = workload.forward(placed, inputs)["logits"]
+    expected = workload.forward(model, inputs)["logits"]
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() < 1e-4
+
+
 # -- the matrix, benchmarks and generated tests in the browser -----------------------------------
 
 

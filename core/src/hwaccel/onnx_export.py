@@ -21,7 +21,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,16 @@ class ExportError(HwaccelError):
 
 class StaticShapeError(HwaccelError):
     """A call whose inputs differ from the ones the graph was exported for."""
+
+
+class Outputs(dict):
+    """Named outputs; also readable as attributes (``outputs.logits``), like ``ModelOutput``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,18 @@ class CallSignature:
     def describe_inputs(self) -> str:
         """The inputs as ``name int64[2, 16], ...`` for messages."""
         return ", ".join(f"{s.name} {s.dtype}{list(s.shape)}" for s in self.inputs)
+
+    def assemble(self, tensors: Iterable[Any]) -> Any:
+        """The graph's outputs (in graph order) shaped like the torch model's return: one
+        tensor, a tuple, or :class:`Outputs` by name (a tuple output gathers its parts)."""
+        results = iter(tensors)
+        if self.structure == "tensor":
+            return next(results)
+        named = Outputs()
+        for name, count in self.outputs:
+            named[name] = next(results) if count == 0 else tuple(
+                next(results) for _ in range(count))
+        return tuple(named.values()) if self.structure == "sequence" else named
 
     def check_call(self, args: tuple[Any, ...], kwargs: dict[str, Any], *, runtime: str,
                    remedy: str) -> dict[str, Any]:

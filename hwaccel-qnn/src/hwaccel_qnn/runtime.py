@@ -68,16 +68,6 @@ def create_session(path: Any, options: dict[str, str]) -> Any:
     return session
 
 
-class Outputs(dict):
-    """Named outputs; also readable as attributes (``outputs.logits``), like ``ModelOutput``."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
 class QnnModel:
     """An exported model in a QNN session, called like the torch model it came from."""
 
@@ -103,16 +93,8 @@ class QnnModel:
             remedy="QNN graphs have static shapes, so place the model again for these inputs")
         feed = {name: tensors[name].detach().cpu().contiguous().numpy()
                 for name in self.exported.graph_inputs}
-        results = iter(torch.from_numpy(r) for r in
-                       self.session.run(self._output_names, feed))
-        signature = self.signature
-        if signature.structure == "tensor":
-            return next(results)
-        named = Outputs()
-        for name, count in signature.outputs:
-            named[name] = next(results) if count == 0 else tuple(
-                next(results) for _ in range(count))
-        return tuple(named.values()) if signature.structure == "sequence" else named
+        return self.signature.assemble(torch.from_numpy(r) for r in
+                                       self.session.run(self._output_names, feed))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):

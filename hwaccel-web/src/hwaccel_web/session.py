@@ -155,15 +155,8 @@ class WebModel:
                                   if item["dtype"] != "bool" else np.bool_)
             return torch.from_numpy(array.reshape(item["dims"]).copy())
 
-        signature = self.signature
-        names = iter(signature.graph_output_names())
-        if signature.structure == "tensor":
-            return tensor(next(names))
-        named: dict[str, Any] = {}
-        for name, count in signature.outputs:
-            named[name] = tensor(next(names)) if count == 0 else tuple(
-                tensor(next(names)) for _ in range(count))
-        return tuple(named.values()) if signature.structure == "sequence" else named
+        return self.signature.assemble(tensor(name)
+                                       for name in self.signature.graph_output_names())
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
