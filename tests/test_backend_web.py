@@ -169,6 +169,8 @@ def test_detect_reports_webgpu_webnn_and_wasm_from_debian_chromium(tmp_path):
     assert wasm["available"] and {"simd", "threads"} <= set(wasm["capabilities"])
     assert wasm["details"]["cross_origin_isolated"] is True
     assert {h["compute_resource"] for h in web.values()} == {"host-cpu"}
+    # the ONNX export kept in the cache, with tied word embeddings stored twice
+    assert gpu["converted_weights"] == "fp32" and gpu["converted_unties_weights"] is True
 
 
 def test_without_a_browser_every_provider_is_absent_with_the_reason(monkeypatch, tmp_path):

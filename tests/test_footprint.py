@@ -84,6 +84,30 @@ def test_tied_weights_count_once(estimator):
     assert footprint.parameters == listed - skeleton.get_input_embeddings().weight.numel()
 
 
+@pytest.mark.parametrize(("model", "tied"), [("tiny:gpt2", True), ("tiny:t5", True),
+                                             ("tiny:vit", False)])
+def test_untied_weights_are_what_an_onnx_export_holds(estimator, model, tied, one_thread):
+    """Counted untied, the weights match the float initializers of the model's real ONNX
+    export (unused parameters aside); counted tied, they miss the head's copy."""
+    import onnx
+    from onnx import numpy_helper
+
+    from hwaccel.onnx_export import export_for
+
+    workload = estimator.workload(model)
+    exported = export_for(workload.load_model(), workload, 1, 8, model_ref=model)
+    graph = onnx.load(str(exported.path)).graph
+    held = sum(array.nbytes for array in map(numpy_helper.to_array, graph.initializer)
+               if array.dtype.kind == "f")
+    footprint = estimator.footprint(model)
+    untied = footprint.weight_bytes("fp32", untied=True) - footprint.fixed_bytes
+    shared = footprint.weight_bytes("fp32") - footprint.fixed_bytes
+    assert abs(untied - held) / held < 0.02, (untied, held)
+    assert (footprint.tied_float_elements > 0) is tied
+    if tied:
+        assert (held - shared) / held > 0.2
+
+
 def test_the_shipped_minilm_checkpoint_is_read_from_its_safetensors_header(estimator):
     from safetensors.torch import load_file
 

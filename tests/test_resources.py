@@ -157,6 +157,12 @@ def test_disk_counts_the_checkpoint_and_the_converted_copy_a_backend_keeps(plugi
     assert converted[0] == pytest.approx(checkpoint + estimator.footprint("minilm")
                                          .weight_bytes("fp32") / MIB)
     assert "openvino keeps a converted copy in fp32" in converted[1]
+    exporting = cpu_record(backend="web", device="wasm", converted_weights="fp32",
+                           converted_unties_weights=True, plugin="web")
+    gpt2 = estimator.footprint("tiny:gpt2")
+    exported = estimator._disk("tiny:gpt2", gpt2, exporting)
+    assert exported[0] == pytest.approx(gpt2.weight_bytes("fp32", untied=True) / MIB)
+    assert gpt2.weight_bytes("fp32", untied=True) > gpt2.weight_bytes("fp32")
 
 
 def test_resources_cli_prints_phases_as_json_and_explains(tmp_path):

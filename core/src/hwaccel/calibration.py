@@ -8,7 +8,8 @@ memory on a device ``d`` for a model of pipeline ``p`` is::
 
 A job's peak counts the processes its backend starts beside it (the web backend's browser,
 ``details["helper_peak_rss_mb"]``). ``W_fp32`` is the model in fp32 on the CPU (every
-workload loads it there first), ``W_run`` the weights at the precision the device runs,
+workload loads it there first), ``W_run`` the weights at the precision the device runs
+(as its converted graph holds them: tied word embeddings twice in an ONNX export),
 ``A`` the call's activations when the device computes on the host, ``R[d, p]`` the
 **runtime baseline** (libraries, the runtime's start, the first call's workspaces) and
 ``e[d]`` the **extra copies of the weights** the backend keeps (OpenVINO's compiled graph;
@@ -62,6 +63,12 @@ def run_precision(hardware: HardwareInfo, requested: str) -> str:
     """The precision a device runs when ``requested`` is asked for: the request when the
     device declares it among its capabilities, else fp32 (what backends fall back to)."""
     return requested if requested in hardware.capabilities else "fp32"
+
+
+def run_weight_bytes(footprint: Footprint, hardware: HardwareInfo, precision: str) -> int:
+    """Bytes of the weights ``hardware`` holds at ``precision``: its converted graph's, where
+    that graph stores tied word embeddings twice (``converted_unties_weights``)."""
+    return footprint.weight_bytes(precision, untied=hardware.converted_unties_weights)
 
 
 def with_helpers(peak_mb: float | None, details: dict[str, Any]) -> float | None:
@@ -376,8 +383,9 @@ class Calibrator:
         big, small = got(copies_model), got(copies_base)
         extra = extra_load = 0.0
         if big is not None and small is not None and big.model != small.model:
-            span = (self.footprint_of(big.model).weight_bytes(precision)
-                    - self.footprint_of(small.model).weight_bytes(precision)) / MIB
+            span = (run_weight_bytes(self.footprint_of(big.model), hardware, precision)
+                    - run_weight_bytes(self.footprint_of(small.model), hardware,
+                                       precision)) / MIB
 
             def slope(high: float | None, low: float | None) -> float:
                 if high is None or low is None or span <= 0:
@@ -393,7 +401,7 @@ class Calibrator:
         runtime = runtime_load = device_runtime = None
         if base is not None:
             footprint = self.footprint_of(base.model)
-            weights_run = footprint.weight_bytes(precision) / MIB
+            weights_run = run_weight_bytes(footprint, hardware, precision) / MIB
             runtime = base.peak_mb - part(base.model, "fp32") - extra * weights_run
             if base.load_peak_mb is not None:
                 runtime_load = base.load_peak_mb - footprint.weight_bytes("fp32") / MIB \

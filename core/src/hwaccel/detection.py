@@ -18,7 +18,7 @@ from hwaccel import jsoncache, paths
 from hwaccel.plugins import HookError, Plugins
 from hwaccel.types import HardwareInfo
 
-_FORMAT = 2  # 2: HardwareInfo.converted_weights
+_FORMAT = 3  # 2: HardwareInfo.converted_weights; 3: converted_unties_weights
 # Settings that choose where results go or how plugins load, not what detection finds (the
 # loaded plugins are part of the key already).
 _NOT_DETECTION_SETTINGS = frozenset({

@@ -3,7 +3,9 @@
 * **Parameters** are counted exactly by building the workload's model on the meta device
   from its config (:meth:`~hwaccel.workloads.Workload.skeleton`): no weights are allocated
   or read. Shared (tied) parameters count once; floating-point parameters and buffers scale
-  with the precision a backend runs, integer buffers keep their own size.
+  with the precision a backend runs, integer buffers keep their own size. Each further use
+  Tied word embeddings are counted once more apart: a converted graph (an ONNX export)
+  stores the language-model head's transposed copy beside the embedding.
 * **The checkpoint** on disk, when the model's files are local: the tensors of every
   ``*.safetensors`` file are read from its header (8 bytes of length, then JSON), other
   weight files (``.bin``, ``.pt``) by their size.
@@ -187,10 +189,13 @@ class Footprint:
     context_length: int | None = None
     lm_head: int | None = None  # outputs of a language-model head: logits per token
     notes: tuple[str, ...] = field(default=())
+    tied_float_elements: int = 0  # a language-model head tied to the input embeddings
 
-    def weight_bytes(self, precision: str) -> int:
-        """Bytes of the parameters and buffers held at ``precision``."""
-        return self.float_elements * DTYPE_BYTES[precision] + self.fixed_bytes
+    def weight_bytes(self, precision: str, *, untied: bool = False) -> int:
+        """Bytes of the parameters and buffers held at ``precision``; ``untied`` counts tied
+        word embeddings twice, as a converted graph that stores the head's copy apart."""
+        floating = self.float_elements + (self.tied_float_elements if untied else 0)
+        return floating * DTYPE_BYTES[precision] + self.fixed_bytes
 
     def activation_bytes(self, batch: int, precision: str) -> int:
         """Bytes of one call's activations and logits on ``batch`` samples."""
@@ -212,6 +217,7 @@ class Footprint:
         return {"model": self.model, "model_class": self.model_class,
                 "parameters": self.parameters, "counted_by": self.counted_by,
                 "weights_fp32_bytes": self.weight_bytes("fp32"),
+                "tied_weights_fp32_bytes": 4 * self.tied_float_elements,
                 "checkpoint": self.checkpoint.to_dict() if self.checkpoint else None,
                 "kv_cache_per_token_bytes_fp32": (
                     self.kv.bytes(1, 1, 0, 4) if self.kv else 0),
@@ -239,6 +245,18 @@ def count_tensors(module: Any) -> tuple[int, int, int]:
         else:
             fixed += tensor.numel() * tensor.element_size()
     return floating, fixed, count
+
+
+def tied_float_elements(module: Any) -> int:
+    """Elements of the language-model head's weight when it is the input embedding's tensor
+    (tied word embeddings): an exported graph stores the head's transposed copy apart (the
+    embedding's lookups share the original), so it holds these once more."""
+    head = getattr(module, "get_output_embeddings", lambda: None)()
+    embeddings = getattr(module, "get_input_embeddings", lambda: None)()
+    weight = getattr(head, "weight", None)
+    if weight is None or weight is not getattr(embeddings, "weight", None):
+        return 0
+    return weight.numel() if weight.is_floating_point() else 0
 
 
 # ---- the KV cache ----------------------------------------------------------------------------
@@ -422,7 +440,8 @@ def footprint_of(workload: Any, seq_len: int, *, like: Footprint | None = None) 
             float_elements=floating, fixed_bytes=fixed, parameters=parameters,
             counted_by=f"{type(skeleton).__name__} built on the meta device from its config",
             seq_len=0, activations=Activations(0, 0, 0, 0, ()),
-            checkpoint=_checkpoint(workload.ref), lm_head=lm_head_size(skeleton))
+            checkpoint=_checkpoint(workload.ref), lm_head=lm_head_size(skeleton),
+            tied_float_elements=tied_float_elements(skeleton))
     components = getattr(workload, "components", None)
     activations = activations_of(config, workload.make_inputs(1, seq_len), like.lm_head,
                                  components if isinstance(components, dict) else None)

@@ -43,6 +43,7 @@ from hwaccel.calibration import (
     device_label,
     has_own_memory,
     run_precision,
+    run_weight_bytes,
     with_helpers,
 )
 from hwaccel.detection import DetectionReport
@@ -246,12 +247,15 @@ class Estimator:
         host = computes_on_host(hardware)
         own = has_own_memory(hardware)
         w32 = footprint.weight_bytes("fp32") / MIB
-        w_run = footprint.weight_bytes(ran) / MIB
+        w_run = run_weight_bytes(footprint, hardware, ran) / MIB
         per_sample = footprint.activation_bytes(1, ran) / MIB
         per_sample_cache = (footprint.kv_cache_bytes(1, ran) + footprint.state_bytes(1)) / MIB
         generative = footprint.kv is not None or footprint.recurrent_state_elements is not None
         basis = [f"parameters: {footprint.parameters:,} ({footprint.counted_by})",
-                 f"weights at {ran}: {w_run:,.1f} MiB; fp32 copy on the CPU: {w32:,.1f} MiB",
+                 f"weights at {ran}: {w_run:,.1f} MiB"
+                 + (" (its converted graph stores the tied word embeddings twice)"
+                    if hardware.converted_unties_weights and footprint.tied_float_elements
+                    else "") + f"; fp32 copy on the CPU: {w32:,.1f} MiB",
                  "activations per sample: " + ("; ".join(footprint.activations.streams)
                                                or "inputs only")]
         basis += [f"{m.model} on {calibration.device}: peak {m.peak_mb:,.0f} MiB "
@@ -384,7 +388,8 @@ class Estimator:
                          f"stored in fp32, {footprint.weight_bytes('fp16') / MIB:,.0f} MiB "
                          "in fp16 or bf16")
         if hardware.converted_weights in DTYPE_BYTES:
-            converted = footprint.weight_bytes(hardware.converted_weights) / MIB
+            converted = footprint.weight_bytes(
+                hardware.converted_weights, untied=hardware.converted_unties_weights) / MIB
             parts.append(f"{hardware.backend} keeps a converted copy in "
                          f"{hardware.converted_weights}: {converted:,.1f} MiB")
         checkpoint = footprint.checkpoint.bytes / MIB if footprint.checkpoint else 0.0

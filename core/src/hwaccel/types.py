@@ -59,6 +59,9 @@ class HardwareInfo(_Record):
     ``converted_weights`` is the precision of the weights of the converted model a backend
     keeps on disk per model (OpenVINO IR, an ONNX export), or ``None`` when it runs the
     PyTorch model as it is; resource estimates count that file's size.
+    ``converted_unties_weights`` says that converted model stores tied word embeddings
+    twice (the language-model head's transposed copy beside the embedding), as an ONNX
+    export does: the weights the device holds are then counted that way.
     """
 
     backend: str
@@ -73,6 +76,7 @@ class HardwareInfo(_Record):
     details: dict[str, Any] = field(default_factory=dict)
     compute_resource: str = "host-cpu"
     converted_weights: str | None = None
+    converted_unties_weights: bool = False
     plugin: str | None = None
     distribution: str | None = None
     distribution_version: str | None = None

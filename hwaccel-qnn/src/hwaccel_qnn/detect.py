@@ -161,5 +161,6 @@ def detect_qnn() -> list[HardwareInfo]:
                      "fp32_runs_as": precision, "static_shapes": True,
                      "ep_devices": ep_devices},
             compute_resource="host-cpu" if backend == "cpu" else f"{NAME}:{backend}",
-            converted_weights="fp32"))  # the fp32 ONNX export cached per input shape
+            converted_weights="fp32",  # the fp32 ONNX export cached per input shape
+            converted_unties_weights=True))
     return infos

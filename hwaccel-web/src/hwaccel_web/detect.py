@@ -81,7 +81,8 @@ def records(found: dict[str, Any], details: dict[str, Any]) -> list[HardwareInfo
             backend=NAME, device=provider, name=name, index=index,
             available=bool(answer.get("available")), reason=answer.get("reason"),
             capabilities=capabilities, details={**details, provider: answer},
-            compute_resource=compute_resource(provider, answer)))
+            compute_resource=compute_resource(provider, answer),
+            converted_weights="fp32", converted_unties_weights=True))  # the cached ONNX export
     return infos
 
 
