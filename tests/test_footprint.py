@@ -108,6 +108,13 @@ def test_untied_weights_are_what_an_onnx_export_holds(estimator, model, tied, on
         assert (held - shared) / held > 0.2
 
 
+def test_a_model_without_embeddings_has_no_tied_weights(estimator):
+    """transformers raises for ResNet's input embeddings; the footprint still comes."""
+    footprint = estimator.footprint("tiny:resnet")
+    assert footprint.tied_float_elements == 0 and footprint.lm_head is None
+    assert footprint.weight_bytes("fp32", untied=True) == footprint.weight_bytes("fp32") > 0
+
+
 def test_the_shipped_minilm_checkpoint_is_read_from_its_safetensors_header(estimator):
     from safetensors.torch import load_file
 

@@ -251,12 +251,20 @@ def tied_float_elements(module: Any) -> int:
     """Elements of the language-model head's weight when it is the input embedding's tensor
     (tied word embeddings): an exported graph stores the head's transposed copy apart (the
     embedding's lookups share the original), so it holds these once more."""
-    head = getattr(module, "get_output_embeddings", lambda: None)()
-    embeddings = getattr(module, "get_input_embeddings", lambda: None)()
-    weight = getattr(head, "weight", None)
-    if weight is None or weight is not getattr(embeddings, "weight", None):
+    weight = getattr(_embeddings(module, "get_output_embeddings"), "weight", None)
+    if weight is None or weight is not getattr(_embeddings(module, "get_input_embeddings"),
+                                               "weight", None):
         return 0
     return weight.numel() if weight.is_floating_point() else 0
+
+
+def _embeddings(module: Any, getter: str) -> Any:
+    """A model's input or output embeddings, or None where it has none (transformers raises
+    NotImplementedError for models without, such as ResNet)."""
+    try:
+        return getattr(module, getter, lambda: None)()
+    except (NotImplementedError, AttributeError):
+        return None
 
 
 # ---- the KV cache ----------------------------------------------------------------------------
@@ -420,7 +428,7 @@ def activations_of(config: Any, inputs: dict[str, Any], vocab: int | None,
 
 def lm_head_size(skeleton: Any) -> int | None:
     """The outputs of a model's language-model head (its vocabulary), if it has one."""
-    head = getattr(skeleton, "get_output_embeddings", lambda: None)()
+    head = _embeddings(skeleton, "get_output_embeddings")
     size = getattr(head, "out_features", None) if head is not None else None
     return int(size) if isinstance(size, int) else None
 
