@@ -392,6 +392,19 @@ def page_browser(monkeypatch):
 
 
 @needs_chromium
+def test_the_browsers_detached_crash_handlers_write_into_its_profile(page_browser):
+    """Chromium's crash handlers leave the browser's process tree; the backend gives them
+    a database in the throwaway profile (nothing lands in the home directory), which is
+    how it finds them to kill with the browser (the fixture checks that none survives)."""
+    browser, mark = page_browser
+    handlers = [process for process in browsers(mark) if "crashpad" in process.name()]
+    assert handlers, "this Chromium starts no crash handler: the test checks nothing"
+    for handler in handlers:
+        assert f"--database={browser.profile / 'Crash Reports'}" in handler.cmdline()
+        assert handler.ppid() != browser.pid
+
+
+@needs_chromium
 def test_a_page_that_hangs_is_killed_with_its_browser(page_browser):
     from hwaccel_web.browser import BrowserHang
 

@@ -142,6 +142,7 @@ class Browser:
         self.console: list[str] = []
         self.version: str | None = None
         self._log = self.profile.parent / f"{self.profile.name}.log"
+        self._crash_dumps = self.profile / "Crash Reports"
         self._proc: subprocess.Popen[bytes] | None = None
         self._playwright: Any = None
         self._browser: Any = None
@@ -155,10 +156,13 @@ class Browser:
             raise
 
     def _start(self) -> None:
+        # Chromium's crash handlers detach from the browser's process tree; a database in
+        # the profile keeps their dumps out of the home directory and names them as ours
+        env = {**os.environ, "BREAKPAD_DUMP_LOCATION": str(self._crash_dumps)}
         with open(self._log, "wb") as log:
             self._proc = subprocess.Popen(
                 [self.executable, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl, before exec
         endpoint = self._wait_for_endpoint()
         from playwright.sync_api import sync_playwright
@@ -260,21 +264,36 @@ class Browser:
         return total / 1024.0 if total else None
 
     def _processes(self) -> list[Any]:
+        """The browser, every process it started, and its detached crash handlers."""
         import psutil
 
         if self._proc is None:
             return []
         try:
             root = psutil.Process(self._proc.pid)
-            return [root, *root.children(recursive=True)]
+            tree = [root, *root.children(recursive=True)]
         except psutil.Error:
-            return []
+            tree = []
+        return tree + self._crash_handlers()
 
-    def _kill(self) -> None:
-        """SIGKILL the browser and every process it started."""
+    def _crash_handlers(self) -> list[Any]:
+        """The crash handler processes writing to this browser's crash dump database."""
         import psutil
 
-        for process in self._processes():
+        database = f"--database={self._crash_dumps}"
+        found = []
+        for process in psutil.process_iter(["name", "cmdline"]):
+            if "crashpad" in (process.info["name"] or "") \
+                    and database in (process.info["cmdline"] or ()):
+                found.append(process)
+        return found
+
+    def _kill(self) -> None:
+        """SIGKILL the browser and every process it started; return once they are dead."""
+        import psutil
+
+        processes = self._processes()
+        for process in processes:
             try:
                 process.kill()
             except psutil.Error:
@@ -284,6 +303,7 @@ class Browser:
                 self._proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+        _wait_until_dead(processes, timeout_s=5.0)
 
     def close(self) -> None:
         """Kill the browser's processes, stop Playwright and remove the profile."""
@@ -303,6 +323,22 @@ class Browser:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _wait_until_dead(processes: list[Any], timeout_s: float) -> None:
+    """Wait until each of ``processes`` is gone or a zombie (those outside the browser's
+    tree are reaped by someone else), at most ``timeout_s`` in all."""
+    import psutil
+
+    deadline = time.monotonic() + timeout_s
+    for process in processes:
+        while time.monotonic() < deadline:
+            try:
+                if process.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.Error:
+                break
+            time.sleep(0.01)
 
 
 def _first_line(exc: BaseException) -> str:
