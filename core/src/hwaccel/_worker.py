@@ -19,6 +19,7 @@ from hwaccel.types import BenchmarkRequest, BenchmarkResult
 
 def run(request: BenchmarkRequest) -> BenchmarkResult:
     """Benchmark ``request`` in this process and stamp the result."""
+    from hwaccel.failures import HARNESS
     from hwaccel.plugins import load
     from hwaccel.runner import failure
 
@@ -28,9 +29,9 @@ def run(request: BenchmarkRequest) -> BenchmarkResult:
     if result is None:
         owner = [e for e in errors if e.plugin == request.hardware.plugin] or errors
         if owner:
-            result = failure(request, "error", owner[0].message)
+            result = failure(request, owner[0].category or HARNESS, owner[0].message)
         else:
-            result = failure(request, "no-backend",
+            result = failure(request, "unsupported",
                              f"no loaded plugin benchmarks backend {request.hardware.backend!r}")
     return dataclasses.replace(
         result, peak_rss_mb=process_memory_mb("VmHWM"), load_avg=load_avg,

@@ -27,8 +27,9 @@ itself, the innermost frame of the traceback decides: code of an hwaccel package
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from hwaccel.errors import HwaccelError
 
@@ -120,7 +121,8 @@ def missing_dependency(exc: BaseException) -> str | None:
             install = _PIP_INSTALL.search(text)
             pip = install.group(2) if install else _PIP_NAMES.get(found.group(1),
                                                                   found.group(1))
-            head = text.splitlines()[0].split(". ")[0].rstrip(".")
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            head = lines[0].split(". ")[0].rstrip(".")
             return f"{head}: pip install {pip}"
     return None
 
@@ -153,9 +155,20 @@ def blame_by_frame(exc: BaseException, otherwise: str) -> str:
     return HARNESS if raised_by_hwaccel(exc) else otherwise
 
 
+def blame_reference(exc: BaseException, workload: Any) -> str:
+    """Whose failure the CPU reference's is: the model's only when the model's own code
+    raised it on a real config (not a ``tiny:`` one hwaccel shrank) and the inputs came
+    from a processor; hwaccel's otherwise (its config, its inputs or its code)."""
+    ref = getattr(workload, "ref", None)
+    if raised_by_hwaccel(exc) or getattr(ref, "is_tiny", True):
+        return HARNESS
+    return MODEL if getattr(workload, "input_source", "synthetic") != "synthetic" else HARNESS
+
+
 @contextmanager
-def stage(name: str, category: str) -> Iterator[None]:
-    """Attribute any exception raised inside to ``category`` (see :func:`attribute`).
+def stage(name: str, category: str | Callable[[BaseException], str]) -> Iterator[None]:
+    """Attribute any exception raised inside to ``category`` (see :func:`attribute`), or
+    to what ``category(exc)`` says when it is a function of the exception.
 
     ``KeyboardInterrupt`` and ``SystemExit`` pass through untouched.
     """
@@ -164,7 +177,8 @@ def stage(name: str, category: str) -> Iterator[None]:
     except AttributedError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure leaves here attributed
-        found, message = attribute(exc, category)
+        default = category(exc) if callable(category) else category
+        found, message = attribute(exc, default)
         raise AttributedError(found, f"{name}: {message}", stage=name) from exc
 
 

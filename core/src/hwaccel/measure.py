@@ -160,23 +160,52 @@ def benchmark_workload(request: BenchmarkRequest, *,
     The memory pass also records ``details["load_peak_rss_mb"]``: the process's high-water
     mark once the model is loaded (and converted), before its first call.
     """
+    from hwaccel.failures import (
+        BACKEND,
+        HARNESS,
+        AttributedError,
+        attribute,
+        blame_by_frame,
+        blame_reference,
+        stage,
+    )
     from hwaccel.workloads import load_workload
 
     settings = request.settings
-    workload = load_workload(request.model, request.classification)
-    workload.prepare()
+    with stage("prepare", HARNESS):
+        workload = load_workload(request.model, request.classification)
+        workload.prepare()
+
+    def on_the_model(exc: BaseException) -> str:
+        return blame_reference(exc, workload)
+
+    def on_the_device(exc: BaseException) -> str:
+        return blame_by_frame(exc, BACKEND)
+
+    def run_reference() -> Any:
+        """The CPU PyTorch fp32 outputs of a separately loaded copy of the model."""
+        with stage("inputs", HARNESS):
+            cpu_inputs = workload.make_inputs(settings.batch_size, settings.seq_len)
+        with stage("reference", on_the_model):
+            return workload.forward(workload.load_model(), cpu_inputs)
+
     reference = None
     if compare_reference and settings.measure != "memory":
-        cpu_inputs = workload.make_inputs(settings.batch_size, settings.seq_len)
-        reference = workload.forward(workload.load_model(), cpu_inputs)
+        reference = run_reference()
     baseline = process_memory_mb("VmRSS")
     start = time.perf_counter()
-    model = place_model(workload.load_model())
+    with stage("load", on_the_model):
+        cpu_model = workload.load_model()
+    with stage("placement", on_the_device):
+        model = place_model(cpu_model)
     load_time = time.perf_counter() - start
     details: dict[str, Any] = {"timer": timer.name if timer is not None else "perf_counter"}
     if settings.measure == "memory":  # the high-water mark once loaded, before any call
         details["load_peak_rss_mb"] = process_memory_mb("VmHWM")
-    inputs = place_inputs(workload.make_inputs(settings.batch_size, settings.seq_len))
+    with stage("inputs", HARNESS):
+        cpu_inputs = workload.make_inputs(settings.batch_size, settings.seq_len)
+    with stage("placement", on_the_device):
+        inputs = place_inputs(cpu_inputs)
 
     def call() -> Any:
         output = workload.forward(model, inputs)
@@ -184,15 +213,23 @@ def benchmark_workload(request: BenchmarkRequest, *,
             synchronize()
         return output
 
-    timing = time_calls(call, warmup=settings.warmup, min_iterations=settings.min_iterations,
-                        min_seconds=settings.min_seconds, max_seconds=settings.max_seconds,
-                        timer=timer)
+    try:
+        timing = time_calls(call, warmup=settings.warmup,
+                            min_iterations=settings.min_iterations,
+                            min_seconds=settings.min_seconds,
+                            max_seconds=settings.max_seconds, timer=timer)
+    except Exception as exc:  # noqa: BLE001 - attributed, then raised again
+        if reference is None:  # whose failure: the model's when the CPU reference fails too
+            run_reference()
+        found, message = attribute(exc, on_the_device(exc))
+        raise AttributedError(found, f"device: {message}", stage="device") from exc
+    with stage("outputs", HARNESS):
+        shapes = workload.output_shapes(timing.last_output)
+        diff = max_abs_diff(reference, timing.last_output) if reference else None
     return BenchmarkResult(
         model=request.model, backend=request.hardware.backend, device=request.hardware.device,
         success=True, load_time_s=load_time, cold_ms=timing.cold_ms,
         iterations=len(timing.times_ms), batch_size=settings.batch_size,
         seq_len=settings.seq_len, threads=threads, precision=precision,
-        output_shapes=workload.output_shapes(timing.last_output), baseline_rss_mb=baseline,
-        max_abs_diff=max_abs_diff(reference, timing.last_output) if reference else None,
-        details=details,
+        output_shapes=shapes, baseline_rss_mb=baseline, max_abs_diff=diff, details=details,
         **summarize(timing.times_ms, settings.batch_size))

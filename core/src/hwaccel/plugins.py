@@ -64,11 +64,16 @@ class PluginRecord:
 
 @dataclass(frozen=True)
 class HookError:
-    """An exception (or a wrong return value) from one plugin's hook implementation."""
+    """An exception (or a wrong return value) from one plugin's hook implementation.
+
+    ``category`` says whose failure it is (:mod:`hwaccel.failures`): the one the exception
+    carries, else hwaccel's own when hwaccel code raised it, else the backend's.
+    """
 
     plugin: str
     hook: str
     message: str
+    category: str | None = None
 
     def __str__(self) -> str:
         return f"plugin {self.plugin!r} failed in {self.hook}: {self.message}"
@@ -127,6 +132,15 @@ def _where(exc: BaseException) -> str:
     """Where an exception was raised: the innermost frame's file name and line."""
     frames = traceback.extract_tb(exc.__traceback__)
     return f"at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "at ?"
+
+
+def _hook_error(plugin: str, hook: str, exc: BaseException) -> HookError:
+    """The record of an exception a hook implementation raised, with its category."""
+    from hwaccel.failures import AttributedError, category_of
+
+    message = exc.message if isinstance(exc, AttributedError) else \
+        f"{_describe(exc)} ({_where(exc)})"
+    return HookError(plugin, hook, message, category_of(exc))
 
 
 def load_plugins(
@@ -241,8 +255,7 @@ class Plugins:
                 value = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
                 value = self._checked(hook, impl.plugin_name, value)
             except Exception as exc:  # noqa: BLE001 - attributed to the plugin, never fatal
-                errors.append(HookError(impl.plugin_name, hook,
-                                        f"{_describe(exc)} ({_where(exc)})"))
+                errors.append(_hook_error(impl.plugin_name, hook, exc))
                 continue
             if value is not None:
                 results.append((impl.plugin_name, value))

@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from hwaccel.failures import job_end_category
 from hwaccel.jobs import JobOutcome, JobPool
 from hwaccel.types import BenchmarkRequest, BenchmarkResult
 
@@ -44,8 +45,9 @@ def _result_of(request: BenchmarkRequest, outcome: JobOutcome) -> BenchmarkResul
     if outcome.status == "ok" and outcome.result is not None:
         return dataclasses.replace(BenchmarkResult.from_dict(outcome.result),
                                    wall_time_s=outcome.wall_s)
-    return dataclasses.replace(failure(request, outcome.status, outcome.message),
-                               wall_time_s=outcome.wall_s)
+    return dataclasses.replace(
+        failure(request, job_end_category(outcome.status), outcome.message),
+        wall_time_s=outcome.wall_s)
 
 
 def run_job(request: BenchmarkRequest, timeout_s: float, pool: JobPool | None = None,

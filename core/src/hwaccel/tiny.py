@@ -1,13 +1,31 @@
 """Tiny configs: the real architecture of a transformers model type, shrunk to a few KB.
 
 The default config of the model type is taken from the installed transformers and every size
-it declares (widths, depths, heads, vocabulary) is reduced, in nested sub-configs too; token
-ids are kept inside the shrunk vocabulary. Weights are then random from :data:`TINY_SEED`, so
-two builds of the same tiny model are identical.
+it declares (widths, depths, heads, vocabulary) is reduced, in nested sub-configs too, so that
+the sizes stay consistent with one another:
+
+* head counts become powers of two no larger than :data:`TINY_HEADS`, and widths powers of
+  two, so heads divide widths in every stage of a per-stage list as well;
+* a size that other keys copy (a backbone's stage widths that the neck lists as its input
+  channels, a tower's width that the projector names) is mapped to the same shrunk value
+  wherever the same default value appears under a size-like key, across sub-configs;
+* per-layer lists follow the new depth, token ids stay inside the shrunk vocabulary;
+* the config is then rebuilt through its config class from the shrunk values, so the sizes
+  a class derives from others (Swin's ``hidden_size`` from ``embed_dim``, RWKV's
+  ``attention_hidden_size``) follow them.
+
+``keep`` names dotted key paths (``hidden_size``, ``vision_config.patch_size``, or a whole
+sub-config ``backbone_config``) that keep the type's defaults: the relaxation steps of
+:mod:`hwaccel.tiny_search`, which checks each candidate by building it and running it.
+Weights are then random from :data:`~hwaccel.models.TINY_SEED`.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import inspect
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -20,10 +38,11 @@ TINY_HEAD_DIM = TINY_HIDDEN // TINY_HEADS
 TINY_VOCAB = 1024
 
 _WIDTH = ("hidden_size", "n_embd", "d_model", "dim", "embed_dim", "embedding_size",
-          "word_embed_proj_dim", "projection_dim", "projection_size", "encoder_hidden_size")
+          "word_embed_proj_dim", "projection_dim", "projection_size", "encoder_hidden_size",
+          "emb_dim", "d_embed", "embedding_dim", "n_embed", "d_latents")
 _STAGE_WIDTHS = ("hidden_sizes",)  # per-stage widths of convolutional vision models
 _CONV_WIDTHS = ("conv_dim", "tdnn_dim")  # per-layer channels of speech feature encoders
-_STAGE_DEPTHS = ("depths",)
+_STAGE_DEPTHS = ("depths", "num_block_repeats", "stage_num_blocks")
 _INTERMEDIATE = ("intermediate_size", "ffn_dim", "d_ff", "n_inner", "hidden_dim",
                  "encoder_ffn_dim", "decoder_ffn_dim", "moe_intermediate_size",
                  "shared_expert_intermediate_size")
@@ -36,6 +55,14 @@ _HEAD_DIM = ("head_dim", "d_kv", "attention_head_size", "rotary_dim", "v_head_di
              "kv_lora_rank", "q_lora_rank")
 _MLA_HEAD_DIM = ("qk_rope_head_dim", "qk_nope_head_dim")  # latent-attention query split
 _FILL_WHEN_NONE = {"head_dim": TINY_HEAD_DIM, "num_key_value_heads": TINY_KV_HEADS}
+# Keys whose names say they hold a size another key may copy (channels, widths, dims)...
+_SIZE_LIKE = re.compile(r"(hidden|channel|dim|width|size|feature|embed|filters)", re.I)
+# ...except sizes of the input or of positions, which no width shrink may touch.
+_NOT_A_WIDTH = re.compile(r"(image|img|patch|vocab|position|window|kernel|stride|sampl|"
+                          r"pool|num_(labels|classes|queries|frames)|token|max_|length|"
+                          r"bins|ratio|scale|rate|grid)", re.I)
+_LINKED_MIN = 64  # values below this are too common to link by value (2, 8, 32 ...)
+_GENERIC_MIN = 128  # a size-like key no rule shrank is capped when its default is this large
 
 
 def _is_int(value: Any) -> bool:
@@ -44,6 +71,11 @@ def _is_int(value: Any) -> bool:
 
 def _int_list(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(_is_int(v) for v in value)
+
+
+def _pow2_floor(value: int) -> int:
+    """The largest power of two not above ``value`` (1 for values below 2)."""
+    return 1 << (max(value, 1).bit_length() - 1)
 
 
 def _token_ids(values: dict[str, Any]) -> set[int]:
@@ -78,23 +110,26 @@ def _token_ids_within(values: dict[str, Any], vocab: int,
 
 
 def _shrink(values: dict[str, Any]) -> dict[str, Any]:
-    """Return the overrides that make one (sub-)config dict tiny.
+    """Return the overrides that make one (sub-)config dict tiny, by key name.
 
     A composite config (no ``vocab_size`` of its own) has token ids that index its
     ``text_config``'s vocabulary, shrunk before it (sub-configs are shrunk first).
     """
     out: dict[str, Any] = {}
 
-    def cap(keys: tuple[str, ...], value: int) -> None:
+    def cap(keys: tuple[str, ...], value: int, pow2: bool = False) -> None:
         for key in keys:
-            if _is_int(values.get(key)):
-                out[key] = min(values[key], value)
+            current = values.get(key)
+            if _is_int(current):
+                out[key] = _pow2_floor(min(current, value)) if pow2 else min(current, value)
+            elif pow2 and _int_list(current):  # per-stage head counts
+                out[key] = [_pow2_floor(min(v, value)) for v in current]
 
     cap(_WIDTH, TINY_HIDDEN)
     cap(_INTERMEDIATE, TINY_INTERMEDIATE)
     cap(_LAYERS, TINY_LAYERS)
-    cap(_HEADS, TINY_HEADS)
-    cap(_KV_HEADS, TINY_KV_HEADS)
+    cap(_HEADS, TINY_HEADS, pow2=True)
+    cap(_KV_HEADS, TINY_KV_HEADS, pow2=True)
     cap(_HEAD_DIM, TINY_HEAD_DIM)
     cap(_MLA_HEAD_DIM, TINY_HEAD_DIM)
     for key, value in _FILL_WHEN_NONE.items():
@@ -117,9 +152,10 @@ def _shrink(values: dict[str, Any]) -> dict[str, Any]:
     if depth is not None and depth > TINY_LAYERS:
         for key, value in values.items():
             if isinstance(value, list) and len(value) == depth:
-                out[key] = value[:TINY_LAYERS]
-    for key in ("src_vocab_size", "tgt_vocab_size"):
-        cap((key,), TINY_VOCAB)
+                out[key] = out.get(key, value)[:TINY_LAYERS]
+    for key in values:  # every other vocabulary (source, target, entities, per layer)
+        if key.endswith("vocab_size") and key != "vocab_size":
+            cap((key,), TINY_VOCAB)
     vocab = values.get("vocab_size")
     if "vocab_size" in values and (vocab is None or (_is_int(vocab) and vocab > TINY_VOCAB)):
         out["vocab_size"] = vocab = TINY_VOCAB
@@ -132,46 +168,187 @@ def _shrink(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def tiny_config(model_type: str) -> Any:
-    """Return the tiny config object of a transformers model type (fixed, deterministic)."""
-    from transformers import AutoConfig, PretrainedConfig
-
-    config = AutoConfig.for_model(model_type)
-
-    def apply(cfg: Any) -> None:
-        for value in vars(cfg).values():  # sub-configs first: their vocabularies count above
-            if isinstance(value, PretrainedConfig):
-                apply(value)
-        for key, value in _shrink(cfg.to_dict()).items():
-            setattr(cfg, key, value)
-
-    apply(config)
-    return config
+def _is_subconfig(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("model_type"), str)
 
 
-def rebuilt_tiny_config(model_type: str,
-                        adjust: Callable[[dict, dict, dict], None] | None = None) -> Any:
-    """The tiny config rebuilt through its config class, after ``adjust`` adds overrides.
+def _width_map(tree: dict[str, Any], shrunk: dict[str, Any], links: dict[int, set[int]]
+               ) -> None:
+    """Collect, over the whole tree, default width values -> the values they shrank to."""
+    for key, value in tree.items():
+        if _is_subconfig(value):
+            _width_map(value, shrunk.get(key, {}), links)
+            continue
+        new = shrunk.get(key, value)
+        if key not in (*_WIDTH, *_STAGE_WIDTHS, *_INTERMEDIATE, *_CONV_WIDTHS):
+            continue
+        olds = value if _int_list(value) else [value]
+        news = new if _int_list(new) else [new]
+        for old, small in zip(olds, news):
+            if _is_int(old) and _is_int(small) and old >= _LINKED_MIN and small != old:
+                links.setdefault(old, set()).add(small)
 
-    Rebuilding derives again, from the shrunk values, the sizes a config class computes from
-    others when it is built (RWKV's ``attention_hidden_size``, DeepSeek's ``qk_head_dim``,
-    Mamba's ``time_step_rank``). ``adjust(values, default, overrides)`` gets the tiny values,
-    the default config's values and the overrides so far, and may add more (a pipeline's
-    fixes for its own architectures). A class that refuses the rebuild keeps the tiny config
-    with the overrides set on it.
+
+def _linked(key: str, value: Any, links: dict[int, int]) -> Any:
+    """``value`` with default widths replaced by what they shrank to (see :func:`_width_map`)."""
+    if not _SIZE_LIKE.search(key) or _NOT_A_WIDTH.search(key):
+        return value
+    if _is_int(value) and value in links:
+        return links[value]
+    if _int_list(value) and any(v in links for v in value):
+        return [links.get(v, v) for v in value]
+    return value
+
+
+def _shrunk_tree(tree: dict[str, Any], keep: frozenset[str], prefix: str = ""
+                 ) -> dict[str, Any]:
+    """The tree with every sub-config (deepest first) and then itself shrunk by key name."""
+    out = dict(tree)
+    for key, value in tree.items():
+        if _is_subconfig(value) and prefix + key not in keep:
+            out[key] = _shrunk_tree(value, keep, f"{prefix}{key}.")
+    for key, value in _shrink(out).items():
+        if prefix + key not in keep:
+            out[key] = value
+    return out
+
+
+def _link_widths(tree: dict[str, Any], default: dict[str, Any], links: dict[int, int],
+                 keep: frozenset[str], prefix: str = "") -> None:
+    """Map size-like keys the name rules left at a linked default width (in place)."""
+    for key, value in tree.items():
+        path = prefix + key
+        if path in keep:
+            continue
+        if _is_subconfig(value) and _is_subconfig(default.get(key)):
+            _link_widths(value, default[key], links, keep, path + ".")
+        elif value == default.get(key):  # untouched by the name rules
+            tree[key] = _linked(key, value, links)
+            if tree[key] == value:
+                tree[key] = _generic(key, value)
+
+
+def _generic(key: str, value: Any) -> Any:
+    """A large size-like value no other rule shrank, capped (``d_latents``, ``fpn_dim``)."""
+    if not _SIZE_LIKE.search(key) or _NOT_A_WIDTH.search(key):
+        return value
+    if _is_int(value) and value >= _GENERIC_MIN:
+        return TINY_INTERMEDIATE
+    if _int_list(value) and max(value) >= _GENERIC_MIN:
+        return [min(v, TINY_INTERMEDIATE) for v in value]
+    return value
+
+
+def shrunk_values(default: dict[str, Any], keep: frozenset[str] = frozenset()
+                  ) -> dict[str, Any]:
+    """The tiny values of a default config dict (nested dicts for sub-configs).
+
+    :param keep: dotted key paths that keep their defaults (see the module docstring).
     """
+    tree = _shrunk_tree(copy.deepcopy(default), keep)
+    candidates: dict[int, set[int]] = {}
+    _width_map(default, tree, candidates)
+    links = {old: next(iter(new)) for old, new in candidates.items() if len(new) == 1}
+    _link_widths(tree, default, links, keep)
+    return tree
+
+
+def changed_paths(default: dict[str, Any], tiny: dict[str, Any], prefix: str = ""
+                  ) -> list[str]:
+    """The dotted key paths whose values differ between a default tree and its tiny one."""
+    paths = []
+    for key, value in tiny.items():
+        old = default.get(key)
+        if _is_subconfig(value) and _is_subconfig(old):
+            paths.extend(changed_paths(old, value, f"{prefix}{key}."))
+        elif value != old:
+            paths.append(prefix + key)
+    return paths
+
+
+def subconfig_paths(default: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted paths of every sub-config of a default tree, outermost first."""
+    paths = []
+    for key, value in default.items():
+        if _is_subconfig(value):
+            paths.append(prefix + key)
+            paths.extend(subconfig_paths(value, f"{prefix}{key}."))
+    return paths
+
+
+def _init_fields(cls: type) -> set[str] | None:
+    """The keyword arguments a config class's constructor takes (``None``: any)."""
+    if dataclasses.is_dataclass(cls):
+        return {f.name for f in dataclasses.fields(cls) if f.init}
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()) and len(
+            params) <= 2:
+        return None
+    return {name for name in params if name != "self"}
+
+
+def _constructor_values(tree: dict[str, Any], cls: type) -> dict[str, Any]:
+    """The tree as constructor arguments: keys the class derives itself are left out."""
+    from transformers import CONFIG_MAPPING
+
+    fields = _init_fields(cls)
+    out = {}
+    for key, value in tree.items():
+        if _is_subconfig(value) and value["model_type"] in CONFIG_MAPPING:
+            value = {"model_type": value["model_type"],
+                     **_constructor_values(value, CONFIG_MAPPING[value["model_type"]])}
+        if fields is None or key in fields or _is_subconfig(value):
+            out[key] = value
+    return out
+
+
+def build_config(model_type: str, values: dict[str, Any]) -> Any:
+    """The config object of ``model_type`` built through its class from a values tree.
+
+    Sizes the class derives are derived again; a class that refuses to be rebuilt gets the
+    values set on its default instance instead.
+    """
+    from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
+
+    cls = CONFIG_MAPPING[model_type]
+    try:
+        return cls(**{k: v for k, v in _constructor_values(values, cls).items()
+                      if k != "model_type"})
+    except Exception:  # noqa: BLE001 - a class that refuses the rebuild keeps its instance
+        config = AutoConfig.for_model(model_type)
+
+        def assign(cfg: Any, tree: dict[str, Any]) -> None:
+            for key, value in tree.items():
+                current = getattr(cfg, key, None)
+                if isinstance(current, PretrainedConfig) and isinstance(value, dict):
+                    assign(current, value)
+                elif current != value:
+                    setattr(cfg, key, value)
+
+        assign(config, values)
+        return config
+
+
+def default_values(model_type: str) -> dict[str, Any]:
+    """The default config of ``model_type`` in the installed transformers, as a values tree."""
     from transformers import AutoConfig
 
-    tiny = tiny_config(model_type)
-    default = AutoConfig.for_model(model_type).to_dict()
-    values = tiny.to_dict()
-    overrides = {k: v for k, v in values.items() if default.get(k) != v}
+    return AutoConfig.for_model(model_type).to_dict()
+
+
+def tiny_config(model_type: str, keep: frozenset[str] = frozenset(),
+                adjust: Callable[[dict, dict, dict], None] | None = None) -> Any:
+    """Return a tiny config object of a transformers model type (fixed, deterministic).
+
+    :param keep: dotted key paths that keep the type's defaults.
+    :param adjust: ``adjust(values, default, overrides)`` gets the top-level tiny values, the
+        default values and the top-level overrides so far, and may add more (a pipeline's
+        fixes for its own architectures).
+    """
+    default = default_values(model_type)
+    values = shrunk_values(default, keep)
     if adjust is not None:
+        overrides = {k: v for k, v in values.items() if default.get(k) != v}
         adjust(values, default, overrides)
-    try:
-        return AutoConfig.for_model(model_type, **overrides)
-    except Exception:  # noqa: BLE001 - a class that refuses the rebuild keeps the tiny config
-        for key, value in overrides.items():
-            if not isinstance(value, dict):
-                setattr(tiny, key, value)
-        return tiny
+        values.update({k: v for k, v in overrides.items() if k not in keep})
+    return build_config(model_type, values)

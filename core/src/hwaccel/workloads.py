@@ -43,8 +43,21 @@ class Workload(Protocol):
         """Return the shape of each named output."""
 
 
+INPUT_SOURCES = ("processor", "processor-class", "synthetic")
+"""Where a workload's inputs came from: the model folder's own preprocessor, the model
+type's preprocessor classes with their default settings, or hwaccel (seeded values shaped
+from the config). A CPU reference that fails on inputs from a processor is the model's
+failure; on synthetic ones it may be hwaccel's (see :mod:`hwaccel.failures`)."""
+
+
 class BaseWorkload:
-    """What every workload shares: its reference and classification, and output shapes."""
+    """What every workload shares: its reference and classification, and output shapes.
+
+    ``input_source`` (one of :data:`INPUT_SOURCES`) says where :meth:`make_inputs` took its
+    inputs from; a workload sets it when it builds them from a processor.
+    """
+
+    input_source = "synthetic"
 
     def __init__(self, ref: ModelRef, classification: Classification):
         self.ref = ref
@@ -68,8 +81,27 @@ class TransformersWorkload(BaseWorkload):
 
     @cached_property
     def config(self) -> Any:
-        """The model's transformers config (tiny configs shrunk)."""
+        """The model's transformers config.
+
+        For ``tiny:`` references, the smallest :meth:`tiny_config` that builds and runs one
+        forward call of this workload (:func:`hwaccel.tiny_search.find_tiny_config`).
+        """
+        if self.ref.is_tiny and self.ref.model_type:
+            from hwaccel.tiny_search import find_tiny_config
+
+            return find_tiny_config(self)
         return self.ref.load_config()
+
+    def tiny_config(self, keep: frozenset[str]) -> Any:
+        """One candidate tiny config of the model type: every size shrunk except the dotted
+        key paths in ``keep``, which keep the type's defaults (:func:`hwaccel.tiny.tiny_config`).
+
+        Pipelines override this to add the fixes their architectures need; the search tries
+        candidates from the most shrunk to the least and keeps the first that runs.
+        """
+        from hwaccel.tiny import tiny_config
+
+        return tiny_config(self.ref.model_type or "", keep)
 
     def architecture_class(self) -> Any | None:
         """The first installed transformers class the config's ``architectures`` names."""

@@ -3,8 +3,8 @@
 Measured through :func:`hwaccel.measure.benchmark_workload` like every backend, with the CPU
 PyTorch fp32 reference compared (``max_abs_diff``). Conversion (or reading the cached IR)
 and compilation happen in ``place_model``, so they count as load time. A model OpenVINO
-cannot convert is a failed result of category ``conversion`` carrying the converter's
-message; errors at inference time propagate with the runtime's message.
+cannot convert fails as the backend's (:class:`~hwaccel_openvino.convert.ConversionError`)
+with the converter's message; errors at inference time carry the runtime's message.
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ def run(request: BenchmarkRequest) -> BenchmarkResult:
     import torch
 
     from hwaccel.measure import benchmark_workload
-    from hwaccel.runner import failure
     from hwaccel.workloads import load_workload
-    from hwaccel_openvino.convert import ConversionError, place_for_workload
+    from hwaccel_openvino.convert import place_for_workload
 
     settings = request.settings
     threads = settings.threads or default_threads()
@@ -46,12 +45,9 @@ def run(request: BenchmarkRequest) -> BenchmarkResult:
         placed.append(ov_model)
         return ov_model
 
-    try:
-        result = benchmark_workload(request, place_model=place_model,
-                                    place_inputs=lambda inputs: inputs, threads=threads,
-                                    precision=settings.precision, compare_reference=True)
-    except ConversionError as exc:
-        return failure(request, "conversion", str(exc))
+    result = benchmark_workload(request, place_model=place_model,
+                                place_inputs=lambda inputs: inputs, threads=threads,
+                                precision=settings.precision, compare_reference=True)
     import openvino
 
     ran = placed[0].execution_precision if placed else None

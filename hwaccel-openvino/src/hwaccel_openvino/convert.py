@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwaccel.failures import BACKEND, AttributedError
+
 FORMAT = 2
 FIXED_TYPES = (type(None), bool, int, float, str)
 # element type name of the compiled model -> hwaccel precision name
@@ -53,8 +55,11 @@ PRECISIONS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 _WEIGHT_SAMPLE = 65536  # elements hashed per weight tensor (all of smaller tensors)
 
 
-class ConversionError(RuntimeError):
-    """A model or a call that OpenVINO cannot take; the message is one line."""
+class ConversionError(AttributedError):
+    """A model or a call that OpenVINO cannot take: the backend's failure (one line)."""
+
+    def __init__(self, message: str):
+        super().__init__(BACKEND, message, stage="conversion")
 
 
 def one_line(exc: BaseException, limit: int = 300) -> str:

@@ -17,7 +17,7 @@ What this class adds:
   router call, its logits and the experts the model actually chose for every token;
 * :meth:`moe_layer_indices`: which layers hold experts, from the config's layer-placement keys.
 
-``tiny:`` configs get MoE-specific fixes, named in :func:`tiny_moe_config`.
+``tiny:`` configs get MoE-specific fixes, named in :meth:`MoeWorkload.tiny_config`.
 """
 
 from __future__ import annotations
@@ -49,29 +49,9 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def tiny_moe_config(model_type: str) -> Any:
-    """The core's tiny config of ``model_type`` with the fixes an MoE model needs to run.
-
-    1. Rebuilt through the config class (:func:`hwaccel.tiny.rebuilt_tiny_config`), so that
-       sizes the class derives from others (DeepSeek's ``qk_head_dim``) follow the shrunk ones.
-    2. Multi-head latent attention (DeepSeek) expands keys to every query head, so a default
-       config with as many key/value heads as query heads keeps that equality.
-    3. At least one layer keeps its experts: layer-placement keys (``first_k_dense_replace``,
-       ``num_dense_layers``, ``*_sparse_step``, ``mlp_only_layers``, ``moe_layer_*_index``,
-       ``mlp_layer_types``) are capped to the tiny depth; otherwise two layers could all be
-       dense.
-    4. Hybrids with linear-attention layers (Qwen3-Next, Kimi-Linear) keep one layer of every
-       kind their default ``layer_types`` has; two tiny layers would otherwise be all linear,
-       which transformers cannot run.
-    """
-    from hwaccel.tiny import rebuilt_tiny_config
-
-    return rebuilt_tiny_config(model_type, _moe_fixes)
-
-
 def _moe_fixes(values: dict[str, Any], default: dict[str, Any],
                overrides: dict[str, Any]) -> None:
-    """Fixes 2-4 of :func:`tiny_moe_config`, added to ``overrides``."""
+    """Fixes 2-4 of :meth:`MoeWorkload.tiny_config`, added to ``overrides``."""
     depth = next((values[k] for k in _DEPTH_KEYS["decoder"] if _int(values.get(k))), 1)
     heads, kv_heads = values.get("num_attention_heads"), values.get("num_key_value_heads")
     if (_int(heads) and _int(kv_heads) and kv_heads != heads
@@ -102,12 +82,24 @@ def _moe_fixes(values: dict[str, Any], default: dict[str, Any],
 class MoeWorkload(TextWorkload):
     """Workload of the ``moe`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
 
-    @cached_property
-    def config(self) -> Any:
-        """The model's transformers config (tiny configs shrunk and fixed for MoE)."""
-        if self.ref.is_tiny:
-            return tiny_moe_config(self.ref.model_type or "")
-        return self.ref.load_config()
+    def tiny_config(self, keep: frozenset[str]) -> Any:
+        """The core's tiny config of the model type with the fixes an MoE model needs to run.
+
+        1. Rebuilt through the config class (as the core does), so that sizes the class
+           derives from others (DeepSeek's ``qk_head_dim``) follow the shrunk ones.
+        2. Multi-head latent attention (DeepSeek) expands keys to every query head, so a
+           default config with as many key/value heads as query heads keeps that equality.
+        3. At least one layer keeps its experts: layer-placement keys
+           (``first_k_dense_replace``, ``num_dense_layers``, ``*_sparse_step``,
+           ``mlp_only_layers``, ``moe_layer_*_index``, ``mlp_layer_types``) are capped to
+           the tiny depth; otherwise two layers could all be dense.
+        4. Hybrids with linear-attention layers (Qwen3-Next, Kimi-Linear) keep one layer of
+           every kind their default ``layer_types`` has; two tiny layers would otherwise be
+           all linear, which transformers cannot run.
+        """
+        from hwaccel.tiny import tiny_config
+
+        return tiny_config(self.ref.model_type or "", keep, _moe_fixes)
 
     @cached_property
     def num_experts(self) -> int:

@@ -72,7 +72,7 @@ class MultimodalWorkload(TransformersWorkload):
         if self.classification.subfamily not in (None, GENERATION):
             raise HwaccelError(f"the multimodal workload runs {GENERATION} models; "
                                f"{self.ref.spec!r} is {self.classification.subfamily}")
-        return self.ref.load_config()
+        return TransformersWorkload.config.func(self)
 
     @cached_property
     def text_config(self) -> Any:

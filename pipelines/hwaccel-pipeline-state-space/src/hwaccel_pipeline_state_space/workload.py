@@ -14,7 +14,8 @@ On a machine without the ``mamba_ssm`` / ``causal_conv1d`` kernels transformers 
 PyTorch path and logs a notice once per process; the workload keeps that notice out of the
 output and exposes it as :attr:`StateSpaceWorkload.kernel_fallbacks`.
 
-``tiny:`` configs get state-space-specific fixes, named in :func:`tiny_state_space_config`.
+``tiny:`` configs get state-space-specific fixes, named in
+:meth:`StateSpaceWorkload.tiny_config`.
 """
 
 from __future__ import annotations
@@ -103,29 +104,9 @@ def _keep_layer_kinds(values: dict[str, Any], default: dict[str, Any], depth: in
             overrides[key] = layers[: depth - len(missing)] + missing
 
 
-def tiny_state_space_config(model_type: str) -> Any:
-    """The core's tiny config of ``model_type`` with the fixes a state-space model needs.
-
-    1. Rebuilt through the config class (:func:`hwaccel.tiny.rebuilt_tiny_config`), so sizes
-       the class derives from others follow the shrunk ones (RWKV's
-       ``attention_hidden_size``, Mamba's ``time_step_rank``, Jamba's ``mamba_dt_rank``...).
-    2. Mamba2-style mixers: ``heads * head_dim == expand * hidden_size`` with ``n_groups``
-       dividing the heads; the core caps heads and head size separately, which breaks it.
-       Heads stay capped at the core's tiny head count, the head size follows, groups become
-       ``gcd(groups, heads)``.
-    3. Hybrids keep every layer kind of their default pattern: with two layers Jamba's
-       attention layer (period 8, offset 4) or Zamba's hybrid layers would vanish. Period /
-       offset pairs and per-layer pattern lists are adjusted so the last layers carry the
-       missing kinds.
-    """
-    from hwaccel.tiny import rebuilt_tiny_config
-
-    return rebuilt_tiny_config(model_type, _state_space_fixes)
-
-
 def _state_space_fixes(values: dict[str, Any], default: dict[str, Any],
                        overrides: dict[str, Any]) -> None:
-    """Fixes 2 and 3 of :func:`tiny_state_space_config`, added to ``overrides``."""
+    """Fixes 2 and 3 of :meth:`StateSpaceWorkload.tiny_config`, added to ``overrides``."""
     depth = next((values[k] for k in _DEPTH_KEYS if _int(values.get(k))), 1)
     _mamba2_heads(values, overrides)
     _keep_layer_kinds(values, default, depth, overrides)
@@ -163,12 +144,24 @@ def _tensor_bytes(obj: Any, kind: str, sizes: dict[str, int], seen: set[int],
 class StateSpaceWorkload(TextWorkload):
     """Workload of the ``state-space`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
 
-    @cached_property
-    def config(self) -> Any:
-        """The model's transformers config (tiny configs shrunk and fixed for SSMs)."""
-        if self.ref.is_tiny:
-            return tiny_state_space_config(self.ref.model_type or "")
-        return self.ref.load_config()
+    def tiny_config(self, keep: frozenset[str]) -> Any:
+        """The core's tiny config of the model type with the fixes a state-space model needs.
+
+        1. Rebuilt through the config class (as the core does), so sizes the class derives
+           from others follow the shrunk ones (RWKV's ``attention_hidden_size``, Mamba's
+           ``time_step_rank``, Jamba's ``mamba_dt_rank``...).
+        2. Mamba2-style mixers: ``heads * head_dim == expand * hidden_size`` with
+           ``n_groups`` dividing the heads; the core caps heads and head size separately,
+           which breaks it. Heads stay capped at the core's tiny head count, the head size
+           follows, groups become ``gcd(groups, heads)``.
+        3. Hybrids keep every layer kind of their default pattern: with two layers Jamba's
+           attention layer (period 8, offset 4) or Zamba's hybrid layers would vanish.
+           Period / offset pairs and per-layer pattern lists are adjusted so the last layers
+           carry the missing kinds.
+        """
+        from hwaccel.tiny import tiny_config
+
+        return tiny_config(self.ref.model_type or "", keep, _state_space_fixes)
 
     @property
     def kernel_fallbacks(self) -> list[str]:

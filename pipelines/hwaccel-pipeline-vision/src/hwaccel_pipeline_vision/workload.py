@@ -95,13 +95,9 @@ class VisionWorkload(TransformersWorkload):
         """The classification's vision subfamily (``image_encoder`` when none is set)."""
         return self.classification.subfamily or "image_encoder"
 
-    @cached_property
-    def config(self) -> Any:
-        """The model's transformers config (tiny configs shrunk, timm backbones replaced)."""
-        config = self.ref.load_config()
-        if self.ref.is_tiny:
-            config = replace_timm_backbone(config)
-        return config
+    def tiny_config(self, keep: frozenset[str]) -> Any:
+        """The core's tiny config with a default timm backbone replaced by a tiny ResNet."""
+        return replace_timm_backbone(super().tiny_config(keep))
 
     @cached_property
     def model_type(self) -> str:
