@@ -12,9 +12,13 @@ import dataclasses
 import os
 from typing import Any
 
+import pluggy
+
 from hwaccel.measure import process_memory_mb
 from hwaccel.provenance import fingerprint, library_versions
 from hwaccel.types import BenchmarkRequest, BenchmarkResult
+
+_PYTEST_HOOK = pluggy.HookimplMarker("pytest")  # pytest's own marker, without importing it
 
 
 def run(request: BenchmarkRequest) -> BenchmarkResult:
@@ -47,12 +51,27 @@ def benchmark_job(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Outcomes:
-    """A pytest plugin that counts test outcomes and keeps the first failure."""
+    """A pytest plugin that counts test outcomes and keeps the first failure and whose it is.
+
+    A failure's category is the one its exception carries (the generated test attributes
+    each step, :mod:`hwaccel.failures`); an assertion of a pipeline's own check that carries
+    none is the device's (``backend``), any other exception is attributed by where it was
+    raised.
+    """
 
     def __init__(self) -> None:
         self.counts = {"passed": 0, "failed": 0, "skipped": 0, "error": 0}
         self.first_failure: str | None = None
+        self.first_category: str | None = None
         self.skip_reasons: list[str] = []
+
+    @_PYTEST_HOOK(wrapper=True)
+    def pytest_runtest_makereport(self, item: Any, call: Any) -> Any:
+        """Keep the category of the first failing call, set-up or tear-down."""
+        report = yield
+        if call.excinfo is not None and self.first_category is None and report.failed:
+            self.first_category = _category_of(call.excinfo.value)
+        return report
 
     def pytest_runtest_logreport(self, report: Any) -> None:
         """Count one phase report: a call's outcome, or a set-up/tear-down problem."""
@@ -73,6 +92,12 @@ class _Outcomes:
             self.counts["error"] += 1
             if self.first_failure is None:
                 self.first_failure = f"collection: {_crash_line(report)}"
+
+
+def _category_of(exc: BaseException) -> str:
+    from hwaccel.failures import BACKEND, category_of
+
+    return BACKEND if isinstance(exc, AssertionError) else category_of(exc)
 
 
 def _crash_line(report: Any) -> str:
@@ -104,5 +129,10 @@ def test_job(payload: dict[str, Any]) -> dict[str, Any]:
     message = outcomes.first_failure
     if status == "skipped":
         message = "; ".join(dict.fromkeys(outcomes.skip_reasons)) or "no test ran"
+    category = outcomes.first_category if status in ("failed", "error") else None
+    if status in ("failed", "error") and category is None:
+        from hwaccel.failures import HARNESS
+
+        category = HARNESS  # a module that did not import, or pytest's own error
     return {"status": status, "summary": summary or "no tests", "message": message,
-            "exit_code": int(exit_code), **counts}
+            "category": category, "exit_code": int(exit_code), **counts}

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel import benchmark
-from hwaccel.errors import HwaccelError
+from hwaccel.errors import HwaccelError, MissingSlotError
+from hwaccel.failures import HARNESS, job_end_category
 from hwaccel.jobs import JobPool
 from hwaccel.plugins import Plugins
 from hwaccel.runner import failure, run_generated_test, run_job
@@ -135,8 +136,11 @@ class CellRunner:
                                  self._names)
                 self._names.add(name)
             path = write_test(source, self.tests_dir, name)
+        except MissingSlotError as exc:  # the backend cannot serve this pipeline's test
+            result = benchmark.stamped(failure(request, "unsupported", str(exc)), request)
+            return CellOutcome(cell, result, cell_context(cell, self.node))
         except HwaccelError as exc:
-            result = benchmark.stamped(failure(request, "template", str(exc)), request)
+            result = benchmark.stamped(failure(request, HARNESS, str(exc)), request)
             return CellOutcome(cell, result, cell_context(cell, self.node))
         self._phase(cell, "test")
         test = run_generated_test(path, self.timeout_s, self.pool, cell.cores,
@@ -146,7 +150,8 @@ class CellRunner:
         context = cell_context(cell, self.node, test_status=test.status,
                                test_summary=test.summary, test_time_s=test.wall_s)
         if test.status in _FATAL_TEST_ENDS:
-            result = failure(request, test.status, f"generated test: {test.message}")
+            result = failure(request, test.category or job_end_category(test.status),
+                             f"generated test: {test.message}")
             return CellOutcome(cell, benchmark.stamped(result, request), context, path)
         self._phase(cell, "benchmark")
         result = run_job(request, self.timeout_s, self.pool, cell.cores)
@@ -154,6 +159,6 @@ class CellRunner:
             return None
         if result.success and test.status != "passed":
             result = dataclasses.replace(
-                result, success=False, error_category=f"test-{test.status}",
+                result, success=False, error_category=test.category or HARNESS,
                 error=f"generated test {test.status} ({test.summary}): {test.message}")
         return CellOutcome(cell, benchmark.stamped(result, request), context, path)

@@ -19,6 +19,7 @@ from pathlib import Path
 import jinja2
 
 from hwaccel.errors import HwaccelError, MissingSlotError, UsageError
+from hwaccel.exposure import FEATURES, PYTORCH_MODULE
 from hwaccel.plugins import HookError, Plugins
 from hwaccel.types import Classification, TemplatePart
 
@@ -75,8 +76,10 @@ def render(model: str, classification: Classification, backend: str, plugins: Pl
     # The pipeline's template may branch on the classification but emits values only via `lit`.
     body = _ENV.from_string(pipeline_part.template).render(
         lit=lit, classification=classification.to_dict())
+    exposes = PYTORCH_MODULE if backend_part.exposes is None else backend_part.exposes
     source = _ENV.get_template("test_module.py.j2").render(
         version=importlib.metadata.version("hwaccel-core"), lit=lit,
+        exposes=repr(tuple(exposes)), features=pprint.pformat(FEATURES, width=88),
         classification=pprint.pformat(classification.to_dict(), width=88, sort_dicts=True),
         slots=slots, slot_order=slot_order, body=body.strip("\n"),
         imports=_merge_imports(slots.get("imports", ""),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel.errors import HwaccelError
+from hwaccel.failures import BACKEND, CRASH, category_of
 from hwaccel.onnx_export import ExportedModel, ExportError, export_for
 from hwaccel.types import BenchmarkRequest
 from hwaccel.workloads import load_workload
@@ -51,10 +52,10 @@ def export_first(request: BenchmarkRequest) -> dict[str, Any]:
         errors = [line for line in proc.stderr.splitlines() if line.strip()]
         outcome = {"error": f"the export process exited with {proc.returncode}: "
                             f"{errors[-1][:300] if errors else 'no output'}",
-                   "category": "crash"}
+                   "category": CRASH}
     if proc.returncode != 0 and "error" not in outcome:
         outcome = {"error": f"the export process exited with {proc.returncode}",
-                   "category": "crash"}
+                   "category": CRASH}
     return outcome
 
 
@@ -63,8 +64,8 @@ def main(argv: list[str]) -> int:
     request = BenchmarkRequest.from_dict(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
     try:
         exported = prepare(request)
-    except HwaccelError as exc:
-        category = "unsupported" if isinstance(exc, ExportError) else "error"
+    except HwaccelError as exc:  # the exporter's refusal is the backend's; the rest by origin
+        category = BACKEND if isinstance(exc, ExportError) else category_of(exc)
         print(json.dumps({"error": str(exc), "category": category}))
         return 1
     print(json.dumps({"path": str(exported.path), "cache_hit": exported.cache_hit,

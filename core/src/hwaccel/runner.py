@@ -81,12 +81,14 @@ def run_job(request: BenchmarkRequest, timeout_s: float, pool: JobPool | None = 
 @dataclass(frozen=True)
 class GeneratedTestOutcome:
     """How a generated test file fared: ``status`` is passed, failed, error, skipped, or
-    the job's end (timeout, oom, killed, crash, cancelled); ``summary`` counts the tests."""
+    the job's end (timeout, oom, killed, crash, cancelled); ``summary`` counts the tests;
+    ``category`` says whose failure it is (:mod:`hwaccel.failures`) when it did not pass."""
 
     status: str
     summary: str
     message: str | None
     wall_s: float
+    category: str | None = None
 
 
 def run_generated_test(path: Path, timeout_s: float, pool: JobPool,
@@ -100,6 +102,8 @@ def run_generated_test(path: Path, timeout_s: float, pool: JobPool,
     outcome = pool.run("test", {"path": str(path), "env": env or {}}, timeout_s=timeout_s,
                        cpus=cpus)
     if outcome.status != "ok" or outcome.result is None:
-        return GeneratedTestOutcome(outcome.status, "not finished", outcome.message, outcome.wall_s)
+        return GeneratedTestOutcome(outcome.status, "not finished", outcome.message,
+                                    outcome.wall_s, job_end_category(outcome.status))
     found = outcome.result
-    return GeneratedTestOutcome(found["status"], found["summary"], found["message"], outcome.wall_s)
+    return GeneratedTestOutcome(found["status"], found["summary"], found["message"],
+                                outcome.wall_s, found.get("category"))

@@ -118,7 +118,11 @@ class TemplatePart(_Record):
     composes the two halves; a backend missing a required slot is a clear error. A pipeline
     also names its ``example_models``: references that load offline (``tiny:`` models or
     shipped ones), which ``hwaccel matrix`` uses to represent the pipeline by default, and
-    ``source``: where its template comes from (``package/file.py.j2``).
+    ``source``: where its template comes from (``package/file.py.j2``). A backend declares in
+    ``exposes`` what its loaded model offers the checks beyond inputs in, outputs out (names
+    of :data:`hwaccel.exposure.FEATURES`: the PyTorch module's internals, ``generate``, calls
+    of any shape, cache outputs); ``None`` means it runs the PyTorch module itself. A check
+    that needs what the backend does not expose is skipped with the reason.
     """
 
     owner: str
@@ -128,6 +132,7 @@ class TemplatePart(_Record):
     snippets: dict[str, str] = field(default_factory=dict)
     example_models: tuple[str, ...] = ()
     source: str | None = None
+    exposes: tuple[str, ...] | None = None
     plugin: str | None = None
     distribution: str | None = None
     distribution_version: str | None = None

@@ -11,6 +11,7 @@ the hooks only. :mod:`hwaccel.torchgpu` holds the torch-GPU code shared with the
 from __future__ import annotations
 
 from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+from hwaccel.exposure import PYTORCH_MODULE
 
 NAME = "cuda"
 
@@ -30,7 +31,7 @@ def hwaccel_template(backend: str) -> TemplatePart | None:
         return None
     from hwaccel_cuda.template import SNIPPETS
 
-    return TemplatePart(owner="backend", name=NAME, snippets=SNIPPETS)
+    return TemplatePart(owner="backend", name=NAME, snippets=SNIPPETS, exposes=PYTORCH_MODULE)
 
 
 @hookimpl

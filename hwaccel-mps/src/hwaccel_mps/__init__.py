@@ -8,6 +8,7 @@ fall back to the CPU. torch is imported inside the hooks only.
 from __future__ import annotations
 
 from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+from hwaccel.exposure import PYTORCH_MODULE
 
 NAME = "mps"
 
@@ -27,7 +28,7 @@ def hwaccel_template(backend: str) -> TemplatePart | None:
         return None
     from hwaccel_mps.template import SNIPPETS
 
-    return TemplatePart(owner="backend", name=NAME, snippets=SNIPPETS)
+    return TemplatePart(owner="backend", name=NAME, snippets=SNIPPETS, exposes=PYTORCH_MODULE)
 
 
 @hookimpl

@@ -12,8 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+from hwaccel.exposure import DYNAMIC_SHAPES, GENERATE
 
 NAME = "openvino"
+# A compiled graph per call shape (converted on first use) and a decoding loop over it;
+# no torch module internals and no cache outputs.
+EXPOSES = (GENERATE, DYNAMIC_SHAPES)
 __all__ = ["NAME", "ConversionError", "OpenVINOModel", "place_for_workload"]
 
 
@@ -42,7 +46,7 @@ def hwaccel_template(backend: str) -> TemplatePart | None:
         return None
     from hwaccel_openvino.template import SNIPPETS
 
-    return TemplatePart(owner="backend", name=NAME, snippets=SNIPPETS)
+    return TemplatePart(owner="backend", name=NAME, snippets=SNIPPETS, exposes=EXPOSES)
 
 
 @hookimpl

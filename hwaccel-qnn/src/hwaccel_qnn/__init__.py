@@ -28,7 +28,7 @@ def hwaccel_template(backend: str) -> TemplatePart | None:
         return None
     from hwaccel_qnn.template import SNIPPETS
 
-    return TemplatePart(owner="backend", name=NAME, snippets=SNIPPETS)
+    return TemplatePart(owner="backend", name=NAME, snippets=SNIPPETS, exposes=())
 
 
 @hookimpl

@@ -11,6 +11,7 @@ distribution depends on the other). torch and amdsmi are imported inside the hoo
 from __future__ import annotations
 
 from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+from hwaccel.exposure import PYTORCH_MODULE
 
 NAME = "rocm"
 
@@ -30,7 +31,7 @@ def hwaccel_template(backend: str) -> TemplatePart | None:
         return None
     from hwaccel_rocm.template import SNIPPETS
 
-    return TemplatePart(owner="backend", name=NAME, snippets=SNIPPETS)
+    return TemplatePart(owner="backend", name=NAME, snippets=SNIPPETS, exposes=PYTORCH_MODULE)
 
 
 @hookimpl

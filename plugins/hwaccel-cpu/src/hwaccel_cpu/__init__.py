@@ -8,6 +8,7 @@ thread count; heavy modules are imported inside the hooks only.
 from __future__ import annotations
 
 from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+from hwaccel.exposure import PYTORCH_MODULE
 
 NAME = "cpu"
 
@@ -27,7 +28,7 @@ def hwaccel_template(backend: str) -> TemplatePart | None:
         return None
     from hwaccel_cpu.template import SNIPPETS
 
-    return TemplatePart(owner="backend", name=NAME, snippets=SNIPPETS)
+    return TemplatePart(owner="backend", name=NAME, snippets=SNIPPETS, exposes=PYTORCH_MODULE)
 
 
 @hookimpl
