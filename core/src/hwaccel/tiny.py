@@ -9,7 +9,9 @@ the sizes stay consistent with one another:
 * a size that other keys copy (a backbone's stage widths that the neck lists as its input
   channels, a tower's width that the projector names) is mapped to the same shrunk value
   wherever the same default value appears under a size-like key, across sub-configs;
-* per-layer lists follow the new depth, token ids stay inside the shrunk vocabulary;
+* depth becomes two layers, or one layer of every kind a per-layer pattern names
+  (``layer_types``: full, sliding, linear attention, mlp ...; at most four); per-layer lists
+  follow the layers kept; token ids stay inside the shrunk vocabulary;
 * the config is then rebuilt through its config class from the shrunk values, so the sizes
   a class derives from others (Swin's ``hidden_size`` from ``embed_dim``, RWKV's
   ``attention_hidden_size``) follow them.
@@ -32,6 +34,10 @@ from typing import Any
 TINY_HIDDEN = 32
 TINY_INTERMEDIATE = 64
 TINY_LAYERS = 2
+TINY_MAX_KINDS = 4  # layers kept, at most, so that every kind of layer a pattern has runs
+FIRST_LAYERS = "<first layers>"
+"""In ``keep``: take the first layers only, not one of every kind (a kind whose default
+config cannot be built is then left out)."""
 TINY_HEADS = 4
 TINY_KV_HEADS = 2
 TINY_HEAD_DIM = TINY_HIDDEN // TINY_HEADS
@@ -58,9 +64,10 @@ _FILL_WHEN_NONE = {"head_dim": TINY_HEAD_DIM, "num_key_value_heads": TINY_KV_HEA
 # Keys whose names say they hold a size another key may copy (channels, widths, dims)...
 _SIZE_LIKE = re.compile(r"(hidden|channel|dim|width|size|feature|embed|filters)", re.I)
 # ...except sizes of the input or of positions, which no width shrink may touch.
-_NOT_A_WIDTH = re.compile(r"(image|img|patch|vocab|position|window|kernel|stride|sampl|"
+_NOT_A_WIDTH = re.compile(r"(head|image|img|patch|vocab|position|window|kernel|stride|sampl|"
                           r"pool|num_(labels|classes|queries|frames)|token|max_|length|"
                           r"bins|ratio|scale|rate|grid)", re.I)
+_INNER_LIKE = re.compile(r"(intermediate|ffn|mlp|inner|expert)", re.I)
 _LINKED_MIN = 64  # values below this are too common to link by value (2, 8, 32 ...)
 _GENERIC_MIN = 128  # a size-like key no rule shrank is capped when its default is this large
 
@@ -109,7 +116,7 @@ def _token_ids_within(values: dict[str, Any], vocab: int,
     return out
 
 
-def _shrink(values: dict[str, Any]) -> dict[str, Any]:
+def _shrink(values: dict[str, Any], every_kind: bool = True) -> dict[str, Any]:
     """Return the overrides that make one (sub-)config dict tiny, by key name.
 
     A composite config (no ``vocab_size`` of its own) has token ids that index its
@@ -147,56 +154,157 @@ def _shrink(values: dict[str, Any]) -> dict[str, Any]:
     for key in _CONV_WIDTHS:
         if _int_list(values.get(key)):
             out[key] = [min(v, TINY_HIDDEN) for v in values[key]]
-    # per-layer lists (layer_types, sliding-window patterns) follow the new depth
+    # per-layer lists (layer_types, sliding-window patterns) follow the new depth, keeping
+    # one layer of every kind the pattern names
     depth = next((values[k] for k in _LAYERS if _is_int(values.get(k))), None)
     if depth is not None and depth > TINY_LAYERS:
-        for key, value in values.items():
-            if isinstance(value, list) and len(value) == depth:
-                out[key] = out.get(key, value)[:TINY_LAYERS]
-    for key in values:  # every other vocabulary (source, target, entities, per layer)
-        if key.endswith("vocab_size") and key != "vocab_size":
+        per_layer = {k: v for k, v in values.items() if isinstance(v, list) and len(v) == depth}
+        chosen = _layers_kept(depth, per_layer, every_kind)
+        for key in _LAYERS:
+            if values.get(key) == depth:
+                out[key] = len(chosen)
+        for key, value in per_layer.items():
+            kept = [out.get(key, value)[i] for i in chosen]
+            if "layer" in key and all(_is_int(v) and 0 <= v < depth for v in value):
+                # indices of other layers (a layer reading another's keys and values):
+                # renumbered, or the layer itself when its source is not kept
+                kept = [chosen.index(v) if v in chosen else new for new, v in enumerate(kept)]
+            out[key] = kept
+    for key in values:  # every other vocabulary (source, target, entities, hash tables)
+        if "vocab" in key and key != "vocab_size":
             cap((key,), TINY_VOCAB)
+    for key in values:  # layers reusing other layers' caches: none in a tiny model
+        if key.endswith("shared_layers") and _is_int(values[key]):
+            out[key] = 0
     vocab = values.get("vocab_size")
     if "vocab_size" in values and (vocab is None or (_is_int(vocab) and vocab > TINY_VOCAB)):
         out["vocab_size"] = vocab = TINY_VOCAB
+    _rope_sections(values, out)
     text = values.get("text_config") if isinstance(values.get("text_config"), dict) else {}
     reserved: set[int] = set()
     if not _is_int(vocab):  # a composite config: its token ids index the text model's vocab
         vocab, reserved = text.get("vocab_size"), _token_ids(text)
     if _is_int(vocab) and vocab > 0:
         out.update(_token_ids_within(values, vocab, reserved))
+        if "pad_token_id" in values and values["pad_token_id"] is None:
+            # a padding index the model's embeddings may need (ESM's position ids count
+            # from it, so the lowest free id)
+            taken = _token_ids({**values, **out}) | reserved
+            out["pad_token_id"] = next(i for i in range(vocab) if i not in taken)
     return out
+
+
+def _split(total: int, weights: list[int]) -> list[int]:
+    """``total`` split in ``len(weights)`` positive parts in proportion to ``weights``."""
+    count = len(weights)
+    if total < count:
+        return [1] * count
+    scale = (total - count) / max(sum(weights), 1)
+    parts = [1 + int(w * scale) for w in weights]
+    order = sorted(range(count), key=lambda i: weights[i] * scale - int(weights[i] * scale),
+                   reverse=True)
+    for i in order[: total - sum(parts)]:
+        parts[i] += 1
+    return parts
+
+
+def _rope_sections(values: dict[str, Any], out: dict[str, Any]) -> None:
+    """Multimodal rotary sections (``mrope_section``) that split each head's rotary
+    frequencies among time, height and width must sum to half the tiny head size: set them
+    so (in proportion) when the rope parameters name them, or when the config class declares
+    them (``ignore_keys_at_rope_validation``) while its modeling code assumes a default."""
+    from transformers import CONFIG_MAPPING
+
+    rope = values.get("rope_parameters")
+    if not isinstance(rope, dict) or "rope_type" not in rope:  # not one flat set of them
+        return
+    model_type = values.get("model_type")
+    cls = CONFIG_MAPPING[model_type] if model_type in CONFIG_MAPPING else None
+    declared = getattr(cls, "ignore_keys_at_rope_validation", None) or ()
+    keys = {k for k in declared if isinstance(k, str) and k.endswith("section")}
+    keys |= {k for k, v in rope.items() if k.endswith("section") and _int_list(v)}
+    merged = {**values, **out}
+    head_dim = merged.get("head_dim")
+    width, heads = merged.get("hidden_size"), merged.get("num_attention_heads")
+    if not _is_int(head_dim) and _is_int(width) and _is_int(heads) and heads:
+        head_dim = width // heads
+    if not keys or not _is_int(head_dim):
+        return
+    sections = dict(rope)
+    for key in keys:
+        current = rope.get(key)
+        sections[key] = _split(head_dim // 2, current if _int_list(current) else [1, 1, 1])
+    out["rope_parameters"] = sections
+
+
+def _layers_kept(depth: int, per_layer: dict[str, list[Any]], every_kind: bool) -> list[int]:
+    """The indices of the layers a tiny config keeps: with ``every_kind``, the first layer of
+    every kind the per-layer string lists name (``layer_types``: attention, sliding, linear,
+    mlp ...), at most :data:`TINY_MAX_KINDS` of them; then the first layers up to
+    :data:`TINY_LAYERS`."""
+    chosen: list[int] = []
+    for value in per_layer.values() if every_kind else ():
+        if all(isinstance(v, str) for v in value):
+            for kind in dict.fromkeys(value):
+                index = value.index(kind)
+                if index not in chosen and len(chosen) < TINY_MAX_KINDS:
+                    chosen.append(index)
+    for index in range(depth):
+        if len(chosen) >= TINY_LAYERS:
+            break
+        if index not in chosen:
+            chosen.append(index)
+    return sorted(chosen)
 
 
 def _is_subconfig(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("model_type"), str)
 
 
-def _width_map(tree: dict[str, Any], shrunk: dict[str, Any], links: dict[int, set[int]]
-               ) -> None:
-    """Collect, over the whole tree, default width values -> the values they shrank to."""
+def _width_map(tree: dict[str, Any], shrunk: dict[str, Any],
+               links: dict[str, dict[int, set[int]]]) -> None:
+    """Collect, over the whole tree, default sizes -> the values they shrank to, apart for
+    widths and for inner (feed-forward) sizes: ``links[kind][old]``."""
     for key, value in tree.items():
         if _is_subconfig(value):
             _width_map(value, shrunk.get(key, {}), links)
             continue
-        new = shrunk.get(key, value)
-        if key not in (*_WIDTH, *_STAGE_WIDTHS, *_INTERMEDIATE, *_CONV_WIDTHS):
+        if key in _INTERMEDIATE:
+            kind = "inner"
+        elif key in (*_WIDTH, *_STAGE_WIDTHS, *_CONV_WIDTHS):
+            kind = "width"
+        else:
             continue
+        new = shrunk.get(key, value)
         olds = value if _int_list(value) else [value]
         news = new if _int_list(new) else [new]
         for old, small in zip(olds, news):
             if _is_int(old) and _is_int(small) and old >= _LINKED_MIN and small != old:
-                links.setdefault(old, set()).add(small)
+                links.setdefault(kind, {}).setdefault(old, set()).add(small)
 
 
-def _linked(key: str, value: Any, links: dict[int, int]) -> Any:
-    """``value`` with default widths replaced by what they shrank to (see :func:`_width_map`)."""
+def _link_of(key: str, value: int, links: dict[str, dict[int, set[int]]]) -> int | None:
+    """What a default size under ``key`` shrank to elsewhere, if that is unambiguous: inner
+    sizes are looked up among inner sizes first, every other size among widths first."""
+    first = "inner" if _INNER_LIKE.search(key) else "width"
+    for kind in (first, "width" if first == "inner" else "inner"):
+        found = links.get(kind, {}).get(value)
+        if found:
+            return next(iter(found)) if len(found) == 1 else None
+    return None
+
+
+def _linked(key: str, value: Any, links: dict[str, dict[int, set[int]]]) -> Any:
+    """``value`` with default sizes replaced by what they shrank to (see :func:`_width_map`)."""
     if not _SIZE_LIKE.search(key) or _NOT_A_WIDTH.search(key):
         return value
-    if _is_int(value) and value in links:
-        return links[value]
-    if _int_list(value) and any(v in links for v in value):
-        return [links.get(v, v) for v in value]
+    if _is_int(value):
+        found = _link_of(key, value, links)
+        return value if found is None else found
+    if _int_list(value):
+        found_all = [_link_of(key, v, links) for v in value]
+        if any(f is not None for f in found_all):
+            return [v if f is None else f for v, f in zip(value, found_all)]
     return value
 
 
@@ -207,14 +315,15 @@ def _shrunk_tree(tree: dict[str, Any], keep: frozenset[str], prefix: str = ""
     for key, value in tree.items():
         if _is_subconfig(value) and prefix + key not in keep:
             out[key] = _shrunk_tree(value, keep, f"{prefix}{key}.")
-    for key, value in _shrink(out).items():
+    for key, value in _shrink(out, FIRST_LAYERS not in keep).items():
         if prefix + key not in keep:
             out[key] = value
     return out
 
 
-def _link_widths(tree: dict[str, Any], default: dict[str, Any], links: dict[int, int],
-                 keep: frozenset[str], prefix: str = "") -> None:
+def _link_widths(tree: dict[str, Any], default: dict[str, Any],
+                 links: dict[str, dict[int, set[int]]], keep: frozenset[str],
+                 prefix: str = "") -> None:
     """Map size-like keys the name rules left at a linked default width (in place)."""
     for key, value in tree.items():
         path = prefix + key
@@ -246,9 +355,8 @@ def shrunk_values(default: dict[str, Any], keep: frozenset[str] = frozenset()
     :param keep: dotted key paths that keep their defaults (see the module docstring).
     """
     tree = _shrunk_tree(copy.deepcopy(default), keep)
-    candidates: dict[int, set[int]] = {}
-    _width_map(default, tree, candidates)
-    links = {old: next(iter(new)) for old, new in candidates.items() if len(new) == 1}
+    links: dict[str, dict[int, set[int]]] = {}
+    _width_map(default, tree, links)
     _link_widths(tree, default, links, keep)
     return tree
 
@@ -287,17 +395,30 @@ def _init_fields(cls: type) -> set[str] | None:
     return {name for name in params if name != "self"}
 
 
+def _class_defaults(cls: type) -> dict[str, Any]:
+    """The values of a config class built with no arguments ({} when it needs some)."""
+    try:
+        return cls().to_dict()
+    except Exception:  # noqa: BLE001 - a class without defaults: every value is passed
+        return {}
+
+
 def _constructor_values(tree: dict[str, Any], cls: type) -> dict[str, Any]:
-    """The tree as constructor arguments: keys the class derives itself are left out."""
+    """The tree as constructor arguments: only the values that differ from the class's own
+    defaults, so that what the class derives from them (Swin's ``hidden_size``, per-layer
+    rope parameters) is derived again rather than copied."""
     from transformers import CONFIG_MAPPING
 
     fields = _init_fields(cls)
+    defaults = _class_defaults(cls)
     out = {}
     for key, value in tree.items():
         if _is_subconfig(value) and value["model_type"] in CONFIG_MAPPING:
             value = {"model_type": value["model_type"],
                      **_constructor_values(value, CONFIG_MAPPING[value["model_type"]])}
-        if fields is None or key in fields or _is_subconfig(value):
+            out[key] = value
+        elif (fields is None or key in fields) and (key not in defaults
+                                                     or defaults[key] != value):
             out[key] = value
     return out
 
@@ -333,7 +454,16 @@ def default_values(model_type: str) -> dict[str, Any]:
     """The default config of ``model_type`` in the installed transformers, as a values tree."""
     from transformers import AutoConfig
 
-    return AutoConfig.for_model(model_type).to_dict()
+    from hwaccel.failures import MODEL, AttributedError, one_line, raised_by_hwaccel
+
+    try:
+        return AutoConfig.for_model(model_type).to_dict()
+    except Exception as exc:
+        if raised_by_hwaccel(exc):
+            raise
+        raise AttributedError(MODEL, f"the installed transformers cannot build the default "
+                                     f"config of {model_type!r}: {one_line(exc)}",
+                              stage="config") from exc
 
 
 def tiny_config(model_type: str, keep: frozenset[str] = frozenset(),

@@ -22,11 +22,13 @@ made (``model``); a default config too large to build is named with its paramete
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from hwaccel import jsoncache, paths
+from hwaccel.tiny import FIRST_LAYERS
 from hwaccel.failures import (
     HARNESS,
     MODEL,
@@ -58,6 +60,8 @@ class Attempt:
     stage: str = ""
     error: BaseException | None = None
     parameters: int | None = None
+    inputs: frozenset[str] = frozenset()
+    forward_parameters: frozenset[str] = frozenset()
 
     @property
     def ok(self) -> bool:
@@ -141,6 +145,8 @@ class _Search:
             model = probe.load_model()
             attempt.stage = "inputs"
             inputs = probe.make_inputs(PROBE_BATCH, PROBE_SEQ)
+            attempt.inputs = frozenset(inputs)
+            attempt.forward_parameters = _forward_parameters(model)
             attempt.stage = "forward"
             probe.forward(model, inputs)
         except Exception as exc:  # noqa: BLE001 - every failure is a finding of the search
@@ -164,7 +170,8 @@ class _Search:
             else:
                 rest.append(path)
         subconfigs = [p for p in self.subconfigs if p not in kept]
-        return list(dict.fromkeys(named + quoted + subconfigs + rest))
+        layers = [FIRST_LAYERS] if FIRST_LAYERS not in kept else []
+        return list(dict.fromkeys(named + quoted + layers + subconfigs + rest))
 
     def run(self) -> Attempt:
         """Search the candidates; return the first that runs or raise the failure."""
@@ -178,6 +185,14 @@ class _Search:
                 stage="tiny-config")
         if first.error is not None and self._hopeless(first):
             raise _attributed(first)
+        default: Attempt | None = None
+        if first.stage in ("config", "build") and first.error is not None:
+            default = self.probe(self.default_keep)  # on the meta device first: cheap
+            if default.error is not None and self._same_failure(first, default):
+                fewer = self.probe(frozenset({FIRST_LAYERS}))  # a kind of layer left out
+                if fewer.ok:
+                    return fewer
+                raise self._failure(first, default)
         queue = self.suspects(current, kept) if not current.ok else []
         while not current.ok and queue and len(self.attempts) < MAX_ATTEMPTS - 1:
             candidate = self.probe(kept | {queue.pop(0)})
@@ -189,20 +204,41 @@ class _Search:
                 queue = self.suspects(current, kept)
         if current.ok:
             return current
-        default = self.probe(frozenset(self.subconfigs + self.changed))
+        default = default or self.probe(self.default_keep)
         if default.ok:
             return default
         raise self._failure(first, default)
 
+    @property
+    def default_keep(self) -> frozenset[str]:
+        """Keep everything: the type's default config itself."""
+        return frozenset(self.subconfigs + self.changed)
+
     def _hopeless(self, attempt: Attempt) -> bool:
         """True when relaxing sizes cannot help: hwaccel's own code failed to make inputs,
-        or a library the model needs is missing."""
+        the model asks for an input hwaccel did not give it (its message names one of its
+        forward arguments that the inputs lack), or a library the model needs is missing."""
         assert attempt.error is not None
-        return (attempt.stage == "inputs" and raised_by_hwaccel(attempt.error)) or \
-            missing_dependency(attempt.error) is not None
+        message = str(attempt.error)
+        asked = [name for name in attempt.forward_parameters - attempt.inputs
+                 if len(name) > 3 and re.search(rf"\b{re.escape(name)}\b", message)]
+        return (attempt.stage == "inputs" and raised_by_hwaccel(attempt.error)) or bool(
+            asked and attempt.stage == "forward") or missing_dependency(
+            attempt.error) is not None
+
+    @staticmethod
+    def _same_failure(first: Attempt, default: Attempt) -> bool:
+        """True when the default config fails where and how the shrunk one did, in the
+        model's code (not hwaccel's)."""
+        return (default.stage == first.stage and default.signature == first.signature
+                and default.error is not None and not raised_by_hwaccel(default.error))
 
     def _failure(self, first: Attempt, default: Attempt) -> AttributedError:
-        """The error of a search that found nothing, attributed."""
+        """The error of a search that found nothing, attributed.
+
+        The model's failure when the type's own default config fails the same way: while
+        building it (before any input), or in its forward call on inputs a processor made.
+        """
         model_type = self.workload.ref.model_type
         tried = len(self.attempts)
         reason = f"{first.stage}: {one_line(first.error)} (at {where(first.error)})" \
@@ -213,15 +249,22 @@ class _Search:
                 f"no tiny config of {model_type!r} builds and runs ({tried} candidates tried, "
                 f"the type's default config has {size} parameters, too large to build "
                 f"here): {reason}"), stage="tiny-config")
-        same = (default.signature == first.signature and not raised_by_hwaccel(default.error)
-                and self.input_source != "synthetic")
-        if same:
+        if self._same_failure(first, default) and (
+                first.stage in ("config", "build") or self.input_source != "synthetic"):
             return AttributedError(MODEL, (
-                f"{model_type!r} fails with the type's own default config too, on inputs its "
-                f"processor made: {reason}"), stage=first.stage)
+                f"{model_type!r} fails with transformers' own default config too: "
+                f"{reason}"), stage=first.stage)
         return AttributedError(HARNESS, (
             f"no tiny config of {model_type!r} builds and runs ({tried} candidates tried, "
             f"the default config included): {reason}"), stage="tiny-config")
+
+
+def _forward_parameters(model: Any) -> frozenset[str]:
+    """The names of the arguments of a model's ``forward`` (none when it has no signature)."""
+    try:
+        return frozenset(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError, AttributeError):
+        return frozenset()
 
 
 def _attributed(attempt: Attempt) -> AttributedError:

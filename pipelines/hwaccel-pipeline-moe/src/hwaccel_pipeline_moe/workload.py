@@ -67,12 +67,10 @@ def _moe_fixes(values: dict[str, Any], default: dict[str, Any],
             overrides[key] = depth
     if isinstance(values.get("mlp_only_layers"), list) and last in values["mlp_only_layers"]:
         overrides["mlp_only_layers"] = [i for i in values["mlp_only_layers"] if i < last]
-    for key in ("layer_types", "layers_block_type"):  # hybrids keep an attention layer
-        pattern, full = values.get(key), default.get(key)
-        if isinstance(pattern, list) and pattern and isinstance(full, list):
-            missing = [kind for kind in dict.fromkeys(full) if kind not in pattern[:depth]]
-            if missing and len(missing) < depth:
-                overrides[key] = pattern[: depth - len(missing)] + missing
+    if max_experts(values) > 1:  # a default config that leaves top-k unset cannot route
+        for key in TOP_K_KEYS:
+            if key in values and values[key] is None:
+                overrides[key] = min(2, max_experts(values))
     kinds = values.get("mlp_layer_types")
     if (isinstance(kinds, list) and 0 < len(kinds) and "sparse" not in kinds
             and "sparse" in (default.get("mlp_layer_types") or ())):
@@ -93,9 +91,11 @@ class MoeWorkload(TextWorkload):
            (``first_k_dense_replace``, ``num_dense_layers``, ``*_sparse_step``,
            ``mlp_only_layers``, ``moe_layer_*_index``, ``mlp_layer_types``) are capped to
            the tiny depth; otherwise two layers could all be dense.
-        4. Hybrids with linear-attention layers (Qwen3-Next, Kimi-Linear) keep one layer of
-           every kind their default ``layer_types`` has; two tiny layers would otherwise be
-           all linear, which transformers cannot run.
+        4. A default config that leaves the experts per token unset (``None``, which no
+           router can take) routes every token to two experts.
+
+        (Hybrids with linear-attention layers keep one layer of every kind their default
+        ``layer_types`` has: the core's shrinker does that for every model.)
         """
         from hwaccel.tiny import tiny_config
 

@@ -8,11 +8,13 @@ the same tiny model has the same weights.
 
 from __future__ import annotations
 
+import inspect
 from functools import cached_property
 from typing import Any
 
 from hwaccel.models import TINY_SEED
 from hwaccel.workloads import TransformersWorkload
+from hwaccel_pipeline_text.side_inputs import side_inputs
 
 SENTENCES = (
     "Which hardware should this model run on?",
@@ -23,8 +25,28 @@ SENTENCES = (
 AUTO_CLASSES = {"causal_lm": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq2SeqLM",
                 "masked_lm": "AutoModelForMaskedLM", "encoder": "AutoModel"}
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model")
+BYTE_VALUES = 256  # ids of a model that states no vocabulary size and has no embedding table
+# auto-model tables tried, in order, for a model type the subfamily's auto class lacks
+FALLBACK_TASKS = ("BASE", "TEXT_ENCODING", "MASKED_LM", "PRETRAINING", "CAUSAL_LM",
+                  "SEQ_TO_SEQ_CAUSAL_LM", "SEQUENCE_CLASSIFICATION", "TOKEN_CLASSIFICATION",
+                  "QUESTION_ANSWERING", "MULTIPLE_CHOICE")
 _LM_SUFFIXES = ("ForCausalLM", "ForMaskedLM", "ForConditionalGeneration", "LMHeadModel",
                 "ForSeq2SeqLM", "MTModel")
+
+
+def class_from_tasks(model_type: str) -> Any | None:
+    """The first installed class that the auto-model tables of :data:`FALLBACK_TASKS` list
+    for ``model_type`` (a retrieval model that only the pre-training table names)."""
+    import transformers
+    from transformers.models.auto import modeling_auto
+
+    for task in FALLBACK_TASKS:
+        name = "MODEL_MAPPING_NAMES" if task == "BASE" else f"MODEL_FOR_{task}_MAPPING_NAMES"
+        found = getattr(modeling_auto, name, {}).get(model_type)
+        for class_name in (found,) if isinstance(found, str) else found or ():
+            if getattr(transformers, class_name, None) is not None:
+                return getattr(transformers, class_name)
+    return None
 
 
 class TextWorkload(TransformersWorkload):
@@ -58,10 +80,33 @@ class TextWorkload(TransformersWorkload):
         try:
             return auto._model_mapping[type(self.config)]
         except KeyError:
+            pass
+        found = class_from_tasks(str(self.config.model_type))
+        if found is None:
             from hwaccel.errors import HwaccelError
 
             raise HwaccelError(f"{auto.__name__} has no class for "
-                               f"{type(self.config).__name__}") from None
+                               f"{type(self.config).__name__}, nor has any auto-model table "
+                               "of its model type")
+        return found
+
+    @cached_property
+    def forward_parameters(self) -> frozenset[str]:
+        """The argument names the model class's ``forward`` accepts."""
+        return frozenset(inspect.signature(self.model_class.forward).parameters)
+
+    @cached_property
+    def vocab_size(self) -> int:
+        """Token ids run below this: the config's vocabulary, else the model's input
+        embedding table (models without a vocabulary, such as character-level ones, take
+        code points hashed into their own table)."""
+        vocab = getattr(self.text_config, "vocab_size", None)
+        if isinstance(vocab, int) and vocab > 0:
+            return vocab
+        try:
+            return int(self.skeleton().get_input_embeddings().num_embeddings)
+        except (AttributeError, NotImplementedError, TypeError):
+            return BYTE_VALUES
 
     @cached_property
     def tokenizer(self) -> Any | None:
@@ -88,10 +133,11 @@ class TextWorkload(TransformersWorkload):
                                                                 "token_type_ids")}
         else:
             generator = torch.Generator().manual_seed(TINY_SEED)
-            vocab = int(self.text_config.vocab_size)
+            vocab = self.vocab_size
             ids = torch.randint(min(4, vocab - 1), vocab, (batch_size, seq_len),
                                 generator=generator)
             inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        inputs.update(side_inputs(self.config, self.forward_parameters, batch_size, seq_len))
         if self.encoder_decoder:
             start = self._token_id("decoder_start_token_id", "pad_token_id")
             decoder = inputs["input_ids"].clone()
@@ -124,7 +170,7 @@ class TextWorkload(TransformersWorkload):
         out_seq = inputs["decoder_input_ids"].shape[1] if "decoder_input_ids" in inputs else seq
         name = self.model_class.__name__
         if name.endswith(_LM_SUFFIXES):
-            return {"logits": (batch, out_seq, int(self.text_config.vocab_size))}
+            return {"logits": (batch, out_seq, self.vocab_size)}
         if name.endswith("Model"):
             return {"last_hidden_state": (batch, out_seq, int(self.text_config.hidden_size))}
         return {}
