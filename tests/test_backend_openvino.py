@@ -372,7 +372,7 @@ def test_benchmark_records_the_difference_from_pytorch_and_conversion_failures(t
     assert (bert["device"], bert["precision"], bert["threads"]) == ("CPU", "fp32", 1)
     assert 0 <= bert["max_abs_diff"] < 1e-4
     assert bert["load_time_s"] > 0 and bert["p50_ms"] > 0
-    assert (ddpm["success"], ddpm["error_category"]) == (False, "conversion")
+    assert (ddpm["success"], ddpm["error_category"]) == (False, "backend")
     assert ddpm["error"] == ("openvino.convert_model takes a torch.nn.Module; "
                              "DDPMPipeline is not one")
     rows = hardware_rows(db)

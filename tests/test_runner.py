@@ -50,6 +50,11 @@ BODIES = {
     "raisy": """\
     raise RuntimeError("boom")
 """,
+    "vendory": """\
+    import json
+
+    json.loads("{ a vendor runtime refusing the graph")
+""",
     "killy": """\
     os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(30)
@@ -130,23 +135,31 @@ def test_exit_code_is_a_crash(with_plugins):
     assert "crashy is going down" in result.error  # the last line the job printed
 
 
-def test_exception_is_an_error(with_plugins):
+def test_an_exception_of_the_plugins_own_code_is_hwaccels(with_plugins):
     request = request_for("raisy")
     result = run_job(request, timeout_s=60)
-    assert_failure(result, request, "error")
+    assert_failure(result, request, "harness")
     assert "boom" in result.error
 
 
-def test_sigkill_is_killed(with_plugins):
+def test_an_exception_raised_in_the_vendors_code_is_the_backends(with_plugins):
+    request = request_for("vendory")
+    result = run_job(request, timeout_s=60)
+    assert_failure(result, request, "backend")
+    assert result.error.startswith("JSONDecodeError") and "decoder.py" in result.error
+
+
+def test_sigkill_is_a_crash(with_plugins):
     request = request_for("killy")
     result = run_job(request, timeout_s=60)
-    assert_failure(result, request, "killed")
+    assert_failure(result, request, "crash")
+    assert "SIGKILL" in result.error
 
 
 def test_no_plugin_for_the_backend(with_plugins):
     request = request_for("nobody")
     result = run_job(request, timeout_s=60)
-    assert_failure(result, request, "no-backend")
+    assert_failure(result, request, "unsupported")
     assert "nobody" in result.error
 
 

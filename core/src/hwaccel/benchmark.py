@@ -40,7 +40,8 @@ class Job:
 
 def _absent(backend: str, report: DetectionReport) -> HardwareInfo:
     known = [h for h in report.hardware if h.backend == backend]
-    reason = "; ".join(h.reason for h in known if h.reason) or "no device detected"
+    reasons = dict.fromkeys(h.reason for h in known if h.reason)  # devices share one reason
+    reason = "; ".join(reasons) or "no device detected"
     return HardwareInfo(backend=backend, device=backend, name=backend, available=False,
                         reason=reason, plugin=known[0].plugin if known else None)
 

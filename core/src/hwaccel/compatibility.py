@@ -40,6 +40,7 @@ LOW_MEMORY_FRACTION = 0.10  # a device with less than this share of its memory f
 MEMORY_CATEGORIES = frozenset({"oom", "killed", "out-of-memory"})
 # Benchmark error categories -> finding types; any other category keeps its name.
 _CATEGORY_TYPES: dict[str | None, str] = {
+    "harness": "hwaccel_bug", "model": "model_failed", "backend": "backend_failed",
     "oom": "memory_pressure", "killed": "memory_pressure", "out-of-memory": "memory_pressure",
     "conversion": "conversion_failed", "unavailable": "backend_absent",
     "model-unavailable": "model_unavailable", "template": "missing_template",
@@ -111,6 +112,18 @@ RECOMMENDATIONS: dict[str, tuple[str, ...]] = {
     "model_unclassified": (
         "Give evidence: `hwaccel classify MODEL --task TASK` or `--class MODEL_CLASS`",
         "Install the pipeline plugin that the reason names, if it names one"),
+    "hwaccel_bug": (
+        "This failure is hwaccel's own (it could not build the model or its inputs, or a "
+        "check assumed what the backend lacks): report it with the message",
+        "Run `hwaccel benchmark MODEL --backend cpu` to see whether it fails there too"),
+    "model_failed": (
+        "The model raises on the CPU reference in eager PyTorch: check the model's config "
+        "and its transformers version, or report it to the model's authors",),
+    "backend_failed": (
+        "The backend's converter or runtime refused the model, or its outputs diverged "
+        "from the CPU reference: upgrade the backend's runtime, or run the model elsewhere",),
+    "missing_dependency": (
+        "Install the package the message names (pip install ...), then run again",),
     "benchmark_failed": (
         "Rerun `hwaccel benchmark MODEL --backend B` to reproduce the error",),
     "test_failed": (

@@ -79,7 +79,7 @@ def render(model: str, classification: Classification, backend: str, plugins: Pl
     exposes = PYTORCH_MODULE if backend_part.exposes is None else backend_part.exposes
     source = _ENV.get_template("test_module.py.j2").render(
         version=importlib.metadata.version("hwaccel-core"), lit=lit,
-        exposes=repr(tuple(exposes)), features=pprint.pformat(FEATURES, width=88),
+        exposes=repr(tuple(exposes)), features=pprint.pformat(FEATURES, width=76),
         classification=pprint.pformat(classification.to_dict(), width=88, sort_dicts=True),
         slots=slots, slot_order=slot_order, body=body.strip("\n"),
         imports=_merge_imports(slots.get("imports", ""),

@@ -16,6 +16,8 @@ from hwaccel.types import TemplatePart
 # What a workload-based test body imports, and the backend slots it calls.
 WORKLOAD_IMPORTS = """\
 import torch
+from hwaccel import failures
+from hwaccel.failures import stage
 from hwaccel.types import Classification
 from hwaccel.workloads import load_workload"""
 BACKEND_SLOTS = ("imports", "availability", "placement", "synchronize", "cleanup", "tolerance")

@@ -49,7 +49,8 @@ def build_report(store: Store, *, run_ids: Sequence[str] | None = None) -> dict[
     :raises UsageError: when a requested run id has neither rows nor a ``runs`` entry.
 
     Keys: ``generated``, ``database``, ``run_ids``, ``summary``, ``backends`` (cpu first,
-    then alphabetical), ``cells``, ``matrix``, ``fastest``, ``memory``, ``trends``, ``runs``.
+    then alphabetical), ``cells``, ``matrix``, ``failures`` (failed cells by whose failure
+    they are, hwaccel's own first), ``fastest``, ``memory``, ``trends``, ``runs``.
     A caller may add ``compatibility`` before rendering.
     """
     if isinstance(run_ids, str):
@@ -71,6 +72,7 @@ def build_report(store: Store, *, run_ids: Sequence[str] | None = None) -> dict[
         "backends": backends,
         "cells": cells,
         "matrix": build_matrix(cells, backends),
+        "failures": failures_by_category(cells),
         "fastest": fastest(cells),
         "memory": peak_memory(cells, backends),
         "trends": trends(_fetch_history(store, columns), cells),
@@ -140,6 +142,24 @@ def summarize(cells: list[dict[str, Any]]) -> dict[str, int]:
     return {"cells": len(cells), "passed": counts["pass"], "failed": counts["fail"],
             "not_tested": counts["not-tested"], "models": len({c["model"] for c in cells}),
             "backends": len({c["backend"] for c in cells})}
+
+
+def failures_by_category(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The failed cells grouped by category, in the order of
+    :data:`hwaccel.failures.FAILURE_CATEGORIES` (``harness``, hwaccel's own, first), then any
+    other category an older row recorded; each group has ``category``, ``count`` and
+    ``cells`` (model, pipeline, backend, device and the reason)."""
+    from hwaccel.failures import FAILURE_CATEGORIES
+
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for cell in cells:
+        if cell["status"] == "fail":
+            groups[cell["category"] or "unknown"].append(
+                {k: cell[k] for k in ("model", "pipeline", "backend", "device", "reason")})
+    order = {c: i for i, c in enumerate(FAILURE_CATEGORIES)}
+    return [{"category": category, "count": len(members), "cells": members}
+            for category, members in sorted(groups.items(),
+                                            key=lambda g: (order.get(g[0], len(order)), g[0]))]
 
 
 def build_matrix(cells: list[dict[str, Any]], backends: list[str]) -> list[dict[str, Any]]:
@@ -300,6 +320,7 @@ def _cell(row: dict[str, Any]) -> dict[str, Any]:
         "load_avg": _number(row["load_avg"]), "precision": row["precision"],
         "batch_size": row["batch_size"], "seq_len": row["seq_len"],
         "test_status": row["test_status"], "test_summary": row["test_summary"],
+        "category": row["error_category"] if status == "fail" else None,
         "source": row["source"], "node": row["node"], "run_id": row["run_id"],
         "timestamp": _iso(row["timestamp"]), "speedup_vs_cpu": None,
     }

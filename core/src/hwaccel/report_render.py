@@ -95,6 +95,7 @@ def render_markdown(data: dict[str, Any]) -> str:
     """Return the report as Markdown: matrix, per-model results, fastest, memory, trends."""
     lines = ["# hwaccel compatibility report", "", *_md_header(data), ""]
     for title, body in (("Compatibility matrix (pipeline x backend)", _md_matrix(data)),
+                        ("Failures by whose they are", _md_failures(data)),
                         ("Results per model", _md_cells(data)),
                         ("Fastest backend per model", _md_fastest(data)),
                         ("Peak memory per model and backend", _md_memory(data)),
@@ -147,6 +148,18 @@ def _md_entry(entry: dict[str, Any] | None, notes: dict[str, int]) -> str:
     elif entry and entry["reasons"]:
         text += ": " + "; ".join(shorten(r) for r in entry["reasons"])
     return text
+
+
+def _md_failures(data: dict[str, Any]) -> list[str]:
+    if not data["failures"]:
+        return ["No cell failed."]
+    lines = [_md(", ".join(f"{g['category']} {g['count']}" for g in data["failures"])), ""]
+    for group in data["failures"]:
+        lines += [f"### {_md(group['category'])} ({group['count']})", "",
+                  *_md_table(["model", "pipeline", "backend", "device", "reason"],
+                             [[c["model"], c["pipeline"], c["backend"], c["device"],
+                               shorten(c["reason"], 240)] for c in group["cells"]]), ""]
+    return lines[:-1]
 
 
 def _md_cells(data: dict[str, Any]) -> list[str]:
@@ -346,7 +359,13 @@ def _bar_chart(kind: str, title: str, y_title: str, items: list[dict[str, Any]],
     x = max(_LEFT + _GROUP_GAP / 2,
             reach + 8 - (len(first_members) * (_BAR_W + _BAR_GAP) - _BAR_GAP) / 2)
     for pipeline, models in groups:
-        band_start = x
+        text = pipeline or "unclassified"
+        # a band is at least as wide as its label, so neighbouring labels never overlap
+        bars = sum(len(m) * (_BAR_W + _BAR_GAP) - _BAR_GAP for _, m in models) + \
+            (len(models) - 1) * _GROUP_GAP
+        spare = max(0.0, len(text) * _CHAR_W - bars) / 2
+        x += spare
+        band_start = x - spare
         for model, members in models:
             start = x
             for item in members:
@@ -357,9 +376,9 @@ def _bar_chart(kind: str, title: str, y_title: str, items: list[dict[str, Any]],
                 x += _BAR_W + _BAR_GAP
             chart["x_labels"].append(_x_label((start + x - _BAR_GAP) / 2, bottom, model))
             x += _GROUP_GAP - _BAR_GAP
+        x += spare
         chart["bands"].append({"x": round((band_start + x - _GROUP_GAP) / 2, 1),
-                               "sep": round(x - _GROUP_GAP / 2, 1),
-                               "text": pipeline or "unclassified"})
+                               "sep": round(x - _GROUP_GAP / 2, 1), "text": text})
     chart["bands"][-1]["sep"] = None
     return _finish(chart, x - _GROUP_GAP / 2, [(b, colour[b]) for b in backends
                                                if any(i["backend"] == b for i in items)])

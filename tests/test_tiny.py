@@ -1,0 +1,83 @@
+"""Tiny configs that hold together: coupled sizes stay consistent after shrinking.
+
+Every expectation is derived from the installed transformers' default config of the type or
+from the tiny config's own other values, never copied from the shrinker.
+"""
+
+from __future__ import annotations
+
+from hwaccel.tiny import (
+    FIRST_LAYERS,
+    TINY_HEADS,
+    TINY_LAYERS,
+    default_values,
+    tiny_config,
+)
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def test_stage_heads_divide_stage_widths():
+    config = tiny_config("swin")  # per-stage heads 3, 6, 12, 24 in the default
+    for stage, heads in enumerate(config.num_heads):
+        assert _is_pow2(heads) and heads <= TINY_HEADS
+        assert (config.embed_dim * 2 ** stage) % heads == 0
+    # a size the class derives from others is derived again, not copied
+    assert config.hidden_size == config.embed_dim * 2 ** (len(config.depths) - 1)
+
+
+def test_a_neck_keeps_reading_the_channels_its_backbone_gives():
+    default = default_values("d_fine")
+    config = tiny_config("d_fine")
+    backbone = dict(zip(default["backbone_config"]["hidden_sizes"],
+                        config.backbone_config.hidden_sizes, strict=True))
+    # the encoder's input channels were copies of backbone stage widths: still the same ones
+    assert config.encoder_in_channels == [backbone[c] for c in default["encoder_in_channels"]]
+
+
+def test_one_layer_of_every_kind_a_pattern_names():
+    default = default_values("dory")
+    config = tiny_config("dory")
+    kinds = set(default["layer_types"])
+    assert set(config.layer_types) == kinds and len(config.layer_types) == len(kinds)
+    assert config.num_hidden_layers == len(config.layer_types) < default["num_hidden_layers"]
+
+
+def test_first_layers_only_when_asked():
+    default = default_values("gemma3_text")  # five sliding-window layers, then a full one
+    assert set(tiny_config("gemma3_text").layer_types) == set(default["layer_types"])
+    config = tiny_config("gemma3_text", frozenset({FIRST_LAYERS}))
+    assert config.layer_types == default["layer_types"][:TINY_LAYERS]
+
+
+def test_layer_indices_are_renumbered_with_the_layers_kept():
+    config = tiny_config("kolibri1_1")  # layers read keys and values of earlier layers
+    sources = config.kv_source_layers
+    assert len(sources) == config.num_hidden_layers
+    assert all(0 <= source <= layer for layer, source in enumerate(sources))
+
+
+def test_rotary_sections_fit_the_tiny_head():
+    text = tiny_config("qwen2_vl").text_config
+    head_dim = text.hidden_size // text.num_attention_heads
+    assert sum(text.rope_parameters["mrope_section"]) == head_dim // 2
+
+
+def test_kept_keys_stay_at_their_defaults():
+    default = default_values("bert")
+    config = tiny_config("bert", frozenset({"hidden_size"}))
+    assert config.hidden_size == default["hidden_size"]
+    assert config.num_hidden_layers < default["num_hidden_layers"]
+    assert config.vocab_size < default["vocab_size"]
+
+
+def test_token_ids_stay_inside_the_vocabulary_and_apart():
+    config = tiny_config("gpt2")
+    assert config.bos_token_id == config.eos_token_id < config.vocab_size
+    llava = tiny_config("llava")
+    vocab = llava.text_config.vocab_size
+    assert llava.image_token_index < vocab
+    assert llava.image_token_index not in {llava.text_config.bos_token_id,
+                                           llava.text_config.eos_token_id}

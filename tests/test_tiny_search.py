@@ -1,0 +1,138 @@
+"""The tiny-config search: shrink, check by building and running, relax, remember, attribute.
+
+The workloads here are small subclasses of the core's ``TransformersWorkload`` around a real
+BERT whose forward call refuses what a fussy model would; their refusals are raised from
+this test module, which stands for a model's own code (not hwaccel's).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hwaccel import tiny_search
+from hwaccel.failures import AttributedError
+from hwaccel.models import resolve_model
+from hwaccel.tiny import default_values
+from hwaccel.types import Classification
+from hwaccel.workloads import TransformersWorkload
+
+
+class BertWorkload(TransformersWorkload):
+    """A bare BERT encoder on seeded token ids."""
+
+    @property
+    def model_class(self) -> Any:
+        import transformers
+
+        return transformers.BertModel
+
+    def make_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
+        import torch
+
+        ids = torch.randint(4, int(self.config.vocab_size), (batch_size, seq_len),
+                            generator=torch.Generator().manual_seed(0))
+        return {"input_ids": ids}
+
+    def forward(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+        return {"last_hidden_state": model(**inputs).last_hidden_state}
+
+
+class NarrowRefusing(BertWorkload):
+    """Refuses any width below the type's default, naming the key it needs."""
+
+    def forward(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+        if model.config.hidden_size < default_values("bert")["hidden_size"]:
+            raise ValueError(f"hidden_size {model.config.hidden_size} is too narrow")
+        return super().forward(model, inputs)
+
+
+class NeverBuilds(BertWorkload):
+    """A model class that cannot be built from any config, its default one included."""
+
+    @property
+    def model_class(self) -> Any:
+        def broken(config: Any) -> Any:
+            raise TypeError("empty() takes 1 positional argument but 3 were given")
+        return broken
+
+
+class AsksForAnInput(BertWorkload):
+    """A model whose forward demands an argument the inputs lack."""
+
+    def forward(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+        raise ValueError("You have to specify token_type_ids")
+
+
+class NeedsALibrary(BertWorkload):
+    """A model that imports an optional library when it runs."""
+
+    def forward(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+        raise ModuleNotFoundError("No module named 'fancylib'", name="fancylib")
+
+
+def workload(cls: type) -> TransformersWorkload:
+    ref = resolve_model("tiny:bert")
+    return cls(ref, Classification(model="tiny:bert", family="embedding", pipeline="text"))
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HWACCEL_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def count_probes(monkeypatch) -> list[frozenset[str]]:
+    """Record the candidates the search builds."""
+    probed: list[frozenset[str]] = []
+    original = tiny_search._Search.probe
+
+    def probe(self, keep, limit=tiny_search.MAX_PARAMETERS):
+        probed.append(keep)
+        return original(self, keep, limit)
+
+    monkeypatch.setattr(tiny_search._Search, "probe", probe)
+    return probed
+
+
+def test_a_key_the_error_names_keeps_its_default_and_the_rest_stays_tiny(monkeypatch):
+    probed = count_probes(monkeypatch)
+    default = default_values("bert")
+    config = workload(NarrowRefusing).config
+    assert config.hidden_size == default["hidden_size"]
+    assert config.num_hidden_layers < default["num_hidden_layers"]
+    assert config.vocab_size < default["vocab_size"]
+    assert probed[:2] == [frozenset(), frozenset({"hidden_size"})]  # the named key first
+
+
+def test_what_worked_is_remembered(monkeypatch):
+    first = workload(NarrowRefusing).config
+    probed = count_probes(monkeypatch)
+    again = workload(NarrowRefusing).config
+    assert probed == [] and again.to_dict() == first.to_dict()
+
+
+def test_a_type_whose_default_config_cannot_build_is_the_models_failure():
+    with pytest.raises(AttributedError) as caught:
+        _ = workload(NeverBuilds).config
+    assert caught.value.category == "model"
+    assert "default config too" in caught.value.message
+    assert "empty() takes 1 positional argument" in caught.value.message
+
+
+def test_an_input_the_model_asks_for_stops_the_search_at_once(monkeypatch):
+    probed = count_probes(monkeypatch)
+    with pytest.raises(AttributedError) as caught:
+        _ = workload(AsksForAnInput).config
+    assert caught.value.category == "harness"  # hwaccel did not give the input
+    assert "token_type_ids" in caught.value.message
+    assert len(probed) == 1
+
+
+def test_a_missing_library_is_named_not_relaxed_around(monkeypatch):
+    probed = count_probes(monkeypatch)
+    with pytest.raises(AttributedError) as caught:
+        _ = workload(NeedsALibrary).config
+    assert caught.value.category == "missing-dependency"
+    assert caught.value.message.endswith("pip install fancylib")
+    assert len(probed) == 1
