@@ -131,6 +131,7 @@ class TextWorkload(TransformersWorkload):
                                      max_length=seq_len, return_tensors="pt")
             inputs = {k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask",
                                                                 "token_type_ids")}
+            self.input_source = "processor"
         else:
             generator = torch.Generator().manual_seed(TINY_SEED)
             vocab = self.vocab_size
