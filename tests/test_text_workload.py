@@ -37,3 +37,35 @@ def test_tiny_text_model_runs_forward_and_generate(plugins, model_type):
 def test_tiny_builds_are_identical(plugins):
     workload = load_workload("tiny:llama")
     assert_same_weights(workload.load_model(), workload.load_model())
+
+
+# Types that failed through hwaccel's own doing before issue 14: a coupled size broken by the
+# shrinker (blt's global width, kolibri's shared-KV layer indices, longcat's latent head
+# sizes, qwen4's layer kinds, colqwen2's rotary sections), an input the model takes beside
+# its token ids (bros's boxes, lxmert's region features, xmod's language ids), no vocabulary
+# (canine), no padding id (esm), an unset top-k (deepseek_v2).
+PREVIOUSLY_FAILING = ["blt", "bros", "lxmert", "xmod", "canine", "esm", "colqwen2",
+                      "kolibri1_1", "longcat_flash", "qwen4_exp_text", "deepseek_v2"]
+
+
+@pytest.mark.parametrize("model_type", PREVIOUSLY_FAILING)
+def test_previously_failing_text_types_run(plugins, model_type):
+    classification = classify(f"tiny:{model_type}", plugins).classification
+    workload = load_workload(f"tiny:{model_type}", classification)
+    workload.prepare()
+    model = workload.load_model()
+    inputs = workload.make_inputs(1, 32)  # what `hwaccel benchmark` runs by default
+    outputs = workload.forward(model, inputs)
+    expected = workload.expected_shapes(inputs)
+    assert {name: tuple(outputs[name].shape) for name in expected} == expected
+    assert all(value.shape[0] == 1 for value in outputs.values())
+
+
+def test_a_type_whose_own_default_config_is_broken_is_the_models_failure(plugins):
+    from hwaccel.failures import AttributedError
+
+    workload = load_workload("tiny:dbrx", classify("tiny:dbrx", plugins).classification)
+    with pytest.raises(AttributedError) as caught:
+        workload.prepare()
+    assert caught.value.category == "model"
+    assert "transformers' own default config" in caught.value.message

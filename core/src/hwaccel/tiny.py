@@ -170,6 +170,10 @@ def _shrink(values: dict[str, Any], every_kind: bool = True) -> dict[str, Any]:
                 # renumbered, or the layer itself when its source is not kept
                 kept = [chosen.index(v) if v in chosen else new for new, v in enumerate(kept)]
             out[key] = kept
+        for key, value in values.items():  # lists of some layers' indices (dense layers)
+            if ("layer" in key and key not in per_layer and _int_list(value)
+                    and all(0 <= v < depth for v in value)):
+                out[key] = [chosen.index(v) for v in value if v in chosen]
     for key in values:  # every other vocabulary (source, target, entities, hash tables)
         if "vocab" in key and key != "vocab_size":
             cap((key,), TINY_VOCAB)
@@ -295,8 +299,11 @@ def _link_of(key: str, value: int, links: dict[str, dict[int, set[int]]]) -> int
 
 
 def _linked(key: str, value: Any, links: dict[str, dict[int, set[int]]]) -> Any:
-    """``value`` with default sizes replaced by what they shrank to (see :func:`_width_map`)."""
-    if not _SIZE_LIKE.search(key) or _NOT_A_WIDTH.search(key):
+    """``value`` with default sizes replaced by what they shrank to (see :func:`_width_map`).
+
+    Group counts equal to a width (a depthwise convolution's groups) follow it too."""
+    sized = _SIZE_LIKE.search(key) and not _NOT_A_WIDTH.search(key)
+    if not (sized or key.endswith("groups")):
         return value
     if _is_int(value):
         found = _link_of(key, value, links)

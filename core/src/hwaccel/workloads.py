@@ -113,6 +113,20 @@ class TransformersWorkload(BaseWorkload):
                 return cls
         return None
 
+    def output_fields(self) -> frozenset[str] | None:
+        """The fields of the output class the model class's ``forward`` declares it returns
+        (``last_hidden_state``, ``logits``, ...); ``None`` when its annotation names none."""
+        import dataclasses
+        import typing
+
+        try:
+            returned = typing.get_type_hints(self.model_class.forward).get("return")
+        except Exception:  # noqa: BLE001 - an annotation that does not resolve says nothing
+            return None
+        fields = {f.name for option in (typing.get_args(returned) or (returned,))
+                  if dataclasses.is_dataclass(option) for f in dataclasses.fields(option)}
+        return frozenset(fields) or None
+
     def folder_preprocessor(self, auto_class: str, marker_files: tuple[str, ...]) -> Any | None:
         """The model folder's preprocessor, or ``None`` when the folder ships none.
 

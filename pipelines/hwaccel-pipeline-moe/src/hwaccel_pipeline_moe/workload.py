@@ -65,6 +65,9 @@ def _moe_fixes(values: dict[str, Any], default: dict[str, Any],
     for key in ("encoder_sparse_step", "decoder_sparse_step"):
         if _int(values.get(key)) and values[key] > depth:
             overrides[key] = depth
+    for key in values:  # counts of sparse layers a class spreads over the depth (Switch)
+        if key.startswith("num_sparse") and _int(values[key]) and values[key] > depth:
+            overrides[key] = depth
     if isinstance(values.get("mlp_only_layers"), list) and last in values["mlp_only_layers"]:
         overrides["mlp_only_layers"] = [i for i in values["mlp_only_layers"] if i < last]
     if max_experts(values) > 1:  # a default config that leaves top-k unset cannot route
@@ -89,8 +92,9 @@ class MoeWorkload(TextWorkload):
            default config with as many key/value heads as query heads keeps that equality.
         3. At least one layer keeps its experts: layer-placement keys
            (``first_k_dense_replace``, ``num_dense_layers``, ``*_sparse_step``,
-           ``mlp_only_layers``, ``moe_layer_*_index``, ``mlp_layer_types``) are capped to
-           the tiny depth; otherwise two layers could all be dense.
+           ``num_sparse_*_layers``, ``mlp_only_layers``, ``moe_layer_*_index``,
+           ``mlp_layer_types``) are capped to the tiny depth; otherwise two layers could all
+           be dense.
         4. A default config that leaves the experts per token unset (``None``, which no
            router can take) routes every token to two experts.
 
@@ -147,10 +151,15 @@ class MoeWorkload(TextWorkload):
         Read from the config's placement keys: ``mlp_layer_types`` (``"sparse"`` entries);
         an explicit ``moe_layers`` list;
         ``<stack>_sparse_step`` (Switch: every step-th layer from layer 1; others: every
-        step-th layer, 1-based) minus ``mlp_only_layers``; ``first_k_dense_replace`` /
-        ``num_dense_layers`` (dense first layers); ``moe_layer_start_index`` /
-        ``moe_layer_end_index`` / ``moe_layer_interval``; else every layer.
+        step-th layer, 1-based); ``first_k_dense_replace`` / ``num_dense_layers`` (dense
+        first layers); ``moe_layer_start_index`` / ``moe_layer_end_index`` /
+        ``moe_layer_interval``; else every layer. Layers ``mlp_only_layers`` names are dense.
         """
+        dense = set(getattr(self.text_config, "mlp_only_layers", None) or ())
+        return tuple(i for i in self._sparse_layers(stack) if i not in dense)
+
+    def _sparse_layers(self, stack: str) -> tuple[int, ...]:
+        """The layers the placement keys give experts, before ``mlp_only_layers``."""
         cfg = self.text_config
         depth = self._depth(stack)
         layers = range(depth)
@@ -168,8 +177,7 @@ class MoeWorkload(TextWorkload):
                 chosen = [i for i in layers if step == 1 or i % step == 1]
             else:
                 chosen = [i for i in layers if (i + 1) % step == 0]
-            dense = set(getattr(cfg, "mlp_only_layers", None) or ())
-            return tuple(i for i in chosen if i not in dense)
+            return tuple(chosen)
         for key in ("first_k_dense_replace", "num_dense_layers"):
             first = _int(getattr(cfg, key, None))
             if first is not None:
@@ -224,9 +232,22 @@ class MoeWorkload(TextWorkload):
                 if count:
                     shapes[f"{stack}_router_logits"] = (batch, count, length, self.num_experts)
         else:
-            count = len(self.moe_layer_indices("decoder"))
-            shapes["router_logits"] = (batch, count, seq, self.num_experts)
+            count, width = self.router_layout
+            shapes["router_logits"] = (batch, count or len(self.moe_layer_indices("decoder")),
+                                       seq, width or self.num_experts)
         return shapes
+
+    @cached_property
+    def router_layout(self) -> tuple[int, int | None]:
+        """(routers, logits per token) of the model's own router modules, read from the
+        model built on the meta device: the layers that really route (a config may count
+        sub-layers) and the columns they score (routed experts plus, in some models, the
+        "zero" experts that skip computation). ``(0, None)`` when no router is found."""
+        routers = router_modules(self.skeleton())
+        hidden = int(self.text_config.hidden_size)
+        widths = {int(p.shape[0]) for router in routers for p in router.parameters()
+                  if p.dim() == 2 and p.shape[1] == hidden}  # the scoring projection
+        return len(routers), (widths.pop() if len(widths) == 1 else None)
 
     def routes_by_top_logits(self, model: Any) -> bool:
         """True when each token's experts are the top-k of its router logits.
@@ -255,13 +276,8 @@ class MoeWorkload(TextWorkload):
         def record(index: int, module: Any, args: Any, output: Any) -> None:
             calls.append((output, index))
 
-        handles = []
-        for name, module in model.named_modules():
-            for target, class_name, index in specs:
-                if ((target is not None and isinstance(module, target))
-                        or (class_name is not None and name.endswith(class_name))):
-                    handles.append(module.register_forward_hook(partial(record, index)))
-                    break
+        handles = [module.register_forward_hook(partial(record, index))
+                   for module, index in _routers_with_index(model, specs)]
         try:
             with torch.inference_mode():
                 model(**inputs, use_cache=False)
@@ -293,6 +309,24 @@ class MoeWorkload(TextWorkload):
             values, picked = mask.to(torch.float32).topk(self.top_k or 1, dim=-1)
             chosen = torch.where(values > 0, picked, torch.full_like(picked, -1))
         return {"logits": flat, "experts": chosen}
+
+
+def _routers_with_index(model: Any, specs: list[tuple[Any, str | None, int]]
+                        ) -> list[tuple[Any, int]]:
+    """The modules of ``model`` that ``specs`` name as routers, each with its logits index."""
+    found = []
+    for name, module in model.named_modules():
+        for target, class_name, index in specs:
+            if ((target is not None and isinstance(module, target))
+                    or (class_name is not None and name.endswith(class_name))):
+                found.append((module, index))
+                break
+    return found
+
+
+def router_modules(model: Any) -> list[Any]:
+    """The router modules of ``model`` (those its classes record router logits from)."""
+    return [module for module, _ in _routers_with_index(model, _router_specs(model))]
 
 
 def _router_specs(model: Any) -> list[tuple[Any, str | None, int]]:

@@ -170,9 +170,10 @@ class TextWorkload(TransformersWorkload):
         batch, seq = inputs["input_ids"].shape
         out_seq = inputs["decoder_input_ids"].shape[1] if "decoder_input_ids" in inputs else seq
         name = self.model_class.__name__
-        if name.endswith(_LM_SUFFIXES):
+        fields = self.output_fields()
+        if name.endswith(_LM_SUFFIXES) and (fields is None or "logits" in fields):
             return {"logits": (batch, out_seq, self.vocab_size)}
-        if name.endswith("Model"):
+        if name.endswith("Model") and (fields is None or "last_hidden_state" in fields):
             return {"last_hidden_state": (batch, out_seq, int(self.text_config.hidden_size))}
         return {}
 
