@@ -3,6 +3,11 @@
 Expected family and pipeline are copied from shared/TAXONOMY.md (rule 4: whisper, wav2vec2 ->
 audio/audio); expected subfamilies from the table in hwaccel_pipeline_audio's docstring. Sizes
 are read from the models' own configs and modules, never from the workload under test.
+
+The composite and codebook types (transducers, MusicGen, Dia, speech encoder-decoders,
+wav2vec2-BERT, Canary) once failed because their inputs were shaped for a plain speech
+recogniser; each kind has a test that runs one and checks its inputs and outputs against its
+config.
 """
 
 from __future__ import annotations
@@ -155,4 +160,102 @@ def test_benchmark_records_a_success(tmp_path):
     assert json.loads(row["output_shape"]) == {
         "logits": [2, 8, config.vocab_size],
         "encoder_last_hidden_state": [2, config.max_source_positions, config.d_model]}
+
+
+
+def run_tiny(plugins, model_type, batch_size=2, seq_len=8):
+    """Build ``tiny:<model_type>``, make its inputs and run it; check the shapes the workload
+    expects (those it can tell from the config) and that every output keeps the batch size."""
+    workload, model = workload_and_model(f"tiny:{model_type}", plugins)
+    inputs = workload.make_inputs(batch_size, seq_len)
+    outputs = workload.forward(model, inputs)
+    expected = workload.expected_shapes(inputs)
+    assert {name: tuple(outputs[name].shape) for name in expected} == expected
+    assert all(value.shape[0] == batch_size for value in outputs.values())
+    return workload, model.config, inputs, outputs
+
+
+def test_a_tdt_transducer_starts_its_prediction_network_from_the_blank_label(plugins):
+    workload, config, inputs, outputs = run_tiny(plugins, "parakeet_tdt")
+    assert inputs["decoder_input_ids"].tolist() == [[config.blank_token_id]] * 2
+    assert inputs["input_features"].shape[-1] == config.encoder_config.num_mel_bins
+    assert workload.input_source == "processor-class"
+    frames = outputs["last_hidden_state"].shape[1]
+    # the joint network scores every token and every duration at every encoder frame
+    assert tuple(outputs["logits"].shape) == (
+        2, frames, config.vocab_size + len(config.durations))
+
+
+def test_musicgen_reads_text_of_its_encoder_and_one_decoder_row_per_codebook(plugins):
+    _, config, inputs, outputs = run_tiny(plugins, "musicgen")
+    codebooks = config.decoder.num_codebooks
+    assert tuple(inputs["decoder_input_ids"].shape) == (2 * codebooks, 8)
+    assert int(inputs["input_ids"].max()) < config.text_encoder.vocab_size
+    assert tuple(outputs["logits"].shape) == (2, codebooks, 8, config.decoder.vocab_size)
+
+
+def test_dia_takes_its_audio_channels_in_the_last_dimension(plugins):
+    _, config, inputs, outputs = run_tiny(plugins, "dia")
+    channels = config.decoder_config.num_channels
+    assert tuple(inputs["decoder_input_ids"].shape) == (2, 8, channels)
+    assert int(inputs["input_ids"].max()) < config.encoder_config.vocab_size
+    assert tuple(outputs["logits"].shape) == (2, channels, 8, config.decoder_config.vocab_size)
+
+
+def test_a_speech_encoder_decoder_takes_what_its_encoder_takes(plugins):
+    from transformers import AutoModel
+
+    workload, config, inputs, outputs = run_tiny(plugins, "speech-encoder-decoder")
+    encoder_input = AutoModel.from_config(config.encoder).main_input_name
+    assert workload.main_input == encoder_input and inputs[encoder_input].dim() == 2
+    assert tuple(outputs["logits"].shape) == (2, 8, config.decoder.vocab_size)
+
+
+def test_wav2vec2_bert_gets_the_features_its_config_documents(plugins):
+    workload, config, inputs, outputs = run_tiny(plugins, "wav2vec2-bert")
+    # transformers maps the type to a raw-sample extractor; its config documents the
+    # SeamlessM4T extractor, whose stacked mel frames the feature projection takes
+    assert type(workload.feature_extractor).__name__ == "SeamlessM4TFeatureExtractor"
+    features = inputs["input_features"]
+    assert features.shape[-1] == config.feature_projection_input_dim
+    assert tuple(outputs["logits"].shape) == (2, features.shape[1], config.vocab_size)
+
+
+def test_canary_mel_bins_come_from_its_encoder_config(plugins):
+    _, config, inputs, outputs = run_tiny(plugins, "canary")
+    assert inputs["input_features"].shape[-1] == config.encoder_config.num_mel_bins
+    assert inputs["decoder_input_ids"][:, 0].tolist() == [config.decoder_start_token_id] * 2
+    assert tuple(outputs["logits"].shape) == (2, 8, config.decoder_config.vocab_size)
+
+
+def test_a_class_without_forward_fails_with_a_clear_reason(plugins):
+    from transformers import BarkModel
+
+    from hwaccel.errors import HwaccelError
+
+    workload = load_workload("tiny:bark", classify("tiny:bark", plugins).classification)
+    assert "forward" not in vars(BarkModel)
+    with pytest.raises(HwaccelError, match="BarkModel defines no forward"):
+        workload.make_inputs(1, 4)
+
+
+def test_a_bare_whisper_model_checkpoint_without_processor_files_runs(plugins, tmp_path):
+    from transformers import WhisperModel
+
+    from hwaccel.tiny import tiny_config
+
+    config = tiny_config("whisper")
+    WhisperModel(config).save_pretrained(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["config.json",
+                                                               "model.safetensors"]
+    workload = load_workload(str(tmp_path), classify(str(tmp_path), plugins).classification)
+    assert workload.model_class is WhisperModel
+    inputs = workload.make_inputs(2, 5)
+    assert inputs["input_features"].shape[1] == config.num_mel_bins
+    assert inputs["decoder_input_ids"][:, 0].tolist() == [config.decoder_start_token_id] * 2
+    outputs = workload.forward(workload.load_model(), inputs)
+    assert tuple(outputs["last_hidden_state"].shape) == (2, 5, config.d_model)
+    expected = workload.expected_shapes(inputs)
+    assert {name: tuple(outputs[name].shape) for name in expected} == expected
+    assert not workload.generative  # a bare model has no LM head to generate with
 

@@ -13,11 +13,18 @@ the sampling rate of the model's feature extractor (else its config). Its length
 
 The feature extractor then makes the model's inputs: raw ``input_values`` (wav2vec2-style) or
 log-mel ``input_features`` (Whisper-style). It is the folder's own for real checkpoints and,
-for ``tiny:`` models, the default one of the model type with the config's sizes
-(``num_mel_bins``, ``sampling_rate``). Sequence-to-sequence models also get
-``decoder_input_ids``: the decoder start token, then seeded token ids, ``seq_len`` in all
-(capped at ``max_target_positions``). Speech-synthesis models take ``seq_len`` seeded token
-ids (the tokenizer's encoding of a sentence when the folder ships one).
+for ``tiny:`` models, the class transformers names for the model type (or its sub-configs'
+types) with the config's sizes (:mod:`hwaccel_pipeline_audio.features`); a model of raw
+samples whose type names none takes the waveform itself. Models that take text (speech
+synthesis, text-to-music) get ``seq_len`` token ids of their encoder's vocabulary (the
+tokenizer's encoding of a sentence when the folder ships one).
+
+Models whose ``forward`` takes ``decoder_input_ids`` also get them: the decoder start token,
+then seeded ids of the decoder's vocabulary, ``seq_len`` in all (capped at the decoder's
+positions), per codebook for decoders of audio codes (MusicGen, Dia:
+:func:`~hwaccel_pipeline_audio.config_values.codebook_layout`; their per-codebook outputs
+come back as ``(batch, codebooks, ...)``). A transducer's (RNN-T, TDT) prediction network
+gets one label per row, the blank that starts greedy decoding.
 
 Real checkpoints load from their folder with the class their config names, in fp32, with
 ``trust_remote_code=False`` and nothing fetched remotely; ``tiny:`` models are built from the
@@ -34,12 +41,22 @@ from hwaccel.errors import HwaccelError
 from hwaccel.models import TINY_SEED
 from hwaccel.workloads import TransformersWorkload
 from hwaccel_pipeline_audio import SUBFAMILY_TASKS
+from hwaccel_pipeline_audio.config_values import (
+    CHANNELS,
+    ROWS,
+    codebook_layout,
+    decoder_config,
+    find_int,
+    input_vocab_size,
+)
+from hwaccel_pipeline_audio.features import SAMPLING_RATE_KEYS, default_feature_extractor
 
 TONES_HZ = (220.0, 330.0, 440.0, 660.0)  # row i sounds these, each raised by i semitones
 NOISE_STD = 0.01
 TEXT = "Which hardware should this model run on? hwaccel measures instead of guessing."
 # every auto-model task an audio model's class may answer, in the order heads are looked up
 HEADS = tuple(task for _, tasks in SUBFAMILY_TASKS for task in tasks)
+TRANSDUCER_HEADS = ("RNNT", "TDT")  # heads whose decoder is a label-by-label prediction network
 _PREPROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt")
 
@@ -84,6 +101,15 @@ def conv_input_length(frames: int, kernels: list[int], strides: list[int]) -> in
     return receptive + (frames - 1) * hop
 
 
+def by_example(value: Any, batch_size: int, count: int) -> Any:
+    """An output of a decoder of ``count`` codebooks that has one row per codebook of each
+    example, ``(batch_size * count, ...)`` (MusicGen's and Dia's logits), as
+    ``(batch_size, count, ...)``; any other output as it is."""
+    if value.dim() >= 1 and value.shape[0] == batch_size * count:
+        return value.reshape(batch_size, count, *value.shape[1:])
+    return value
+
+
 class AudioWorkload(TransformersWorkload):
     """Workload of the ``audio`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
 
@@ -123,8 +149,22 @@ class AudioWorkload(TransformersWorkload):
 
     @property
     def generative(self) -> bool:
-        """True for sequence-to-sequence speech recognisers (they take decoder inputs)."""
-        return self.head == "SPEECH_SEQ_2_SEQ"
+        """True for encoder-decoder speech recognisers that generate text from the main input.
+
+        Not for decoders of audio codes (they generate audio), decoder-only models of the
+        speech-to-text table (VibeVoice generates speech), or a ``generate`` that takes other
+        inputs than ``forward`` (Pop2Piano's takes features, its ``forward`` token ids).
+        """
+        if self.head != "SPEECH_SEQ_2_SEQ" or self.codebooks != (1, ROWS) or \
+                not getattr(self.config, "is_encoder_decoder", False):
+            return False
+        takes = inspect.signature(self.model_class.generate).parameters
+        return self.main_input in takes or "inputs" in takes
+
+    @cached_property
+    def codebooks(self) -> tuple[int, str]:
+        """``(count, layout)`` of the decoder's token streams (:func:`codebook_layout`)."""
+        return codebook_layout(decoder_config(self.config))
 
     @cached_property
     def whisper_style(self) -> bool:
@@ -135,38 +175,57 @@ class AudioWorkload(TransformersWorkload):
 
     @cached_property
     def main_input(self) -> str:
-        """The model's main input: ``input_values``, ``input_features`` or ``input_ids``."""
-        return str(getattr(self.model_class, "main_input_name", "input_values"))
+        """The model's main input: ``input_values``, ``input_features`` or ``input_ids``.
+
+        A generic encoder-decoder whose class names its input ``inputs`` takes what the class
+        of its ``encoder`` sub-config takes (under that name: its ``forward`` accepts both).
+        """
+        name = str(getattr(self.model_class, "main_input_name", "input_values"))
+        encoder = getattr(self.config, "encoder", None)
+        if name == "inputs" and encoder is not None:
+            from transformers.models.auto.modeling_auto import MODEL_MAPPING
+
+            try:
+                return str(MODEL_MAPPING[type(encoder)].main_input_name)
+            except KeyError:
+                raise HwaccelError(f"{self.config.model_type!r}: transformers has no model class "
+                                   f"for its encoder type {encoder.model_type!r}") from None
+        return name
 
     @cached_property
     def forward_parameters(self) -> frozenset[str]:
-        """The argument names the model's ``forward`` accepts."""
+        """The argument names the model's ``forward`` accepts.
+
+        :raises HwaccelError: for a class that defines no ``forward`` (Bark's, which only
+            generates), since the workload times one forward call.
+        """
+        import torch
+
+        if self.model_class.forward is torch.nn.Module.forward:
+            raise HwaccelError(f"{self.model_class.__name__} defines no forward (it only "
+                               "generates, through its sub-models): no single call to time")
         return frozenset(inspect.signature(self.model_class.forward).parameters)
 
     @cached_property
+    def shipped_feature_extractor(self) -> Any | None:
+        """The feature extractor the model folder ships, else ``None``."""
+        return self.folder_preprocessor("AutoFeatureExtractor", _PREPROCESSOR_FILES)
+
+    @cached_property
     def feature_extractor(self) -> Any | None:
-        """The folder's feature extractor, else the model type's default one sized from the
-        config; ``None`` for models that take text."""
+        """The folder's feature extractor, else the model type's class sized from the config
+        (:mod:`hwaccel_pipeline_audio.features`); ``None`` for models that take text, and for
+        models of raw samples whose type names no class (they take the waveform itself)."""
         if self.main_input == "input_ids":
             return None
-        from transformers.models.auto.feature_extraction_auto import FEATURE_EXTRACTOR_MAPPING
-
-        shipped = self.folder_preprocessor("AutoFeatureExtractor", _PREPROCESSOR_FILES)
-        if shipped is not None:
-            return shipped
-        try:
-            cls = FEATURE_EXTRACTOR_MAPPING[type(self.config)]
-        except KeyError:
-            raise HwaccelError(f"{self.config.model_type!r} has no feature extractor class in "
-                               "transformers and its folder ships none") from None
-        options = {}
-        defaults = inspect.signature(cls.__init__).parameters
-        for option, key in (("feature_size", "num_mel_bins"),
-                            ("sampling_rate", "sampling_rate")):
-            value = getattr(self.config, key, None)
-            if option in defaults and isinstance(value, int):
-                options[option] = value
-        return cls(**options)
+        if self.shipped_feature_extractor is not None:
+            return self.shipped_feature_extractor
+        built = default_feature_extractor(self.config, self.main_input)
+        if built is None and self.main_input != "input_values":
+            raise HwaccelError(f"{self.config.model_type!r}: transformers names no feature "
+                               f"extractor that gives {self.main_input} for it or its "
+                               "sub-configs, and its folder ships none")
+        return built
 
     @cached_property
     def tokenizer(self) -> Any | None:
@@ -177,11 +236,12 @@ class AudioWorkload(TransformersWorkload):
 
     @property
     def sampling_rate(self) -> int:
-        """Samples per second: the feature extractor's, else the config's."""
-        for source in (self.feature_extractor, self.config):
-            value = getattr(source, "sampling_rate", None)
-            if isinstance(value, int) and value > 0:
-                return value
+        """Samples per second: the feature extractor's, else the config's (or a sub-config's)."""
+        value = getattr(self.feature_extractor, "sampling_rate", None)
+        if not isinstance(value, int) or value <= 0:
+            value = find_int(self.config, *SAMPLING_RATE_KEYS)
+        if isinstance(value, int) and value > 0:
+            return value
         raise HwaccelError(f"{self.config.model_type!r}: neither its feature extractor nor "
                            "its config gives a sampling rate")
 
@@ -221,32 +281,62 @@ class AudioWorkload(TransformersWorkload):
     def make_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
         """Model inputs for ``batch_size`` deterministic waveforms (or texts), see the module."""
         if self.main_input == "input_ids":
-            return self._text_inputs(batch_size, seq_len)
+            inputs = self._text_inputs(batch_size, seq_len)
+        else:
+            inputs = self._audio_inputs(batch_size, seq_len)
+        if self.head in TRANSDUCER_HEADS:
+            inputs["decoder_input_ids"] = self._first_labels(batch_size)
+        elif "decoder_input_ids" in self.forward_parameters:
+            inputs["decoder_input_ids"] = self._decoder_ids(batch_size, seq_len)
+        return inputs
+
+    def _audio_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
+        """The feature extractor's encoding of the waveforms (the waveforms themselves for a
+        model of raw samples whose type names no feature extractor)."""
+        import torch
+
         rate = self.sampling_rate
         waves = waveforms(batch_size, self.num_samples(seq_len), rate)
+        if self.feature_extractor is None:
+            return {self.main_input: torch.stack([torch.from_numpy(wave) for wave in waves])}
         encoded = self.feature_extractor(waves, sampling_rate=rate, return_tensors="pt")
+        shipped = self.shipped_feature_extractor is not None
+        self.input_source = "processor" if shipped else "processor-class"
         inputs = {name: value for name, value in encoded.items()
                   if name in self.forward_parameters}
         if self.main_input not in inputs:
             raise HwaccelError(f"the feature extractor of {self.ref.spec!r} gave "
                                f"{', '.join(encoded)}, not {self.main_input}")
-        if self.generative:
-            inputs["decoder_input_ids"] = self._decoder_ids(batch_size, seq_len)
         return inputs
 
-    def _random_ids(self, batch_size: int, length: int, vocab: int) -> Any:
+    def _random_ids(self, shape: tuple[int, ...], vocab: int) -> Any:
         import torch
 
         generator = torch.Generator().manual_seed(TINY_SEED)
-        return torch.randint(min(4, vocab - 1), vocab, (batch_size, length), generator=generator)
+        return torch.randint(min(4, vocab - 1), vocab, shape, generator=generator)
 
     def _decoder_ids(self, batch_size: int, seq_len: int) -> Any:
-        """The decoder start token, then seeded ids; ``seq_len`` tokens in all."""
-        limit = getattr(self.config, "max_target_positions", None)
+        """The decoder start token, then seeded ids; ``seq_len`` tokens in all (capped at the
+        decoder's positions), per codebook for decoders of audio codes
+        (:func:`~hwaccel_pipeline_audio.config_values.codebook_layout`)."""
+        decoder = decoder_config(self.config)
+        limit = find_int(self.config, "max_target_positions")
+        if limit is None:
+            limit = getattr(decoder, "max_position_embeddings", None)
         length = max(1, min(seq_len, limit) if isinstance(limit, int) else seq_len)
-        ids = self._random_ids(batch_size, length, self.vocab_size)
+        count, layout = self.codebooks
+        if layout == CHANNELS:
+            ids = self._random_ids((batch_size, length, count), self.decoder_vocab_size)
+        else:
+            ids = self._random_ids((batch_size * count, length), self.decoder_vocab_size)
         ids[:, 0] = self.decoder_start_token_id
         return ids
+
+    def _first_labels(self, batch_size: int) -> Any:
+        """A transducer's prediction-network input for the first step: the blank label."""
+        import torch
+
+        return torch.full((batch_size, 1), self.blank_token_id, dtype=torch.long)
 
     def _text_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
         """Token ids for speech synthesis: the tokenized sentence, else seeded ids."""
@@ -256,8 +346,9 @@ class AudioWorkload(TransformersWorkload):
             encoded = self.tokenizer([TEXT] * batch_size, padding="max_length", truncation=True,
                                      max_length=seq_len, return_tensors="pt")
             ids = encoded["input_ids"]
+            self.input_source = "processor"
         else:
-            ids = self._random_ids(batch_size, seq_len, self.vocab_size)
+            ids = self._random_ids((batch_size, seq_len), self.vocab_size)
         inputs = {"input_ids": ids}
         if "attention_mask" in self.forward_parameters:
             inputs["attention_mask"] = torch.ones_like(ids)
@@ -265,21 +356,37 @@ class AudioWorkload(TransformersWorkload):
 
     @property
     def vocab_size(self) -> int:
-        """The (text) vocabulary size of the config."""
-        value = getattr(self.config, "vocab_size", None)
-        if not isinstance(value, int):
-            value = getattr(self.config.get_text_config(), "vocab_size", None)
-        if not isinstance(value, int):
+        """The vocabulary of the token ids the model reads (its encoder's, for a composite)."""
+        value = input_vocab_size(self.config)
+        if value is None:
             raise HwaccelError(f"{self.config.model_type!r}: the config gives no vocab_size")
         return value
 
     @property
+    def decoder_vocab_size(self) -> int:
+        """The vocabulary of the decoder's token ids (the model's own for a single stack)."""
+        value = getattr(decoder_config(self.config), "vocab_size", None)
+        return value if isinstance(value, int) else self.vocab_size
+
+    @property
+    def blank_token_id(self) -> int:
+        """A transducer's blank label: ``blank_token_id`` of the config, else its pad token."""
+        value = find_int(self.config, "blank_token_id", "pad_token_id")
+        if value is None:
+            raise HwaccelError(f"{self.config.model_type!r}: the config of this transducer "
+                               "gives no blank_token_id")
+        return value
+
+    @property
     def decoder_start_token_id(self) -> int:
-        """The decoder start token of the config (else its pad or BOS token, else 0)."""
+        """The decoder start token of the config or its decoder's (else the pad or BOS token,
+        else 0)."""
+        sources = (self.config, decoder_config(self.config))
         for name in ("decoder_start_token_id", "pad_token_id", "bos_token_id"):
-            value = getattr(self.config, name, None)
-            if isinstance(value, int) and 0 <= value < self.vocab_size:
-                return value
+            for source in sources:
+                value = getattr(source, name, None)
+                if isinstance(value, int) and 0 <= value < self.decoder_vocab_size:
+                    return value
         return 0
 
     def forward(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -289,7 +396,12 @@ class AudioWorkload(TransformersWorkload):
         extra = {"use_cache": False} if "use_cache" in self.forward_parameters else {}
         with torch.inference_mode():
             outputs = model(**inputs, **extra)
-        return {name: value for name, value in outputs.items() if torch.is_tensor(value)}
+        tensors = {name: value for name, value in outputs.items() if torch.is_tensor(value)}
+        count, _ = self.codebooks
+        if count > 1:
+            batch = int(inputs[self.main_input].shape[0])
+            tensors = {name: by_example(value, batch, count) for name, value in tensors.items()}
+        return tensors
 
     def expected_shapes(self, inputs: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         """Shapes the config implies for the model's head (see the module docstring)."""
@@ -298,9 +410,8 @@ class AudioWorkload(TransformersWorkload):
         batch = int(main.shape[0])
         shapes: dict[str, tuple[int, ...]] = {}
         frames = self.encoder_frames(int(main.shape[-1])) if main.dim() == 2 else None
-        if self.head == "SPEECH_SEQ_2_SEQ":
-            decoder_len = int(inputs["decoder_input_ids"].shape[1])
-            shapes["logits"] = (batch, decoder_len, self.vocab_size)
+        if "decoder_input_ids" in inputs and self.head not in TRANSDUCER_HEADS:
+            shapes.update(self._decoder_shapes(batch, int(inputs["decoder_input_ids"].shape[1])))
             if self.whisper_style:
                 # Whisper's encoder takes exactly 2 * max_source_positions mel frames and
                 # keeps max_source_positions of them
@@ -315,6 +426,23 @@ class AudioWorkload(TransformersWorkload):
         elif self.head == "AUDIO_FRAME_CLASSIFICATION" and frames is not None:
             shapes["logits"] = (batch, frames, int(config.num_labels))
         return shapes
+
+    def _decoder_shapes(self, batch: int, length: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of the outputs per decoder token (per codebook too, for decoders of audio
+        codes): the LM head's logits, or a bare decoder's last hidden state."""
+        count, _ = self.codebooks
+        steps = (batch, count, length) if count > 1 else (batch, length)
+        if "encoder_hidden_states" in self.forward_parameters and \
+                "encoder_outputs" not in self.forward_parameters:
+            # the decoder reads the conditioning as a prefix of its own sequence instead of
+            # attending to encoder outputs (MusicGen Melody): its outputs are longer
+            return {}
+        if self.head == "SPEECH_SEQ_2_SEQ" or (count > 1 and self.head != "BASE"):
+            return {"logits": (*steps, self.decoder_vocab_size)}
+        width = find_int(decoder_config(self.config), "d_model", "hidden_size")
+        if self.head == "BASE" and count == 1 and width is not None:
+            return {"last_hidden_state": (*steps, width)}
+        return {}
 
     def ctc_greedy_ids(self, logits: Any) -> Any:
         """Greedy CTC decoding, step one: the most likely token id of every frame."""
