@@ -441,3 +441,40 @@ def test_the_html_report_renders_offline_in_chromium(history, tmp_path):
         for mark in marks:
             assert mark["w"] > 0 and mark["h"] > 0, (kind, mark)
             assert mark["title"], (kind, mark)
+
+
+def test_failures_are_grouped_by_whose_they_are_harness_first(tmp_db):
+    moe = Classification(model="tiny:mixtral", family="text_generation", pipeline="moe",
+                         model_type="mixtral")
+    insert(tmp_db, "run-x",
+           (failed(GPT2, "openvino", "CPU", "backend", "conversion: unsupported op"), GPT2),
+           (failed(VIT, "cpu", "cpu", "model", "reference: IndexError in modeling_vit"), VIT),
+           (failed(moe, "openvino", "CPU", "harness", "inputs: no image size"), moe),
+           (failed(BERT, "cpu", "cpu", "harness", "inputs: KeyError"), BERT),
+           (failed(MINILM, "cpu", "cpu", "unavailable", "absent"), MINILM))
+    data = report(tmp_db)
+    groups = [(g["category"], g["count"]) for g in data["failures"]]
+    assert groups == [("harness", 2), ("model", 1), ("backend", 1)]  # not-tested is apart
+    harness = {c["model"] for c in data["failures"][0]["cells"]}
+    assert harness == {"tiny:mixtral", "tiny:bert"}
+    markdown = render_markdown(data)
+    section = markdown.split("## Failures by whose they are")[1].split("\n## ")[0]
+    assert section.index("### harness (2)") < section.index("### model (1)") < \
+        section.index("### backend (1)")
+    page = render_html(data)
+    assert page.index('id="failures-harness"') < page.index('id="failures-backend"')
+
+
+def test_pipeline_labels_of_one_model_groups_do_not_overlap(tmp_db):
+    pipelines = ["moe", "multimodal", "rag", "state-space", "vision-text", "audio"]
+    items = [Classification(model=f"tiny:{p}", family="vision", pipeline=p, model_type=p)
+             for p in pipelines]
+    insert(tmp_db, "run-y", *[(measured(c, "cpu", "cpu", 5.0), c) for c in items])
+    page = render_html(report(tmp_db))
+    latency = page.split('data-chart="latency"')[1].split("</svg>")[0]
+    bands = [(float(x), text) for x, text in
+             re.findall(r'<text class="band" x="([\d.]+)"[^>]*>([^<]+)</text>', latency)]
+    assert [text for _, text in bands] == sorted(pipelines)
+    char_w = 6.2  # an upper bound of the 11 px font's advance, as the layout assumes
+    for (x1, a), (x2, b) in zip(bands, bands[1:]):
+        assert x1 + len(a) * char_w / 2 < x2 - len(b) * char_w / 2, (a, b)
