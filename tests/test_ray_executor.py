@@ -438,10 +438,10 @@ def test_a_node_lost_mid_run_retries_elsewhere_or_records_why(ray_cluster, tmp_p
     assert sorted(p.name.split("-")[1] for p in marks.glob("slow-*")) == [
         "doomed", "rescue", "rescue"]
     # No other node offers solo: a failure that says why.
-    assert (solo["success"], solo["error_category"], solo["node"]) == (False, "node-lost",
+    assert (solo["success"], solo["error_category"], solo["node"]) == (False, "crash",
                                                                         "doomed")
     assert solo["error"].startswith("node doomed was lost while running it")
     assert solo["error"].endswith("; no other alive node offers it (solo)")
     (run,) = rows(db, "SELECT * FROM runs")
     assert run["status"] == "finished" and run["planned"] == 3
-    assert "on slow @ rescue: ok" in err and "on solo @ doomed: fail node-lost" in err
+    assert "on slow @ rescue: ok" in err and "on solo @ doomed: fail crash" in err

@@ -22,10 +22,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hwaccel.errors import UsageError
+from hwaccel.failures import NOT_RUN_CATEGORIES
 from hwaccel.store import Store
 
-NOT_TESTED_CATEGORIES = frozenset({"unavailable", "unsupported", "model-unavailable",
-                                   "no-node"})
+NOT_TESTED_CATEGORIES = frozenset(NOT_RUN_CATEGORIES)
 STATUSES = ("pass", "fail", "not-tested")
 
 # hardware_results columns a report reads; an older database lacking some reads them as NULL.

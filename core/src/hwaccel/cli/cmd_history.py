@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import argparse
 
-RUNS_SQL = """
+from hwaccel.failures import NOT_RUN_CATEGORIES
+
+_NOT_RUN = ", ".join(f"'{category}'" for category in NOT_RUN_CATEGORIES)
+RUNS_SQL = f"""
 SELECT r.run_id, coalesce(s.command, r.source) AS command,
        coalesce(s.started, r.first) AS started, s.status, r.cells, r.passed, r.failed,
        r.not_tested, r.models, r.backends
 FROM (SELECT run_id, any_value(source) AS source, min(timestamp) AS first,
              count(*) AS cells,
              count(*) FILTER (WHERE success) AS passed,
-             count(*) FILTER (WHERE NOT success AND error_category NOT IN
-                              ('unavailable', 'unsupported', 'model-unavailable', 'no-node'))
+             count(*) FILTER (WHERE NOT success AND error_category NOT IN ({_NOT_RUN}))
                  AS failed,
-             count(*) FILTER (WHERE error_category IN
-                              ('unavailable', 'unsupported', 'model-unavailable', 'no-node'))
-                 AS not_tested,
+             count(*) FILTER (WHERE error_category IN ({_NOT_RUN})) AS not_tested,
              count(DISTINCT model_id) AS models,
              string_agg(DISTINCT hardware, ',' ORDER BY hardware) AS backends
       FROM hardware_results GROUP BY run_id) r

@@ -39,6 +39,7 @@ from hwaccel.cells import Cell, CellOutcome, device_label
 from hwaccel.detection import DetectionReport
 from hwaccel.errors import HwaccelError
 from hwaccel.executors import Executor, ExecutorOptions, Record
+from hwaccel.failures import CRASH, category_of
 from hwaccel.generate import write_test
 from hwaccel.plugins import HookError
 from hwaccel.runner import failure
@@ -309,7 +310,8 @@ class RayExecutor(Executor):
                 record(self._lost(flight, flight.cancelled_because))
             return
         except RayTaskError as exc:  # the task itself raised on its node
-            result = failure(flight.cell.request, "error",
+            cause = exc.cause if isinstance(exc.cause, BaseException) else exc
+            result = failure(flight.cell.request, category_of(cause),
                              f"the cell's task failed on its node: {_one_line(exc.cause)}")
             record(self._outcome(flight.cell, result))
             return
@@ -380,7 +382,7 @@ class RayExecutor(Executor):
     def _lost(self, flight: _Flight, end: str) -> CellOutcome:
         hardware = flight.cell.request.hardware
         label = device_label(hardware.backend, hardware.device)
-        result = failure(flight.cell.request, "node-lost",
+        result = failure(flight.cell.request, CRASH,
                          "; ".join([*flight.lost, f"{end} ({label})"]))
         return self._outcome(flight.cell, replace(result, details={"ray_lost": flight.lost}),
                              flight.lost_on)
