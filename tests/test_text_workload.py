@@ -1,6 +1,6 @@
 """The text workload runs real tiny architectures of many families, not only bert/gpt2/t5.
 
-`benchmarks/text_sweep.py` runs every text model type of the installed transformers; this
+`benchmarks/type_sweep.py` runs every labelled model type of the installed transformers; this
 test keeps a spread of common ones from regressing.
 """
 
