@@ -321,14 +321,15 @@ def test_benchmark_path_measures_through_the_session_it_was_given(plugins, monke
     assert exports[0].path.parent == tmp_path / "cache" / "onnx"
 
 
-def test_benchmark_of_a_model_that_cannot_be_exported_is_unsupported(plugins, tmp_path):
+def test_benchmark_of_a_model_that_cannot_be_exported_is_the_backends_failure(plugins,
+                                                                             tmp_path):
     from hwaccel_qnn.bench import run
 
     request = dataclasses.replace(
         _request(plugins, qnn_device(tmp_path / HTP_LIB)), model="tiny:mixtral",
         classification=classify("tiny:mixtral", plugins).classification)
     result = run(request)
-    assert not result.success and result.error_category == "unsupported"
+    assert not result.success and result.error_category == "backend"
     assert result.error.startswith("torch.onnx.export of MixtralForCausalLM failed: ")
 
 
@@ -339,7 +340,7 @@ def test_benchmark_refuses_a_session_that_is_not_on_qnn(plugins, monkeypatch, tm
     monkeypatch.setattr(onnxruntime, "InferenceSession", RecordingSession)
     monkeypatch.setattr(RecordingSession, "providers", ["CPUExecutionProvider"])
     result = run(_request(plugins, qnn_device(tmp_path / HTP_LIB)))
-    assert not result.success and result.error_category == "unavailable"
+    assert not result.success and result.error_category == "backend"
     assert "instead of QNNExecutionProvider" in result.error
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwaccel.errors import HwaccelError
+from hwaccel.failures import BACKEND, HARNESS, AttributedError
 
 EXPORT_FORMAT = 1
 OPSET = 17
@@ -35,12 +35,20 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 _KEYED_LIBRARIES = ("torch", "transformers", "diffusers", "onnx")
 
 
-class ExportError(HwaccelError):
-    """The workload's model call cannot become one fixed-shape ONNX graph."""
+class ExportError(AttributedError):
+    """The workload's model call cannot become one fixed-shape ONNX graph: the exporter (the
+    backend's converter) refused it."""
+
+    def __init__(self, message: str):
+        super().__init__(BACKEND, message, stage="export")
 
 
-class StaticShapeError(HwaccelError):
-    """A call whose inputs differ from the ones the graph was exported for."""
+class StaticShapeError(AttributedError):
+    """A call whose inputs differ from the ones the graph was exported for: the caller
+    assumed dynamic shapes the backend does not expose (hwaccel's own failure)."""
+
+    def __init__(self, message: str):
+        super().__init__(HARNESS, message, stage="device")
 
 
 class Outputs(dict):

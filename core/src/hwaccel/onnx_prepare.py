@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel.errors import HwaccelError
-from hwaccel.failures import BACKEND, CRASH, category_of
-from hwaccel.onnx_export import ExportedModel, ExportError, export_for
+from hwaccel.failures import CRASH, category_of
+from hwaccel.onnx_export import ExportedModel, export_for
 from hwaccel.types import BenchmarkRequest
 from hwaccel.workloads import load_workload
 
@@ -65,8 +65,7 @@ def main(argv: list[str]) -> int:
     try:
         exported = prepare(request)
     except HwaccelError as exc:  # the exporter's refusal is the backend's; the rest by origin
-        category = BACKEND if isinstance(exc, ExportError) else category_of(exc)
-        print(json.dumps({"error": str(exc), "category": category}))
+        print(json.dumps({"error": str(exc), "category": category_of(exc)}))
         return 1
     print(json.dumps({"path": str(exported.path), "cache_hit": exported.cache_hit,
                       "seconds": exported.seconds}))

@@ -282,7 +282,7 @@ def _width_map(tree: dict[str, Any], shrunk: dict[str, Any],
         new = shrunk.get(key, value)
         olds = value if _int_list(value) else [value]
         news = new if _int_list(new) else [new]
-        for old, small in zip(olds, news):
+        for old, small in zip(olds, news, strict=False):  # a per-layer list may be cut
             if _is_int(old) and _is_int(small) and old >= _LINKED_MIN and small != old:
                 links.setdefault(kind, {}).setdefault(old, set()).add(small)
 
@@ -311,7 +311,7 @@ def _linked(key: str, value: Any, links: dict[str, dict[int, set[int]]]) -> Any:
     if _int_list(value):
         found_all = [_link_of(key, v, links) for v in value]
         if any(f is not None for f in found_all):
-            return [v if f is None else f for v, f in zip(value, found_all)]
+            return [v if f is None else f for v, f in zip(value, found_all, strict=True)]
     return value
 
 

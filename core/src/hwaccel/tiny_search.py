@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwaccel import jsoncache, paths
-from hwaccel.tiny import FIRST_LAYERS
 from hwaccel.failures import (
     HARNESS,
     MODEL,
@@ -39,6 +38,7 @@ from hwaccel.failures import (
     raised_by_hwaccel,
     where,
 )
+from hwaccel.tiny import FIRST_LAYERS
 
 MAX_PARAMETERS = 60_000_000
 """A relaxed candidate with more parameters than this is not built (about 240 MB in fp32)."""

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwaccel.failures import BACKEND, AttributedError
+from hwaccel.failures import BACKEND, AttributedError, stage
 
 FORMAT = 2
 FIXED_TYPES = (type(None), bool, int, float, str)
@@ -542,7 +542,8 @@ class CompiledCall:
 
         feed = [tensors[name].detach().cpu().contiguous().numpy()
                 for name in self.conversion.inputs]
-        results = self.request.infer(feed)
+        with stage("inference", BACKEND):  # the runtime's checks raise from this frame
+            results = self.request.infer(feed)
         values = [torch.from_numpy(value) for value in results.to_tuple()]
         return rebuild_outputs(self.structure, values)
 
@@ -622,10 +623,11 @@ class OpenVINOModel:
                 self._identity = model_identity(self.source, self.model_ref)
             ov_model, structure, conversion = load_or_convert(self.source, spec, tensors,
                                                               self._identity)
-            static_shapes(ov_model, spec)
-            compiled = self._core.compile_model(ov_model, self.device, self._config)
-            call = CompiledCall(spec=spec, compiled=compiled,
-                                request=compiled.create_infer_request(),
+            with stage("compilation", BACKEND):  # shape inference and the device plugin
+                static_shapes(ov_model, spec)
+                compiled = self._core.compile_model(ov_model, self.device, self._config)
+                request = compiled.create_infer_request()
+            call = CompiledCall(spec=spec, compiled=compiled, request=request,
                                 structure=structure, conversion=conversion)
             self.calls[spec] = call
         return call, tensors

@@ -6,7 +6,8 @@ time nor its memory is counted; load time then covers loading the torch model, r
 workload's call on the CPU, finding the export in the cache and creating the QNN session,
 which compiles the graph for the device. The graph is fixed to the request's batch size and
 sequence length. An fp32 graph runs in fp16 on the HTP (QNN's default there) and in fp32 on
-QNN's CPU backend; the result records which.
+QNN's CPU backend; the result records which. An exporter or a QNN session that refuses the
+graph is the backend's failure (:mod:`hwaccel.failures`).
 """
 
 from __future__ import annotations
@@ -14,19 +15,19 @@ from __future__ import annotations
 from typing import Any
 
 from hwaccel import BenchmarkRequest, BenchmarkResult
+from hwaccel.failures import AttributedError
 from hwaccel.measure import benchmark_workload
-from hwaccel.onnx_export import ExportError, StaticShapeError
 from hwaccel.onnx_prepare import export_first
 from hwaccel.runner import failure
 from hwaccel.workloads import load_workload
-from hwaccel_qnn.runtime import QnnError, QnnModel, QnnSessionError, load_on_qnn
+from hwaccel_qnn.runtime import QnnModel, load_on_qnn
 
 
 def run(request: BenchmarkRequest) -> BenchmarkResult:
     """Measure the request's workload on its QNN device, compared with the CPU reference."""
     exported = export_first(request)
-    if "error" in exported:
-        return failure(request, exported.get("category", "error"), exported["error"])
+    if "error" in exported:  # attributed by the export process (the exporter's: backend)
+        return failure(request, exported["category"], exported["error"])
     settings = request.settings
     workload = load_workload(request.model, request.classification)
     workload.prepare()
@@ -41,9 +42,5 @@ def run(request: BenchmarkRequest) -> BenchmarkResult:
                                   precision=str(request.hardware.details.get(
                                       "fp32_runs_as", "fp32")),
                                   compare_reference=True)
-    except ExportError as exc:
-        return failure(request, "unsupported", str(exc))
-    except QnnSessionError as exc:
-        return failure(request, "unavailable", str(exc))
-    except (QnnError, StaticShapeError) as exc:
-        return failure(request, "error", str(exc))
+    except AttributedError as exc:  # a failure whose owner is known: recorded as such
+        return failure(request, exc.category, exc.message)

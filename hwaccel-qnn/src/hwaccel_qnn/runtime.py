@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from hwaccel import HardwareInfo
-from hwaccel.errors import HwaccelError
+from hwaccel.failures import BACKEND, AttributedError, stage
 from hwaccel.onnx_export import CallSignature, ExportedModel, export_for
 from hwaccel_qnn.detect import PROVIDER, detect_qnn
 
@@ -26,12 +26,12 @@ DISABLE_CPU_FALLBACK = "session.disable_cpu_ep_fallback"
 HTP_OPTIONS = {"htp_performance_mode": "burst", "enable_htp_fp16_precision": "1"}
 
 
-class QnnError(HwaccelError):
-    """A model cannot run on the QNN backend (the message says why)."""
+class QnnSessionError(AttributedError):
+    """ONNX Runtime could not, or would not, run the graph on the QNN provider: the
+    backend's failure."""
 
-
-class QnnSessionError(QnnError):
-    """ONNX Runtime could not, or would not, run the graph on the QNN provider."""
+    def __init__(self, message: str):
+        super().__init__(BACKEND, message, stage="session")
 
 
 def provider_options(hardware: HardwareInfo) -> dict[str, str]:
@@ -93,8 +93,9 @@ class QnnModel:
             remedy="QNN graphs have static shapes, so place the model again for these inputs")
         feed = {name: tensors[name].detach().cpu().contiguous().numpy()
                 for name in self.exported.graph_inputs}
-        return self.signature.assemble(torch.from_numpy(r) for r in
-                                       self.session.run(self._output_names, feed))
+        with stage("inference", BACKEND):  # the runtime's errors raise from this frame
+            results = self.session.run(self._output_names, feed)
+        return self.signature.assemble(torch.from_numpy(r) for r in results)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
