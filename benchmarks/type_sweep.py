@@ -98,7 +98,8 @@ def main() -> int:
     for pipeline, model, result in failures:
         message = " ".join(str(result.error).split())[:220]
         print(f"  {result.error_category:<18} {pipeline:<12} {model:<34} {message}")
-    print(f"\nShare that ran on {args.backend} (transformers {autotables.load().transformers_version}):")
+    version = autotables.load().transformers_version
+    print(f"\nShare that ran on {args.backend} (transformers {version}):")
     total_ok = 0
     for pipeline, types in chosen.items():
         ok = sum(results[f"tiny:{t}"].success for t in types)

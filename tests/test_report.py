@@ -476,5 +476,5 @@ def test_pipeline_labels_of_one_model_groups_do_not_overlap(tmp_db):
              re.findall(r'<text class="band" x="([\d.]+)"[^>]*>([^<]+)</text>', latency)]
     assert [text for _, text in bands] == sorted(pipelines)
     char_w = 6.2  # an upper bound of the 11 px font's advance, as the layout assumes
-    for (x1, a), (x2, b) in zip(bands, bands[1:]):
+    for (x1, a), (x2, b) in zip(bands, bands[1:], strict=False):
         assert x1 + len(a) * char_w / 2 < x2 - len(b) * char_w / 2, (a, b)
