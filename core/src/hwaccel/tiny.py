@@ -36,8 +36,34 @@ TINY_INTERMEDIATE = 64
 TINY_LAYERS = 2
 TINY_MAX_KINDS = 4  # layers kept, at most, so that every kind of layer a pattern has runs
 FIRST_LAYERS = "<first layers>"
-"""In ``keep``: take the first layers only, not one of every kind (a kind whose default
-config cannot be built is then left out)."""
+"""In ``keep``: take the first layers only, not one of every kind."""
+_WITHOUT = "<no layers of kind "
+
+
+def without_kind(kind: str) -> str:
+    """In ``keep``: leave the layers of this kind out (a kind whose default config cannot be
+    built), keeping one of every other kind."""
+    return f"{_WITHOUT}{kind}>"
+
+
+def layer_kinds(tree: dict[str, Any]) -> list[str]:
+    """Every kind of layer the per-layer patterns of a default values tree name."""
+    kinds: list[str] = []
+    depth = next((tree[k] for k in _LAYERS if _is_int(tree.get(k))), None)
+    for value in tree.values():
+        if _is_subconfig(value):
+            kinds.extend(layer_kinds(value))
+        elif (isinstance(value, list) and depth and len(value) == depth
+              and all(isinstance(v, str) for v in value)):
+            kinds.extend(value)
+    return list(dict.fromkeys(kinds))
+
+
+def _left_out(keep: frozenset[str]) -> frozenset[str] | None:
+    """The layer kinds ``keep`` leaves out; ``None`` for the first layers only."""
+    if FIRST_LAYERS in keep:
+        return None
+    return frozenset(k[len(_WITHOUT):-1] for k in keep if k.startswith(_WITHOUT))
 TINY_HEADS = 4
 TINY_KV_HEADS = 2
 TINY_HEAD_DIM = TINY_HIDDEN // TINY_HEADS
@@ -116,7 +142,8 @@ def _token_ids_within(values: dict[str, Any], vocab: int,
     return out
 
 
-def _shrink(values: dict[str, Any], every_kind: bool = True) -> dict[str, Any]:
+def _shrink(values: dict[str, Any], left_out: frozenset[str] | None = frozenset()
+            ) -> dict[str, Any]:
     """Return the overrides that make one (sub-)config dict tiny, by key name.
 
     A composite config (no ``vocab_size`` of its own) has token ids that index its
@@ -159,7 +186,7 @@ def _shrink(values: dict[str, Any], every_kind: bool = True) -> dict[str, Any]:
     depth = next((values[k] for k in _LAYERS if _is_int(values.get(k))), None)
     if depth is not None and depth > TINY_LAYERS:
         per_layer = {k: v for k, v in values.items() if isinstance(v, list) and len(v) == depth}
-        chosen = _layers_kept(depth, per_layer, every_kind)
+        chosen = _layers_kept(depth, per_layer, left_out)
         for key in _LAYERS:
             if values.get(key) == depth:
                 out[key] = len(chosen)
@@ -241,22 +268,25 @@ def _rope_sections(values: dict[str, Any], out: dict[str, Any]) -> None:
     out["rope_parameters"] = sections
 
 
-def _layers_kept(depth: int, per_layer: dict[str, list[Any]], every_kind: bool) -> list[int]:
-    """The indices of the layers a tiny config keeps: with ``every_kind``, the first layer of
-    every kind the per-layer string lists name (``layer_types``: attention, sliding, linear,
-    mlp ...), at most :data:`TINY_MAX_KINDS` of them; then the first layers up to
-    :data:`TINY_LAYERS`."""
+def _layers_kept(depth: int, per_layer: dict[str, list[Any]],
+                 left_out: frozenset[str] | None) -> list[int]:
+    """The indices of the layers a tiny config keeps: the first layer of every kind the
+    per-layer string lists name (``layer_types``: attention, sliding, linear, mlp ...) but the
+    kinds ``left_out``, at most :data:`TINY_MAX_KINDS` of them, then more layers (not of a
+    kind left out) up to :data:`TINY_LAYERS`; with ``left_out`` ``None``, the first layers."""
+    patterns = [v for v in per_layer.values() if all(isinstance(k, str) for k in v)]
+    excluded = {i for value in patterns for i, kind in enumerate(value)
+                if left_out and kind in left_out}
     chosen: list[int] = []
-    for value in per_layer.values() if every_kind else ():
-        if all(isinstance(v, str) for v in value):
-            for kind in dict.fromkeys(value):
-                index = value.index(kind)
-                if index not in chosen and len(chosen) < TINY_MAX_KINDS:
-                    chosen.append(index)
+    for value in patterns if left_out is not None else ():
+        for kind in dict.fromkeys(value):
+            index = value.index(kind)
+            if kind not in left_out and index not in chosen and len(chosen) < TINY_MAX_KINDS:
+                chosen.append(index)
     for index in range(depth):
         if len(chosen) >= TINY_LAYERS:
             break
-        if index not in chosen:
+        if index not in chosen and index not in excluded:
             chosen.append(index)
     return sorted(chosen)
 
@@ -322,7 +352,7 @@ def _shrunk_tree(tree: dict[str, Any], keep: frozenset[str], prefix: str = ""
     for key, value in tree.items():
         if _is_subconfig(value) and prefix + key not in keep:
             out[key] = _shrunk_tree(value, keep, f"{prefix}{key}.")
-    for key, value in _shrink(out, FIRST_LAYERS not in keep).items():
+    for key, value in _shrink(out, _left_out(keep)).items():
         if prefix + key not in keep:
             out[key] = value
     return out
@@ -433,8 +463,10 @@ def _constructor_values(tree: dict[str, Any], cls: type) -> dict[str, Any]:
 def build_config(model_type: str, values: dict[str, Any]) -> Any:
     """The config object of ``model_type`` built through its class from a values tree.
 
-    Sizes the class derives are derived again; a class that refuses to be rebuilt gets the
-    values set on its default instance instead.
+    Sizes the class derives are derived again. A class whose constructor cannot take the
+    values (a ``TypeError``) gets them set on its default instance instead; one that
+    validates them and refuses (a head too small for its rotary factor) raises, so that the
+    caller can keep the sizes it names.
     """
     from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
 
@@ -442,7 +474,7 @@ def build_config(model_type: str, values: dict[str, Any]) -> Any:
     try:
         return cls(**{k: v for k, v in _constructor_values(values, cls).items()
                       if k != "model_type"})
-    except Exception:  # noqa: BLE001 - a class that refuses the rebuild keeps its instance
+    except TypeError:  # a class that cannot be rebuilt from values keeps its instance
         config = AutoConfig.for_model(model_type)
 
         def assign(cfg: Any, tree: dict[str, Any]) -> None:

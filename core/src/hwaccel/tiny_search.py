@@ -38,13 +38,13 @@ from hwaccel.failures import (
     raised_by_hwaccel,
     where,
 )
-from hwaccel.tiny import FIRST_LAYERS
+from hwaccel.tiny import FIRST_LAYERS, without_kind
 
 MAX_PARAMETERS = 60_000_000
 """A relaxed candidate with more parameters than this is not built (about 240 MB in fp32)."""
 MAX_SHRUNK_PARAMETERS = 300_000_000
 """Above this, even the fully shrunk candidate is not built: a size the shrinker missed."""
-MAX_ATTEMPTS = 12
+MAX_ATTEMPTS = 16
 """Candidates built and run at most, the default config included."""
 PROBE_BATCH, PROBE_SEQ = 2, 16
 _CACHE_FORMAT = 1
@@ -118,12 +118,19 @@ class _Search:
     """One search over the candidates of one workload (see the module docstring)."""
 
     def __init__(self, workload: Any):
-        from hwaccel.tiny import changed_paths, default_values, shrunk_values, subconfig_paths
+        from hwaccel.tiny import (
+            changed_paths,
+            default_values,
+            layer_kinds,
+            shrunk_values,
+            subconfig_paths,
+        )
 
         self.workload = workload
         self.default = default_values(workload.ref.model_type)
         self.changed = changed_paths(self.default, shrunk_values(self.default))
         self.subconfigs = subconfig_paths(self.default)
+        self.kinds = layer_kinds(self.default)
         self.attempts: list[Attempt] = []
 
     def probe(self, keep: frozenset[str], limit: int = MAX_PARAMETERS) -> Attempt:
@@ -155,10 +162,13 @@ class _Search:
         return attempt
 
     def suspects(self, attempt: Attempt, kept: frozenset[str]) -> list[str]:
-        """Key paths (and sub-configs) to keep at their defaults next, likeliest first."""
+        """Key paths (and sub-configs) to keep at their defaults next, likeliest first: keys
+        the error names, keys whose default it quotes, fewer kinds of layers, keys one of
+        whose words it uses, sub-configs, the rest."""
         message = str(attempt.error)
         numbers = {int(n) for n in _NUMBER.findall(message)}
-        named, quoted, rest = [], [], []
+        words = set(re.findall(r"[a-z]{4,}", message.lower()))
+        named, quoted, worded, rest = [], [], [], []
         for path in self.changed:
             if path in kept or any(path.startswith(k + ".") for k in kept):
                 continue
@@ -167,11 +177,19 @@ class _Search:
                 named.append(path)
             elif numbers & _ints(_lookup(self.default, path)) - {0, 1, 2}:
                 quoted.append(path)
+            elif words & set(leaf.lower().split("_")):  # "layers.1" for layers_block_type
+                worded.append(path)
             else:
                 rest.append(path)
         subconfigs = [p for p in self.subconfigs if p not in kept]
-        layers = [FIRST_LAYERS] if FIRST_LAYERS not in kept else []
-        return list(dict.fromkeys(named + quoted + layers + subconfigs + rest))
+        layers = [k for k in self.layer_relaxations if k not in kept]
+        return list(dict.fromkeys(named + quoted + layers + worded + subconfigs + rest))
+
+    @property
+    def layer_relaxations(self) -> list[str]:
+        """Fewer kinds of layers: each kind left out in turn, then the first layers only."""
+        return [*(without_kind(kind) for kind in self.kinds), FIRST_LAYERS] if self.kinds \
+            else []
 
     def run(self) -> Attempt:
         """Search the candidates; return the first that runs or raise the failure."""
@@ -189,9 +207,10 @@ class _Search:
         if first.stage in ("config", "build") and first.error is not None:
             default = self.probe(self.default_keep)  # on the meta device first: cheap
             if default.error is not None and self._same_failure(first, default):
-                fewer = self.probe(frozenset({FIRST_LAYERS}))  # a kind of layer left out
-                if fewer.ok:
-                    return fewer
+                for relaxed in self.layer_relaxations:  # a kind of layer that cannot build
+                    fewer = self.probe(frozenset({relaxed}))
+                    if fewer.ok:
+                        return fewer
                 raise self._failure(first, default)
         queue = self.suspects(current, kept) if not current.ok else []
         while not current.ok and queue and len(self.attempts) < MAX_ATTEMPTS - 1:
