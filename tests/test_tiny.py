@@ -11,7 +11,9 @@ from hwaccel.tiny import (
     TINY_HEADS,
     TINY_LAYERS,
     default_values,
+    shrunk_values,
     tiny_config,
+    without_kind,
 )
 
 
@@ -38,11 +40,19 @@ def test_a_neck_keeps_reading_the_channels_its_backbone_gives():
 
 
 def test_one_layer_of_every_kind_a_pattern_names():
-    default = default_values("dory")
-    config = tiny_config("dory")
+    default = default_values("qwen3_next")  # linear-attention layers, then a full one
+    config = tiny_config("qwen3_next")
     kinds = set(default["layer_types"])
     assert set(config.layer_types) == kinds and len(config.layer_types) == len(kinds)
     assert config.num_hidden_layers == len(config.layer_types) < default["num_hidden_layers"]
+
+
+def test_a_kind_of_layer_can_be_left_out():
+    default = default_values("qwen3_next")
+    left_out = default["layer_types"][0]
+    config = tiny_config("qwen3_next", frozenset({without_kind(left_out)}))
+    assert left_out not in config.layer_types
+    assert set(config.layer_types) == set(default["layer_types"]) - {left_out}
 
 
 def test_first_layers_only_when_asked():
@@ -53,10 +63,16 @@ def test_first_layers_only_when_asked():
 
 
 def test_layer_indices_are_renumbered_with_the_layers_kept():
-    config = tiny_config("kolibri1_1")  # layers read keys and values of earlier layers
-    sources = config.kv_source_layers
-    assert len(sources) == config.num_hidden_layers
+    default = default_values("kolibri1_1")  # some layers read keys and values of others
+    values = shrunk_values(default)
+    sources = values["kv_source_layers"]
+    assert len(sources) == values["num_hidden_layers"] < default["num_hidden_layers"]
     assert all(0 <= source <= layer for layer, source in enumerate(sources))
+    # a layer whose source was kept still reads it; the others compute their own
+    kept = [default["layer_types"].index(kind) for kind in values["layer_types"]]
+    for layer, source in enumerate(sources):
+        original = default["kv_source_layers"][kept[layer]]
+        assert kept[source] == (original if original in kept else kept[layer])
 
 
 def test_rotary_sections_fit_the_tiny_head():
