@@ -82,14 +82,24 @@ def test_a_checkpoint_folder_runs_its_own_class_through_its_image_processor(plug
     assert tuple(outputs["last_hidden_state"].shape) == (3, patches + 1, 32)
 
 
+# The images each tiny model's own image processor class makes: (PIL class, side) where
+# the config fixes no image size, as transformers' processor defaults give it.
+PROCESSORS = {"vit": "ViTImageProcessorPil", "resnet": "ConvNextImageProcessorPil",
+              "detr": "DetrImageProcessorPil"}
+
+
 @pytest.mark.parametrize("model_type", TINY)
 def test_tiny_workload_inputs_forward_and_shapes(plugins, model_type):
+    import transformers
+
     classification = classify(f"tiny:{model_type}", plugins).classification
     workload = load_workload(f"tiny:{model_type}", classification)
     config = workload.config
     inputs = workload.make_inputs(2, 8)
-    assert inputs.keys() == {"pixel_values"}
-    side = config.image_size if hasattr(config, "image_size") else 224
+    assert workload.input_source == "processor-class"
+    defaults = getattr(transformers, PROCESSORS[model_type])().size
+    side = getattr(config, "image_size", None) or defaults.get(
+        "height", defaults.get("shortest_edge"))
     assert tuple(inputs["pixel_values"].shape) == (2, config.num_channels, side, side)
     assert inputs["pixel_values"].equal(workload.make_inputs(2, 8)["pixel_values"])
     model = workload.load_model()
@@ -100,9 +110,69 @@ def test_tiny_workload_inputs_forward_and_shapes(plugins, model_type):
         assert expected == {"logits": (2, config.num_queries, config.num_labels + 1),
                             "pred_boxes": (2, config.num_queries, 4)}
         assert config.backbone_config.model_type == "resnet"  # not timm
+        assert inputs.keys() == {"pixel_values", "pixel_mask"}
     else:
         assert expected == {"logits": (2, config.num_labels)}
+        assert inputs.keys() == {"pixel_values"}
     assert {name: tuple(outputs[name].shape) for name in expected} == expected
+
+
+def _check_dpt(workload, inputs, outputs):
+    # a ViT backbone shrunk to a few layers still hands its neck one map per neck width
+    config = workload.config
+    assert len(config.backbone_out_indices) == len(config.neck_hidden_sizes)
+    assert max(config.backbone_out_indices) < config.num_hidden_layers
+    assert outputs["predicted_depth"].shape[0] == 2
+
+
+def _check_rt_detr(workload, inputs, outputs):
+    # the backbone keeps the three stages its encoder's input channels list
+    config = workload.config
+    assert len(config.backbone_config.out_indices) == len(config.encoder_in_channels) == 3
+
+
+def _check_beit(workload, inputs, outputs):
+    # the default config selects one stage; the segmentation head reads four
+    assert len(workload.config.out_indices) == 4
+    labels = workload.config.num_labels
+    assert outputs["logits"].shape[:2] == (2, labels)
+
+
+def _check_imagegpt(workload, inputs, outputs):
+    # the image is a sequence of colour-cluster ids, one per position
+    ids = inputs["input_ids"]
+    assert ids.shape == (2, workload.config.n_positions)
+    assert 0 <= ids.min() and ids.max() < workload.config.vocab_size
+
+
+def _check_lightglue(workload, inputs, outputs):
+    # each example is a pair of images to match
+    pixels = inputs["pixel_values"]
+    assert pixels.dim() == 5 and pixels.shape[:2] == (2, 2)
+
+
+def _check_videomt(workload, inputs, outputs):
+    # a clip of frames, its length the default where the config names none; the model
+    # answers per frame, its outputs flattened over the clips and their frames
+    clip = inputs["pixel_values_videos"]
+    assert clip.dim() == 5 and clip.shape[0] == 2 and clip.shape[1] > 1
+    assert outputs["class_queries_logits"].shape[0] == 2 * clip.shape[1]
+
+
+# Types that failed before the backbone rules and the input layouts, one per kind.
+REGRESSIONS = {"dpt": _check_dpt, "rt_detr": _check_rt_detr, "beit": _check_beit,
+               "imagegpt": _check_imagegpt, "lightglue": _check_lightglue,
+               "videomt": _check_videomt}
+
+
+@pytest.mark.parametrize("model_type", REGRESSIONS)
+def test_previously_failing_types_run(plugins, model_type):
+    workload = load_workload(f"tiny:{model_type}")
+    inputs = workload.make_inputs(2, 8)
+    outputs = workload.forward(workload.load_model(), inputs)
+    expected = workload.expected_shapes(inputs)
+    assert {name: tuple(outputs[name].shape) for name in expected} == expected
+    REGRESSIONS[model_type](workload, inputs, outputs)
 
 
 def test_tiny_builds_are_identical(plugins):

@@ -94,6 +94,68 @@ def test_open_vocabulary_detector_workload(plugins):
     assert ((boxes >= 0) & (boxes <= 1)).all()
 
 
+def _check_blip_2(workload, inputs, outputs):
+    # the retrieval head reads text through the Q-Former, switched on in the tiny config
+    assert workload.config.qformer_config.use_qformer_text_input
+    queries = workload.config.num_query_tokens
+    assert outputs["image_embeds"].shape[:2] == (2, queries)
+
+
+def _check_colpali(workload, inputs, outputs):
+    # the page is read as one image token per feature of the image encoder, before the text
+    token = workload.config.vlm_config.image_token_id
+    patches = (workload.vision_config.image_size // workload.vision_config.patch_size) ** 2
+    assert ((inputs["input_ids"] == token).sum(dim=1) == patches).all()
+    assert (inputs["input_ids"][:, :patches] == token).all()
+
+
+def _check_colmodernvbert(workload, inputs, outputs):
+    # a list of one image per example, its patch grid whole blocks of the pixel shuffle
+    pixels = inputs["pixel_values"]
+    assert pixels.dim() == 5 and pixels.shape[:2] == (2, 1)
+    grid = pixels.shape[-1] // workload.vision_config.patch_size
+    assert grid % workload.config.vlm_config.pixel_shuffle_factor == 0
+    token = workload.config.vlm_config.image_token_id
+    assert ((inputs["input_ids"] == token).sum(dim=1) > 0).all()
+
+
+def _check_grounding_dino(workload, inputs, outputs):
+    # one prompt per image that lists its queries; each query box inside the image
+    assert inputs["input_ids"].shape[0] == 2
+    boxes = outputs["pred_boxes"]
+    assert boxes.shape == (2, workload.config.num_queries, 4)
+    assert ((boxes >= 0) & (boxes <= 1)).all()
+
+
+# Types that failed before the tiny-config rules and the prompt layouts, one per kind.
+REGRESSIONS = {"blip-2": _check_blip_2, "colpali": _check_colpali,
+               "colmodernvbert": _check_colmodernvbert,
+               "grounding-dino": _check_grounding_dino}
+
+
+@pytest.mark.parametrize("model_type", REGRESSIONS)
+def test_previously_failing_types_run(plugins, model_type):
+    workload = load_workload(f"tiny:{model_type}")
+    inputs = workload.make_inputs(2, 8)
+    outputs = workload.forward(workload.load_model(), inputs)
+    expected = workload.expected_shapes(inputs)
+    assert {name: tuple(outputs[name].shape) for name in expected} == expected
+    assert all(value.shape[0] == 2 for value in outputs.values())
+    REGRESSIONS[model_type](workload, inputs, outputs)
+
+
+def test_prompt_groups_give_queries_per_image_and_a_task_per_image(plugins):
+    # OmDet-Turbo (its timm backbone is not built here) takes class queries and a task
+    workload = load_workload("tiny:omdet-turbo")
+    workload.__dict__["config"] = workload.tiny_config(frozenset())
+    inputs = workload.make_inputs(2, 8)
+    assert inputs["classes_input_ids"].shape == (4, 8)
+    assert inputs["classes_attention_mask"].shape == (4, 8)
+    assert inputs["tasks_input_ids"].shape == (2, 8)
+    assert inputs["classes_structure"].tolist() == [2, 2]
+    assert tuple(inputs["pixel_values"].shape)[:2] == (2, 3)
+
+
 def test_a_checkpoint_folder_uses_its_tokenizer_and_image_processor(plugins, tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import (

@@ -6,8 +6,18 @@ task lists for the model type (``MODEL_FOR_<TASK>_MAPPING_NAMES``, see
 architecture when that table lists it. Real checkpoints load from their folder in fp32 with
 ``trust_remote_code=False`` and nothing fetched remotely; prompts go through the folder's
 tokenizer and images through its image processor when the folder ships them. ``tiny:``
-models are built from their tiny config from a fixed seed, with seeded token ids inside the
-text config's vocabulary and images sized from the vision config.
+models are built from their tiny config from a fixed seed (with the vision pipeline's
+backbone rules and :mod:`hwaccel_pipeline_vision_text.tiny_rules`), with seeded token ids
+inside the text config's vocabulary and images sized from the vision config, prepared by
+the type's image processor class where this machine can build it
+(:mod:`hwaccel_pipeline_vision.images`).
+
+The media is an image, or a clip of frames for video-text models (``pixel_values_videos``).
+Open-vocabulary detectors get several text queries per image: one prompt per query (OWL-ViT),
+or one prompt per image that lists them, for detectors whose config bounds the text of an
+image (``max_text_len``: Grounding DINO). Document retrievers (ColPali) read the page as
+image placeholder tokens in the prompt, one per feature the model's image encoder yields
+(:mod:`hwaccel_pipeline_vision_text.placeholders`).
 """
 
 from __future__ import annotations
@@ -19,7 +29,21 @@ from typing import Any
 
 from hwaccel.models import TINY_SEED
 from hwaccel.workloads import TransformersWorkload
+from hwaccel_pipeline_vision.backbones import tiny_config_with_stages
+from hwaccel_pipeline_vision.images import (
+    Layout,
+    class_processor,
+    image_processor_class,
+    pil_batch,
+    scaled_pixels,
+    seeded_images,
+)
 from hwaccel_pipeline_vision_text import task_of
+from hwaccel_pipeline_vision_text.tiny_rules import (
+    scaled_width_links,
+    shuffled_patch_grid,
+    text_input_switches,
+)
 
 PROMPTS = (
     "a photo of a cat",
@@ -32,13 +56,16 @@ QUERIES_PER_IMAGE = 2
 # Image side for vision configs that state no ``image_size``: ImageNet's 224 pixels.
 DEFAULT_IMAGE_SIZE = 224
 RGB_CHANNELS = 3
-PIXEL_LEVELS = 256  # images are 8-bit, as decoded from files
-# Images without a processor are scaled to [-1, 1], as CLIP/SigLIP-style processors roughly do.
-NORMALIZE_MEAN = 0.5
-NORMALIZE_STD = 0.5
+# Frames per clip for video-text models whose config names no clip length.
+DEFAULT_FRAMES = 4
 BOX_COORDINATES = 4  # (center x, center y, width, height) as fractions of the image
 FIRST_ORDINARY_TOKEN = 4  # seeded ids skip the low ids most vocabularies reserve
 PROCESSOR_FILE = "preprocessor_config.json"
+VIDEO_KEY = "pixel_values_videos"
+TEXT_PER_IMAGE_KEY = "max_text_len"  # detectors that read one prompt per image
+IDS_SUFFIX = "_input_ids"
+# Prompt groups (``<group>_input_ids``) whose prompts are the text queries, one per query.
+QUERY_GROUPS = ("classes",)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model")
 
 
@@ -49,15 +76,6 @@ def class_names(task: str, model_type: str) -> tuple[str, ...]:
     table = getattr(modeling_auto, f"MODEL_FOR_{task}_MAPPING_NAMES", None) or {}
     value = table.get(model_type, ())
     return (value,) if isinstance(value, str) else tuple(value)
-
-
-def seeded_images(count: int, height: int, width: int, channels: int) -> Any:
-    """Deterministic 8-bit images as a uint8 tensor ``(count, height, width, channels)``."""
-    import torch
-
-    generator = torch.Generator().manual_seed(TINY_SEED)
-    return torch.randint(0, PIXEL_LEVELS, (count, height, width, channels),
-                         generator=generator, dtype=torch.uint8)
 
 
 def _int(value: Any) -> int | None:
@@ -78,6 +96,26 @@ class VisionTextWorkload(TransformersWorkload):
         """True for open-vocabulary detectors (text queries scored per image region)."""
         return self.subfamily == "open_vocabulary_detector"
 
+    @property
+    def retriever(self) -> bool:
+        """True for document retrievers (the page read as image placeholders in the prompt)."""
+        return self.subfamily == "document_retriever"
+
+    @cached_property
+    def model_type(self) -> str:
+        """The transformers ``model_type`` (the reference's, else its config's)."""
+        return self.ref.model_type or str(self.config.model_type)
+
+    def tiny_config(self, keep: frozenset[str]) -> Any:
+        """The core's tiny config with the vision pipeline's backbone rules and this
+        pipeline's :mod:`~hwaccel_pipeline_vision_text.tiny_rules`.
+
+        A timm backbone stays (OmDet-Turbo's channels-last Swin has no transformers
+        stand-in): it needs ``pip install timm``.
+        """
+        return tiny_config_with_stages(self.model_type, keep, text_input_switches,
+                                       scaled_width_links, shuffled_patch_grid)
+
     @cached_property
     def text_config(self) -> Any:
         """The text tower's config."""
@@ -85,8 +123,13 @@ class VisionTextWorkload(TransformersWorkload):
 
     @cached_property
     def vision_config(self) -> Any:
-        """The image tower's config."""
-        return getattr(self.config, "vision_config", None) or self.config
+        """The image tower's config: ``vision_config`` of the config or of its model's
+        (``vlm_config``), else the config itself."""
+        for owner in (self.config, getattr(self.config, "vlm_config", None)):
+            vision = getattr(owner, "vision_config", None)
+            if vision is not None:
+                return vision
+        return self.config
 
     @cached_property
     def model_class(self) -> Any:
@@ -96,10 +139,9 @@ class VisionTextWorkload(TransformersWorkload):
         from hwaccel.errors import HwaccelError
 
         task = task_of(self.subfamily)
-        names = class_names(task, str(self.config.model_type))
+        names = class_names(task, self.model_type)
         if not names:
-            raise HwaccelError(f"model type {self.config.model_type!r} has no "
-                               f"{task} model class")
+            raise HwaccelError(f"model type {self.model_type!r} has no {task} model class")
         own = [name for name in self.ref.architectures if name in names]
         return getattr(transformers, (own or list(names))[0])
 
@@ -119,6 +161,16 @@ class VisionTextWorkload(TransformersWorkload):
         return self.folder_preprocessor("AutoImageProcessor", (PROCESSOR_FILE,))
 
     @property
+    def media(self) -> str:
+        """``video`` for models that take clips (``pixel_values_videos``), else ``image``."""
+        return "video" if VIDEO_KEY in self.forward_parameters else "image"
+
+    @property
+    def pixel_key(self) -> str:
+        """The forward argument that takes the pixels."""
+        return VIDEO_KEY if self.media == "video" else "pixel_values"
+
+    @property
     def image_size(self) -> tuple[int, int]:
         """(height, width) from the vision config's ``image_size``, else the default."""
         size = getattr(self.vision_config, "image_size", None)
@@ -133,9 +185,26 @@ class VisionTextWorkload(TransformersWorkload):
         """Colour channels from the vision config's ``num_channels``, else RGB."""
         return _int(getattr(self.vision_config, "num_channels", None)) or RGB_CHANNELS
 
+    @property
+    def num_frames(self) -> int | None:
+        """Frames per clip of video-text models (the vision config's ``num_frames``, else
+        :data:`DEFAULT_FRAMES`), else ``None``."""
+        if self.media != "video":
+            return None
+        return _int(getattr(self.vision_config, "num_frames", None)) or DEFAULT_FRAMES
+
+    @property
+    def text_per_image(self) -> bool:
+        """True for detectors that read one prompt per image listing its queries (their config
+        bounds the text of an image, ``max_text_len``), False for one prompt per query."""
+        return _int(getattr(self.config, TEXT_PER_IMAGE_KEY, None)) is not None
+
     def num_texts(self, batch_size: int) -> int:
-        """Prompts per batch: one per image for dual encoders, some queries per image else."""
-        return batch_size * QUERIES_PER_IMAGE if self.detector else batch_size
+        """Prompts per batch: one per query for detectors that take queries apart, else one
+        per image."""
+        if self.detector and not self.text_per_image:
+            return batch_size * QUERIES_PER_IMAGE
+        return batch_size
 
     def prepare(self) -> None:
         """Import torch and the model class and read the configs (not part of load time)."""
@@ -144,20 +213,63 @@ class VisionTextWorkload(TransformersWorkload):
         _ = self.model_class, self.config, self.tokenizer, self.image_processor
 
     def make_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
-        """``batch_size`` images and their prompts, padded to ``seq_len`` tokens.
+        """``batch_size`` images (clips) and their prompts, padded to ``seq_len`` tokens.
 
-        ``seq_len`` is capped at the text tower's ``max_position_embeddings``.
+        ``seq_len`` is capped at the text tower's ``max_position_embeddings``. Detectors that
+        read one prompt per image take ``max_text_len`` tokens instead: they score every
+        token position up to that bound, positions past the prompt with minus infinity.
+        Sets :attr:`input_source`: the images' (:meth:`_images`) when the folder's tokenizer
+        made the prompts, else ``synthetic`` (seeded token ids).
         """
         limit = _int(getattr(self.text_config, "max_position_embeddings", None))
+        if self.detector and self.text_per_image:
+            seq_len = int(getattr(self.config, TEXT_PER_IMAGE_KEY))
         length = min(seq_len, limit) if limit else seq_len
-        inputs = {**self._texts(self.num_texts(batch_size), length),
-                  **self._images(batch_size)}
+        images = self._images(batch_size)
+        if self.text_groups:
+            texts = self._grouped_texts(batch_size, length)
+        else:
+            texts = self._texts(self.num_texts(batch_size), length)
+        if self.tokenizer is None:
+            self.input_source = "synthetic"
+        if self.retriever:
+            from hwaccel_pipeline_vision_text.placeholders import with_image_placeholders
+
+            texts, images = with_image_placeholders(self, texts, images)
+        inputs = {**texts, **images}
         return {name: value for name, value in inputs.items()
                 if name in self.forward_parameters}
 
-    def _texts(self, count: int, length: int) -> dict[str, Any]:
-        """Tokenized prompts, or seeded ids that end in the end-of-text token."""
+    @property
+    def text_groups(self) -> list[str]:
+        """The prompt groups of models that take several kinds of prompt instead of one
+        ``input_ids`` (OmDet-Turbo: ``classes_input_ids`` and ``tasks_input_ids``)."""
+        if "input_ids" in self.forward_parameters:
+            return []
+        return sorted(name[:-len(IDS_SUFFIX)] for name in self.forward_parameters
+                      if name.endswith(IDS_SUFFIX) and len(name) > len(IDS_SUFFIX))
+
+    def _grouped_texts(self, batch_size: int, length: int) -> dict[str, Any]:
+        """Prompts of every group: one per query for the query group (:data:`QUERY_GROUPS`,
+        with ``<group>_structure``, the queries of each image), one per image for the others
+        (a task description)."""
         import torch
+
+        inputs: dict[str, Any] = {}
+        for group in self.text_groups:
+            queries = group in QUERY_GROUPS
+            texts = self._texts(batch_size * (QUERIES_PER_IMAGE if queries else 1), length)
+            inputs.update({f"{group}_{name}": value for name, value in texts.items()})
+            if queries:
+                inputs[f"{group}_structure"] = torch.full((batch_size,), QUERIES_PER_IMAGE)
+        return inputs
+
+    def _texts(self, count: int, length: int) -> dict[str, Any]:
+        """Tokenized prompts, or seeded ids that end in the end-of-text token and are no
+        other special token of the config."""
+        import torch
+
+        from hwaccel_pipeline_vision_text.placeholders import special_tokens
 
         if self.tokenizer is not None:
             texts = [PROMPTS[i % len(PROMPTS)] for i in range(count)]
@@ -165,9 +277,11 @@ class VisionTextWorkload(TransformersWorkload):
                                      max_length=length, return_tensors="pt")
             return {k: v for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
         vocab = int(self.text_config.vocab_size)
+        special = special_tokens(self.config)
+        ordinary = torch.tensor([i for i in range(min(FIRST_ORDINARY_TOKEN, vocab - 1), vocab)
+                                 if i not in special])
         generator = torch.Generator().manual_seed(TINY_SEED)
-        ids = torch.randint(min(FIRST_ORDINARY_TOKEN, vocab - 1), vocab, (count, length),
-                            generator=generator)
+        ids = ordinary[torch.randint(len(ordinary), (count, length), generator=generator)]
         eos = _int(getattr(self.text_config, "eos_token_id", None))
         if eos is not None and 0 <= eos < vocab:
             ids[:, -1] = eos  # CLIP-style text towers pool at the end-of-text token
@@ -187,28 +301,49 @@ class VisionTextWorkload(TransformersWorkload):
         return math.isqrt(patches)
 
     def _images(self, count: int) -> dict[str, Any]:
-        """Pixel values of ``count`` deterministic images, processed like the checkpoint's."""
+        """Pixel values of ``count`` deterministic images (clips), through the folder's image
+        processor, else the type's image processor class, else scaled here."""
         import torch
 
         grid = self.patch_grid
         patch = _int(getattr(self.vision_config, "patch_size", None))
         height, width = (grid * patch, grid * patch) if grid and patch else self.image_size
-        images = seeded_images(count, height, width, self.num_channels)
-        if self.image_processor is not None:
-            from PIL import Image
-
-            pil = [Image.fromarray(image) for image in images.numpy()]
-            return dict(self.image_processor(pil, return_tensors="pt"))
-        pixels = images.float() / (PIXEL_LEVELS - 1)
-        pixels = ((pixels - NORMALIZE_MEAN) / NORMALIZE_STD).movedim(-1, -3)  # channels first
+        layout = Layout(height, width, self.num_channels, self.num_frames)
+        images = seeded_images(count, layout)
+        processor, self.input_source = self.image_processor, "processor"
+        cls = image_processor_class(self.model_type)
+        if processor is None and not grid and cls is not None:
+            processor, self.input_source = class_processor(cls, layout), "processor-class"
+        if processor is not None:
+            encoded = dict(processor(pil_batch(images, layout.frames is not None),
+                                     return_tensors="pt"))
+            if self.pixel_key not in encoded and "pixel_values" in encoded:
+                encoded[self.pixel_key] = encoded.pop("pixel_values")
+            return self._tensors(encoded)
+        self.input_source = "synthetic"
+        pixels = scaled_pixels(images)
         if not (grid and patch):
-            return {"pixel_values": pixels.contiguous()}
+            return {self.pixel_key: pixels}
         # (count, C, H, W) -> (count, patches, patch * patch * C), row-major patch order
         cut = pixels.reshape(count, self.num_channels, grid, patch, grid, patch)
         cut = cut.permute(0, 2, 4, 3, 5, 1).reshape(count, grid * grid, -1)
         return {"pixel_values": cut.contiguous(),
                 "pixel_attention_mask": torch.ones(count, grid * grid, dtype=torch.long),
                 "spatial_shapes": torch.tensor([[grid, grid]] * count)}
+
+    def _tensors(self, encoded: dict[str, Any]) -> dict[str, Any]:
+        """The tensors of a processor's output."""
+        return {name: value for name, value in encoded.items() if hasattr(value, "shape")}
+
+    @staticmethod
+    def image_features_method(owner: Any) -> Any | None:
+        """``get_image_features`` of a model (class or instance), its base model's, or its
+        wrapped vision-language model's; else ``None``."""
+        for candidate in (owner, getattr(owner, "model", None), getattr(owner, "vlm", None)):
+            method = getattr(candidate, "get_image_features", None) if candidate else None
+            if callable(method):
+                return method
+        return None
 
     def forward(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
         """One forward pass; returns the tensor outputs by name."""
@@ -219,12 +354,14 @@ class VisionTextWorkload(TransformersWorkload):
         return {name: value for name, value in outputs.items() if torch.is_tensor(value)}
 
     def embedding_dims(self) -> tuple[int, int]:
-        """(text, image) embedding widths: the shared ``projection_dim`` when there is one.
+        """(text, image) embedding widths: the shared ``projection_dim`` (a Q-Former's
+        ``image_text_hidden_size``) when there is one.
 
         SigLIP-style models have none: the text head projects to the text config's
         ``projection_size`` and the image embedding is the vision tower's pooled width.
         """
-        shared = _int(getattr(self.config, "projection_dim", None))
+        shared = (_int(getattr(self.config, "projection_dim", None))
+                  or _int(getattr(self.config, "image_text_hidden_size", None)))
         if shared:
             return shared, shared
         text = (_int(getattr(self.text_config, "projection_size", None))
@@ -234,23 +371,30 @@ class VisionTextWorkload(TransformersWorkload):
     def expected_shapes(self, inputs: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         """Shapes the configs imply.
 
-        Dual encoders: ``logits_per_image (images, texts)``, ``logits_per_text (texts,
-        images)``, ``text_embeds (texts, dim)`` and ``image_embeds (images, dim)``.
-        Open-vocabulary detectors: ``logits (images, patches, queries)`` and ``pred_boxes
-        (images, patches, 4)``, one prediction per ``patch_size`` patch of the image.
+        Dual encoders: ``logits_per_<media> (media, texts)``, ``logits_per_text (texts,
+        media)``, ``text_embeds (texts, dim)`` and ``<media>_embeds (media, dim)``, the
+        media being images or videos; a Q-Former embeds each image as its
+        ``num_query_tokens`` queries (``image_embeds (images, queries, dim)``).
+        Open-vocabulary detectors with one prompt per query: ``logits (images, patches,
+        queries)`` and ``pred_boxes (images, patches, 4)``, one prediction per
+        ``patch_size`` patch of the image.
         """
-        images = int(inputs["pixel_values"].shape[0])
-        texts = int(inputs["input_ids"].shape[0])
+        images = int(inputs[self.pixel_key].shape[0])
         if self.detector:
             patch = _int(getattr(self.vision_config, "patch_size", None))
-            if not patch:
+            if not patch or self.text_per_image or self.text_groups:
                 return {}
-            height, width = (int(s) for s in inputs["pixel_values"].shape[-2:])
+            texts = int(inputs["input_ids"].shape[0])
+            height, width = (int(s) for s in inputs[self.pixel_key].shape[-2:])
             patches = (height // patch) * (width // patch)
             return {"logits": (images, patches, texts // images),
                     "pred_boxes": (images, patches, BOX_COORDINATES)}
         if self.subfamily != "dual_encoder":
             return {}
+        texts = int(inputs["input_ids"].shape[0])
         text_dim, image_dim = self.embedding_dims()
-        return {"logits_per_image": (images, texts), "logits_per_text": (texts, images),
-                "text_embeds": (texts, text_dim), "image_embeds": (images, image_dim)}
+        media = self.media
+        queries = _int(getattr(self.config, "num_query_tokens", None))
+        per_image = (queries, image_dim) if queries else (image_dim,)
+        return {f"logits_per_{media}": (images, texts), "logits_per_text": (texts, images),
+                "text_embeds": (texts, text_dim), f"{media}_embeds": (images, *per_image)}

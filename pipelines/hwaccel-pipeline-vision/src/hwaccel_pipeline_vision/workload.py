@@ -4,9 +4,18 @@ The model class is the one the installed transformers' auto-model table of the s
 task lists for the model type (``MODEL_FOR_<TASK>_MAPPING_NAMES``, see
 :data:`hwaccel_pipeline_vision.SUBFAMILIES`); a real checkpoint keeps its own architecture
 when that table lists it. Real checkpoints load from their folder in fp32 with
-``trust_remote_code=False`` and nothing fetched remotely; their images go through the
-folder's image processor when it ships ``preprocessor_config.json``. ``tiny:`` models are
-built from their tiny config from a fixed seed, with images sized from that config.
+``trust_remote_code=False`` and nothing fetched remotely. ``tiny:`` models are built from
+their tiny config from a fixed seed (:mod:`hwaccel_pipeline_vision.backbones` keeps its
+backbone stage selections consistent).
+
+Inputs follow the model's own description (:mod:`hwaccel_pipeline_vision.images`): images
+sized from the config (else as the image processor sizes them), laid out as the forward
+takes them (one image, a pair of images for keypoint matchers, a clip for video models),
+prepared by the folder's image processor when it ships ``preprocessor_config.json``
+(``input_source`` ``processor``), else by the type's image processor class
+(``processor-class``), else scaled here (``synthetic``). Models that read an image as a
+sequence of colour-cluster ids (ImageGPT) get seeded ids, and token inputs the forward
+requires beside the pixels (OneFormer's task) seeded ids of the length the config gives them.
 """
 
 from __future__ import annotations
@@ -18,19 +27,34 @@ from typing import Any
 from hwaccel.models import TINY_SEED
 from hwaccel.workloads import TransformersWorkload
 from hwaccel_pipeline_vision import row_tasks
+from hwaccel_pipeline_vision.backbones import select_stages, tiny_config_with_stages
+from hwaccel_pipeline_vision.config_tree import all_configs
+from hwaccel_pipeline_vision.images import (
+    Layout,
+    class_processor,
+    default_size,
+    image_processor_class,
+    pil_batch,
+    processor_defaults,
+    scaled_pixels,
+    seeded_images,
+)
 
 # Image side for configs that state no ``image_size`` (ResNet, DETR): the 224-pixel
 # resolution of ImageNet, which most vision checkpoints are trained at.
 DEFAULT_IMAGE_SIZE = 224
 RGB_CHANNELS = 3
 BOX_COORDINATES = 4  # (center x, center y, width, height) as fractions of the image
-PIXEL_LEVELS = 256  # images are 8-bit, as decoded from files
-# Images without a processor are scaled to [-1, 1], as ViT-style processors do.
-NORMALIZE_MEAN = 0.5
-NORMALIZE_STD = 0.5
 PROCESSOR_FILE = "preprocessor_config.json"
 TIMM_BACKBONE = "timm_backbone"
 FRAME_KEYS = ("num_frames", "frames_per_clip")
+# Frames per clip for video models whose config names no clip length.
+DEFAULT_FRAMES = 4
+PAIR_TASK = "KEYPOINT_MATCHING"  # models that match the keypoints of two images
+VIDEO_KEY = "pixel_values_videos"
+POSITION_KEYS = ("n_positions", "max_position_embeddings")
+WINDOWS_KEY = "num_windows"  # windows per side of the patch grid
+MAX_HEAD_STAGES = 4  # stages a head may read, at most (feature pyramids have four levels)
 
 
 def mapping_names(task: str) -> dict[str, Any]:
@@ -77,16 +101,6 @@ def replace_timm_backbone(config: Any) -> Any:
     return config
 
 
-def seeded_images(count: int, height: int, width: int, channels: int,
-                  frames: int | None = None) -> Any:
-    """Deterministic 8-bit images as a uint8 tensor ``(count, [frames,] height, width, C)``."""
-    import torch
-
-    generator = torch.Generator().manual_seed(TINY_SEED)
-    shape = (count, *((frames,) if frames else ()), height, width, channels)
-    return torch.randint(0, PIXEL_LEVELS, shape, generator=generator, dtype=torch.uint8)
-
-
 class VisionWorkload(TransformersWorkload):
     """Workload of the ``vision`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
 
@@ -96,13 +110,42 @@ class VisionWorkload(TransformersWorkload):
         return self.classification.subfamily or "image_encoder"
 
     def tiny_config(self, keep: frozenset[str]) -> Any:
-        """The core's tiny config with a default timm backbone replaced by a tiny ResNet."""
-        return replace_timm_backbone(super().tiny_config(keep))
+        """The core's tiny config with consistent backbone stage selections
+        (:mod:`hwaccel_pipeline_vision.backbones`) and a default timm backbone replaced by a
+        tiny ResNet.
+
+        A config that selects a single stage where the model class's head refuses it (BEiT's
+        segmentation head reads four) selects the fewest stages the head takes instead.
+        """
+        config = replace_timm_backbone(tiny_config_with_stages(self.model_type, keep))
+        selection = getattr(config, "out_indices", None)
+        if not (isinstance(selection, list) and len(selection) == 1
+                and self._refuses_selection(config)):
+            return config
+        for count in range(2, MAX_HEAD_STAGES + 1):
+            candidate = replace_timm_backbone(
+                tiny_config_with_stages(self.model_type, keep, select_stages(count)))
+            if not self._refuses_selection(candidate):
+                return candidate
+        return config
+
+    def _refuses_selection(self, config: Any) -> bool:
+        """True when the model class, built from ``config`` on the meta device, rejects its
+        ``out_indices``; a build that fails otherwise is left to fail where the model is
+        built."""
+        import torch
+
+        try:
+            with torch.device("meta"):
+                self.model_class(config)
+        except Exception as exc:  # noqa: BLE001 - only a refused selection is of interest
+            return isinstance(exc, ValueError) and "out_indices" in str(exc)
+        return False
 
     @cached_property
     def model_type(self) -> str:
-        """The config's transformers ``model_type``."""
-        return str(self.config.model_type)
+        """The transformers ``model_type`` (the reference's, else its config's)."""
+        return self.ref.model_type or str(self.config.model_type)
 
     @cached_property
     def task(self) -> str:
@@ -135,42 +178,86 @@ class VisionWorkload(TransformersWorkload):
         return self.folder_preprocessor("AutoImageProcessor", (PROCESSOR_FILE,))
 
     def _configs(self) -> list[Any]:
-        """The config, then the sub-configs that describe the image input."""
-        nested = (getattr(self.config, name, None) for name in ("vision_config",
-                                                                "backbone_config"))
-        return [self.config, *(c for c in nested if c is not None)]
+        """The config and all its sub-configs, outermost first."""
+        return all_configs(self.config)
+
+    def _first_int(self, *names: str) -> int | None:
+        """The first positive int any (sub-)config gives under one of ``names``."""
+        for config in self._configs():
+            for name in names:
+                value = getattr(config, name, None)
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    return value
+        return None
 
     @property
     def image_size(self) -> tuple[int, int]:
-        """(height, width) of the images from the config's ``image_size``, else the default."""
+        """(height, width) of the images: the first ``image_size`` of the config or of a
+        sub-config, else the default size of the type's image processor, else
+        :data:`DEFAULT_IMAGE_SIZE`; at least :meth:`smallest_side`, in multiples of
+        :meth:`side_step`."""
+        size = None
         for config in self._configs():
-            size = getattr(config, "image_size", None)
-            if isinstance(size, int) and not isinstance(size, bool):
-                return size, size
-            if isinstance(size, (list, tuple)) and len(size) == 2:
-                return int(size[0]), int(size[1])
-        return DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE
+            value = getattr(config, "image_size", None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                size = (value, value)
+            elif isinstance(value, (list, tuple)) and len(value) == 2:
+                size = (int(value[0]), int(value[1]))
+            if size is not None:
+                break
+        if size is None and self.image_processor is None:
+            size = default_size(processor_defaults(self.model_type))
+        height, width = size or (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE)
+        least, step = self.smallest_side(), self.side_step()
+        return (-(-max(height, least) // step) * step, -(-max(width, least) // step) * step)
+
+    @cached_property
+    def processor_class(self) -> type | None:
+        """The type's image processor class this machine can run (see
+        :func:`~hwaccel_pipeline_vision.images.image_processor_class`), else ``None``."""
+        return image_processor_class(self.model_type)
+
+    def smallest_side(self) -> int:
+        """The smallest image side the model takes: models that cut each of several scaled
+        copies of the image (``scaled_images_ratios``) into ``patch_size`` tiles need the
+        smallest copy to hold one tile (DepthPro); others take any side."""
+        ratios = getattr(self.config, "scaled_images_ratios", None)
+        patch = getattr(self.config, "patch_size", None)
+        if isinstance(patch, int) and isinstance(ratios, (list, tuple)) and ratios and all(
+                isinstance(r, (int, float)) and r > 0 for r in ratios):
+            return int(-(-patch // min(ratios)))
+        return 1
+
+    def side_step(self) -> int:
+        """What an image side must be a multiple of: models that split the patch grid into
+        ``num_windows`` windows per side (RF-DETR) need ``patch_size * num_windows``; others
+        take any side."""
+        for config in self._configs():
+            windows = getattr(config, WINDOWS_KEY, None)
+            patch = getattr(config, "patch_size", None)
+            if isinstance(windows, int) and isinstance(patch, int) and windows > 1:
+                return patch * windows
+        return 1
 
     @property
     def num_channels(self) -> int:
         """Colour channels of the input from the config's ``num_channels``, else RGB."""
-        for config in self._configs():
-            channels = getattr(config, "num_channels", None)
-            if isinstance(channels, int) and channels > 0:
-                return channels
-        return RGB_CHANNELS
+        return self._first_int("num_channels") or RGB_CHANNELS
 
     @property
     def num_frames(self) -> int | None:
-        """Frames per clip of video models (the config's ``num_frames``), else None."""
-        if self.subfamily != "video_classifier" and self.pixel_key != "pixel_values_videos":
+        """Frames per clip of video models (the config's ``num_frames``, else
+        :data:`DEFAULT_FRAMES`), else None."""
+        if self.subfamily != "video_classifier" and self.pixel_key != VIDEO_KEY:
             return None
-        for config in self._configs():
-            for name in FRAME_KEYS:
-                frames = getattr(config, name, None)
-                if isinstance(frames, int) and frames > 0:
-                    return frames
-        return None
+        return self._first_int(*FRAME_KEYS) or DEFAULT_FRAMES
+
+    @property
+    def layout(self) -> Layout:
+        """How the images of one example are laid out (see :class:`Layout`)."""
+        height, width = self.image_size
+        return Layout(height, width, self.num_channels, self.num_frames,
+                      pair=self.task == PAIR_TASK)
 
     def prepare(self) -> None:
         """Import torch and the model class and read the config (not part of load time)."""
@@ -178,47 +265,91 @@ class VisionWorkload(TransformersWorkload):
 
         _ = self.model_class, self.config, self.image_processor
 
-    def make_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
-        """``batch_size`` deterministic images (or clips); ``seq_len`` does not apply."""
-        height, width = self.image_size
-        images = seeded_images(batch_size, height, width, self.num_channels, self.num_frames)
-        if self.image_processor is not None:
-            return self._processed(images)
-        pixels = images.float() / (PIXEL_LEVELS - 1)
-        pixels = (pixels - NORMALIZE_MEAN) / NORMALIZE_STD
-        return {self.pixel_key: pixels.movedim(-1, -3).contiguous()}  # channels first
-
     @cached_property
     def forward_parameters(self) -> frozenset[str]:
         """The argument names the model class's ``forward`` accepts."""
         return frozenset(inspect.signature(self.model_class.forward).parameters)
 
     @property
-    def pixel_key(self) -> str:
-        """The forward argument that takes the pixels (``pixel_values_videos`` for some)."""
-        if "pixel_values" not in self.forward_parameters and (
-                "pixel_values_videos" in self.forward_parameters):
-            return "pixel_values_videos"
-        return "pixel_values"
+    def pixel_key(self) -> str | None:
+        """The forward argument that takes the pixels (``pixel_values_videos`` for some
+        video models); ``None`` for models that take an image as token ids (ImageGPT)."""
+        for key in ("pixel_values", VIDEO_KEY):
+            if key in self.forward_parameters:
+                return key
+        return None
 
-    def _processed(self, images: Any) -> dict[str, Any]:
-        """Run the checkpoint's image processor on PIL versions of ``images``."""
-        from PIL import Image
+    def make_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
+        """``batch_size`` deterministic examples (images, pairs or clips, see the module
+        docstring); ``seq_len`` does not apply. Sets :attr:`input_source`."""
+        inputs = self._pixels(batch_size) if self.pixel_key else {}
+        ids = self._token_inputs(batch_size, inputs)
+        if ids:
+            self.input_source = "synthetic"
+        return {**inputs, **ids}
 
-        arrays = images.numpy()
-        if self.num_frames:
-            pil = [[Image.fromarray(frame) for frame in clip] for clip in arrays]
-        else:
-            pil = [Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
-                   for image in arrays]
-        encoded = dict(self.image_processor(pil, return_tensors="pt"))
+    def _pixels(self, batch_size: int) -> dict[str, Any]:
+        """The pixel inputs of ``batch_size`` examples, through the folder's image processor,
+        else the type's image processor class, else scaled here."""
+        layout = self.layout
+        images = seeded_images(batch_size, layout)
+        processor = self.image_processor
+        self.input_source = "processor"
+        if processor is None and self.processor_class is not None:
+            processor = class_processor(self.processor_class, layout)
+            self.input_source = "processor-class"
+        if processor is None:
+            self.input_source = "synthetic"
+            return {self.pixel_key: scaled_pixels(images)}
+        grouped = layout.per_example is not None
+        encoded = dict(processor(pil_batch(images, grouped), return_tensors="pt"))
         if self.pixel_key not in encoded and "pixel_values" in encoded:
             encoded[self.pixel_key] = encoded.pop("pixel_values")
         return {name: value for name, value in encoded.items()
-                if name in self.forward_parameters}
+                if name in self.forward_parameters and hasattr(value, "shape")}
+
+    def _token_inputs(self, batch_size: int, given: dict[str, Any]) -> dict[str, Any]:
+        """Seeded token ids for what the forward reads as ids: the image itself when it takes
+        no pixels (``input_ids`` of colour clusters, one per position), and every required
+        argument ``<name>_inputs`` besides (``<name>_seq_len`` ids of the config's text
+        vocabulary)."""
+        import torch
+
+        from hwaccel.errors import HwaccelError
+
+        wanted: dict[str, int | None] = {}
+        if self.pixel_key is None and "input_ids" in self.forward_parameters:
+            wanted["input_ids"] = self._first_int(*POSITION_KEYS)
+        signature = inspect.signature(self.model_class.forward).parameters.values()
+        for parameter in signature:
+            name = parameter.name
+            if (parameter.default is inspect.Parameter.empty and name != "self"
+                    and name not in given and parameter.kind is parameter.POSITIONAL_OR_KEYWORD):
+                if not name.endswith("_inputs"):
+                    raise HwaccelError(f"{self.model_class.__name__} requires {name!r}, "
+                                       "which hwaccel cannot make")
+                wanted[name] = self._first_int(name[:-len("inputs")] + "seq_len")
+        generator = torch.Generator().manual_seed(TINY_SEED)
+        vocab = self._vocab_size() if wanted else None
+        ids: dict[str, Any] = {}
+        for name, length in wanted.items():
+            if length is None or vocab is None:
+                raise HwaccelError(f"the config of {self.model_type!r} gives no length or "
+                                   f"vocabulary for {name!r}")
+            ids[name] = torch.randint(0, vocab, (batch_size, length), generator=generator)
+        return ids
+
+    def _vocab_size(self) -> int | None:
+        """The vocabulary of the config's token ids: ``vocab_size``, else the first key of
+        the config or a sub-config that ends in ``vocab_size``."""
+        for config in self._configs():
+            for name, value in sorted(vars(config).items(), key=lambda kv: kv[0] != "vocab_size"):
+                if name.endswith("vocab_size") and isinstance(value, int) and value > 0:
+                    return value
+        return None
 
     def take(self, inputs: dict[str, Any], count: int) -> dict[str, Any]:
-        """The first ``count`` images of a batch of inputs."""
+        """The first ``count`` examples of a batch of inputs."""
         return {name: value[:count] for name, value in inputs.items()}
 
     def forward(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -236,20 +367,32 @@ class VisionWorkload(TransformersWorkload):
                 named.update({f"{name}.{i}": v for i, v in enumerate(value)})
         return named
 
+    def declares_output(self, name: str) -> bool:
+        """True when the model class's forward returns an output type with field ``name``
+        (its return annotation), or names no output type."""
+        import dataclasses
+
+        returned = inspect.signature(self.model_class.forward).return_annotation
+        if not dataclasses.is_dataclass(returned):
+            return True
+        return name in {field.name for field in dataclasses.fields(returned)}
+
     def expected_shapes(self, inputs: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         """Shapes the config implies for the subfamily's head.
 
-        Classifiers: ``logits (batch, num_labels)``. DETR-family set-prediction detectors
-        (configs that weigh their matching loss: ``eos_coefficient`` or a focal loss):
-        ``pred_boxes (batch, queries, 4)`` and ``logits (batch, queries, classes)``, where
-        classes is ``num_labels + 1`` (the softmax "no object" class that
-        ``eos_coefficient`` weighs) unless the config uses a sigmoid focal loss, which scores
-        each label on its own. Depth estimators: ``predicted_depth (batch, height, width)``
-        of the input. Other heads: none beyond the shared batch-size check.
+        Classifiers: ``logits (batch, num_labels)``, where the output type has logits.
+        DETR-family set-prediction detectors (configs that weigh their matching loss:
+        ``eos_coefficient`` or a focal loss): ``pred_boxes (batch, queries, 4)`` and
+        ``logits (batch, queries, classes)``, where classes is ``num_labels + 1`` (the
+        softmax "no object" class that ``eos_coefficient`` weighs) unless the config uses a
+        sigmoid focal loss, which scores each label on its own. Other heads (depth maps,
+        whose resolution is the head's own, masks, keypoints): none beyond the shared
+        batch-size check.
         """
-        pixels = inputs[self.pixel_key]
-        batch = int(pixels.shape[0])
+        batch = int(inputs[self.pixel_key or "input_ids"].shape[0])
         if self.subfamily in ("image_classifier", "video_classifier"):
+            if not self.declares_output("logits"):
+                return {}
             return {"logits": (batch, int(self.config.num_labels))}
         if self.subfamily == "object_detector":
             queries = (getattr(self.config, "num_queries", None)
@@ -262,6 +405,4 @@ class VisionWorkload(TransformersWorkload):
             no_object = int(softmax and not focal)
             return {"pred_boxes": (batch, queries, BOX_COORDINATES),
                     "logits": (batch, queries, int(self.config.num_labels) + no_object)}
-        if self.subfamily == "depth_estimator":
-            return {"predicted_depth": (batch, *(int(s) for s in pixels.shape[-2:]))}
         return {}
