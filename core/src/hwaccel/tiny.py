@@ -93,6 +93,8 @@ _SIZE_LIKE = re.compile(r"(hidden|channel|dim|width|size|feature|embed|filters)"
 _NOT_A_WIDTH = re.compile(r"(head|image|img|patch|vocab|position|window|kernel|stride|sampl|"
                           r"pool|num_(labels|classes|queries|frames)|token|max_|length|"
                           r"bins|ratio|scale|rate|grid)", re.I)
+_HEAD_COUNT = re.compile(r"(^|_)num_(\w+_)?heads($|_)|_heads_per_")
+_KV_LIKE = re.compile(r"key_value|kv")
 _INNER_LIKE = re.compile(r"(intermediate|ffn|mlp|inner|expert)", re.I)
 _LINKED_MIN = 64  # values below this are too common to link by value (2, 8, 32 ...)
 _GENERIC_MIN = 128  # a size-like key no rule shrank is capped when its default is this large
@@ -164,6 +166,9 @@ def _shrink(values: dict[str, Any], left_out: frozenset[str] | None = frozenset(
     cap(_LAYERS, TINY_LAYERS)
     cap(_HEADS, TINY_HEADS, pow2=True)
     cap(_KV_HEADS, TINY_KV_HEADS, pow2=True)
+    for key in values:  # other head counts (a predictor's heads, heads per layer)
+        if key not in (*_HEADS, *_KV_HEADS) and _HEAD_COUNT.search(key):
+            cap((key,), TINY_KV_HEADS if _KV_LIKE.search(key) else TINY_HEADS, pow2=True)
     cap(_HEAD_DIM, TINY_HEAD_DIM)
     cap(_MLA_HEAD_DIM, TINY_HEAD_DIM)
     for key, value in _FILL_WHEN_NONE.items():
@@ -192,13 +197,13 @@ def _shrink(values: dict[str, Any], left_out: frozenset[str] | None = frozenset(
                 out[key] = len(chosen)
         for key, value in per_layer.items():
             kept = [out.get(key, value)[i] for i in chosen]
-            if "layer" in key and all(_is_int(v) and 0 <= v < depth for v in value):
+            if _names_layers(key) and all(_is_int(v) and 0 <= v < depth for v in value):
                 # indices of other layers (a layer reading another's keys and values):
                 # renumbered, or the layer itself when its source is not kept
                 kept = [chosen.index(v) if v in chosen else new for new, v in enumerate(kept)]
             out[key] = kept
         for key, value in values.items():  # lists of some layers' indices (dense layers)
-            if ("layer" in key and key not in per_layer and _int_list(value)
+            if (_names_layers(key) and key not in per_layer and _int_list(value)
                     and all(0 <= v < depth for v in value)):
                 out[key] = [chosen.index(v) for v in value if v in chosen]
     for key in values:  # every other vocabulary (source, target, entities, hash tables)
@@ -268,6 +273,13 @@ def _rope_sections(values: dict[str, Any], out: dict[str, Any]) -> None:
     out["rope_parameters"] = sections
 
 
+def _names_layers(key: str) -> bool:
+    """True for a key whose integers are layer indices (``kv_source_layers``,
+    ``mlp_only_layers``), not counts per layer (``num_key_value_heads_per_layer``)."""
+    return key.endswith(("layers", "layer_ids", "layer_indices")) and not key.startswith(
+        "num_")
+
+
 def _layers_kept(depth: int, per_layer: dict[str, list[Any]],
                  left_out: frozenset[str] | None) -> list[int]:
     """The indices of the layers a tiny config keeps: the first layer of every kind the
@@ -296,12 +308,13 @@ def _is_subconfig(value: Any) -> bool:
 
 
 def _width_map(tree: dict[str, Any], shrunk: dict[str, Any],
-               links: dict[str, dict[int, set[int]]]) -> None:
-    """Collect, over the whole tree, default sizes -> the values they shrank to, apart for
-    widths and for inner (feed-forward) sizes: ``links[kind][old]``."""
+               links: dict[str, dict[int, set[int]]], recurse: bool = True) -> None:
+    """Collect, over the whole tree (or one level of it), default sizes -> the values they
+    shrank to, apart for widths and for inner (feed-forward) sizes: ``links[kind][old]``."""
     for key, value in tree.items():
         if _is_subconfig(value):
-            _width_map(value, shrunk.get(key, {}), links)
+            if recurse:
+                _width_map(value, shrunk.get(key, {}), links)
             continue
         if key in _INTERMEDIATE:
             kind = "inner"
@@ -328,18 +341,24 @@ def _link_of(key: str, value: int, links: dict[str, dict[int, set[int]]]) -> int
     return None
 
 
-def _linked(key: str, value: Any, links: dict[str, dict[int, set[int]]]) -> Any:
-    """``value`` with default sizes replaced by what they shrank to (see :func:`_width_map`).
+def _linked(key: str, value: Any, maps: list[dict[str, dict[int, set[int]]]]) -> Any:
+    """``value`` with default sizes replaced by what they shrank to (see :func:`_width_map`),
+    looked up in ``maps`` in order (the same sub-config's first, then the whole tree's).
 
     Group counts equal to a width (a depthwise convolution's groups) follow it too."""
     sized = _SIZE_LIKE.search(key) and not _NOT_A_WIDTH.search(key)
     if not (sized or key.endswith("groups")):
         return value
+
+    def link(size: int) -> int | None:
+        return next((found for links in maps
+                     if (found := _link_of(key, size, links)) is not None), None)
+
     if _is_int(value):
-        found = _link_of(key, value, links)
+        found = link(value)
         return value if found is None else found
     if _int_list(value):
-        found_all = [_link_of(key, v, links) for v in value]
+        found_all = [link(v) for v in value]
         if any(f is not None for f in found_all):
             return [v if f is None else f for v, f in zip(value, found_all, strict=True)]
     return value
@@ -361,7 +380,10 @@ def _shrunk_tree(tree: dict[str, Any], keep: frozenset[str], prefix: str = ""
 def _link_widths(tree: dict[str, Any], default: dict[str, Any],
                  links: dict[str, dict[int, set[int]]], keep: frozenset[str],
                  prefix: str = "") -> None:
-    """Map size-like keys the name rules left at a linked default width (in place)."""
+    """Map size-like keys the name rules left at a linked default width (in place): to what
+    the same default shrank to in the same (sub-)config first, else anywhere in the tree."""
+    local: dict[str, dict[int, set[int]]] = {}
+    _width_map(default, tree, local, recurse=False)
     for key, value in tree.items():
         path = prefix + key
         if path in keep:
@@ -369,7 +391,7 @@ def _link_widths(tree: dict[str, Any], default: dict[str, Any],
         if _is_subconfig(value) and _is_subconfig(default.get(key)):
             _link_widths(value, default[key], links, keep, path + ".")
         elif value == default.get(key):  # untouched by the name rules
-            tree[key] = _linked(key, value, links)
+            tree[key] = _linked(key, value, [local, links])
             if tree[key] == value:
                 tree[key] = _generic(key, value)
 
