@@ -482,13 +482,33 @@ def _constructor_values(tree: dict[str, Any], cls: type) -> dict[str, Any]:
     return out
 
 
+_REFUSALS: dict[int, str] = {}
+
+
+def _remember_refusal(config: Any, refused: BaseException) -> None:
+    """Keep why the class refused the values, for as long as ``config`` lives."""
+    import weakref
+
+    from hwaccel.failures import one_line
+
+    _REFUSALS[id(config)] = one_line(refused)
+    weakref.finalize(config, _REFUSALS.pop, id(config), None)
+
+
+def refusal_of(config: Any) -> str | None:
+    """Why the config class refused the tiny values of ``config`` (which were then set on its
+    default instance key by key), or ``None`` when it took them."""
+    return _REFUSALS.get(id(config))
+
+
 def build_config(model_type: str, values: dict[str, Any]) -> Any:
     """The config object of ``model_type`` built through its class from a values tree.
 
-    Sizes the class derives are derived again. A class whose constructor cannot take the
-    values (a ``TypeError``) gets them set on its default instance instead; one that
-    validates them and refuses (a head too small for its rotary factor) raises, so that the
-    caller can keep the sizes it names.
+    Sizes the class derives are derived again. A class that cannot take the values, or whose
+    validators refuse them (a rule stricter than its modeling code needs, as "key/value heads
+    must equal query heads" for latent attention), gets them set on its default instance
+    instead, key by key (a key that refuses keeps its default): whether the model then
+    builds and runs is what the search (:mod:`hwaccel.tiny_search`) checks.
     """
     from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
 
@@ -496,16 +516,20 @@ def build_config(model_type: str, values: dict[str, Any]) -> Any:
     try:
         return cls(**{k: v for k, v in _constructor_values(values, cls).items()
                       if k != "model_type"})
-    except TypeError:  # a class that cannot be rebuilt from values keeps its instance
+    except Exception as refused:  # noqa: BLE001 - any refusal (validators raise their own)
         config = AutoConfig.for_model(model_type)
+        _remember_refusal(config, refused)
 
         def assign(cfg: Any, tree: dict[str, Any]) -> None:
             for key, value in tree.items():
-                current = getattr(cfg, key, None)
-                if isinstance(current, PretrainedConfig) and isinstance(value, dict):
-                    assign(current, value)
-                elif current != value:
-                    setattr(cfg, key, value)
+                try:  # per-layer attributes refuse a global read, validators a bad write
+                    current = getattr(cfg, key, None)
+                    if isinstance(current, PretrainedConfig) and isinstance(value, dict):
+                        assign(current, value)
+                    elif current != value:
+                        setattr(cfg, key, value)
+                except Exception:  # noqa: BLE001 - that key keeps its default
+                    continue
 
         assign(config, values)
         return config

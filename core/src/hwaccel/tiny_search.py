@@ -38,7 +38,7 @@ from hwaccel.failures import (
     raised_by_hwaccel,
     where,
 )
-from hwaccel.tiny import FIRST_LAYERS, without_kind
+from hwaccel.tiny import FIRST_LAYERS, refusal_of, without_kind
 
 MAX_PARAMETERS = 60_000_000
 """A relaxed candidate with more parameters than this is not built (about 240 MB in fp32)."""
@@ -165,7 +165,7 @@ class _Search:
         """Key paths (and sub-configs) to keep at their defaults next, likeliest first: keys
         the error names, keys whose default it quotes, fewer kinds of layers, keys one of
         whose words it uses, sub-configs, the rest."""
-        message = str(attempt.error)
+        message = f"{attempt.error} {refusal_of(attempt.config) or ''}"  # and the validators'
         numbers = {int(n) for n in _NUMBER.findall(message)}
         words = set(re.findall(r"[a-z]{4,}", message.lower()))
         named, quoted, worded, rest = [], [], [], []
