@@ -136,3 +136,19 @@ def test_a_missing_library_is_named_not_relaxed_around(monkeypatch):
     assert caught.value.category == "missing-dependency"
     assert caught.value.message.endswith("pip install fancylib")
     assert len(probed) == 1
+
+
+class ReadsAnUndeclaredValue(BertWorkload):
+    """A model that reads a value its config class does not declare (as some default configs
+    of transformers leave out what real checkpoints set)."""
+
+    def forward(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+        heads = model.config.num_key_value_attention_heads  # raises until it is completed
+        assert heads == model.config.num_attention_heads
+        return super().forward(model, inputs)
+
+
+def test_a_value_the_default_config_lacks_is_taken_from_the_config():
+    config = workload(ReadsAnUndeclaredValue).config
+    # the key that ends with most of its words holds the same quantity
+    assert config.num_key_value_attention_heads == config.num_attention_heads

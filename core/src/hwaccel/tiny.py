@@ -537,12 +537,17 @@ def build_config(model_type: str, values: dict[str, Any]) -> Any:
 
 def default_values(model_type: str) -> dict[str, Any]:
     """The default config of ``model_type`` in the installed transformers, as a values tree."""
+    return default_config(model_type).to_dict()
+
+
+def default_config(model_type: str) -> Any:
+    """The default config object of ``model_type`` in the installed transformers."""
     from transformers import AutoConfig
 
     from hwaccel.failures import MODEL, AttributedError, one_line, raised_by_hwaccel
 
     try:
-        return AutoConfig.for_model(model_type).to_dict()
+        return AutoConfig.for_model(model_type)
     except Exception as exc:
         if raised_by_hwaccel(exc):
             raise
@@ -551,11 +556,20 @@ def default_values(model_type: str) -> dict[str, Any]:
                               stage="config") from exc
 
 
+def apply_completions(config: Any, keep: frozenset[str]) -> None:
+    """Values the default config lacks, set from where the config holds them
+    (:mod:`hwaccel.tiny_completion`)."""
+    from hwaccel.tiny_completion import apply_completions as apply
+
+    apply(config, keep)
+
+
 def tiny_config(model_type: str, keep: frozenset[str] = frozenset(),
                 adjust: Callable[[dict, dict, dict], None] | None = None) -> Any:
     """Return a tiny config object of a transformers model type (fixed, deterministic).
 
-    :param keep: dotted key paths that keep the type's defaults.
+    :param keep: dotted key paths that keep the type's defaults, and the markers of the
+        relaxations and completions of :mod:`hwaccel.tiny_search`.
     :param adjust: ``adjust(values, default, overrides)`` gets the top-level tiny values, the
         default values and the top-level overrides so far, and may add more (a pipeline's
         fixes for its own architectures).
@@ -566,4 +580,6 @@ def tiny_config(model_type: str, keep: frozenset[str] = frozenset(),
         overrides = {k: v for k, v in values.items() if default.get(k) != v}
         adjust(values, default, overrides)
         values.update({k: v for k, v in overrides.items() if k not in keep})
-    return build_config(model_type, values)
+    config = build_config(model_type, values)
+    apply_completions(config, keep)
+    return config

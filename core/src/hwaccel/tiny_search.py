@@ -39,6 +39,7 @@ from hwaccel.failures import (
     where,
 )
 from hwaccel.tiny import FIRST_LAYERS, refusal_of, without_kind
+from hwaccel.tiny_completion import completion_for
 
 MAX_PARAMETERS = 60_000_000
 """A relaxed candidate with more parameters than this is not built (about 240 MB in fp32)."""
@@ -73,7 +74,8 @@ class Attempt:
         """Where and how it failed, to tell whether a relaxation moved the failure."""
         if self.error is None:
             return ("", "")
-        return (where(self.error), type(self.error).__name__)
+        message = re.sub(r"\d+", "#", str(self.error))[:120]  # not moved by sizes alone
+        return (where(self.error), f"{type(self.error).__name__}: {message}")
 
 
 def _cache_file(workload: Any) -> Any:
@@ -120,6 +122,7 @@ class _Search:
     def __init__(self, workload: Any):
         from hwaccel.tiny import (
             changed_paths,
+            default_config,
             default_values,
             layer_kinds,
             shrunk_values,
@@ -128,6 +131,7 @@ class _Search:
 
         self.workload = workload
         self.default = default_values(workload.ref.model_type)
+        self.default_config = default_config(workload.ref.model_type)
         self.changed = changed_paths(self.default, shrunk_values(self.default))
         self.subconfigs = subconfig_paths(self.default)
         self.kinds = layer_kinds(self.default)
@@ -162,9 +166,10 @@ class _Search:
         return attempt
 
     def suspects(self, attempt: Attempt, kept: frozenset[str]) -> list[str]:
-        """Key paths (and sub-configs) to keep at their defaults next, likeliest first: keys
-        the error names, keys whose default it quotes, fewer kinds of layers, keys one of
-        whose words it uses, sub-configs, the rest."""
+        """Key paths (and sub-configs) to keep at their defaults next, likeliest first: a
+        value the config lacks (:mod:`hwaccel.tiny_completion`), keys the error names, keys
+        whose default it quotes, fewer kinds of layers, keys one of whose words it uses,
+        sub-configs, the rest."""
         message = f"{attempt.error} {refusal_of(attempt.config) or ''}"  # and the validators'
         numbers = {int(n) for n in _NUMBER.findall(message)}
         words = set(re.findall(r"[a-z]{4,}", message.lower()))
@@ -183,7 +188,11 @@ class _Search:
                 rest.append(path)
         subconfigs = [p for p in self.subconfigs if p not in kept]
         layers = [k for k in self.layer_relaxations if k not in kept]
-        return list(dict.fromkeys(named + quoted + layers + worded + subconfigs + rest))
+        completion = completion_for(attempt.error, self.default_config) \
+            if attempt.error else None
+        completions = [completion] if completion and completion not in kept else []
+        return list(dict.fromkeys(completions + named + quoted + layers + worded +
+                                  subconfigs + rest))
 
     @property
     def layer_relaxations(self) -> list[str]:
@@ -204,7 +213,8 @@ class _Search:
         if first.error is not None and self._hopeless(first):
             raise _attributed(first)
         default: Attempt | None = None
-        if first.stage in ("config", "build") and first.error is not None:
+        if (first.stage in ("config", "build") and first.error is not None
+                and completion_for(first.error, self.default_config) is None):
             default = self.probe(self.default_keep)  # on the meta device first: cheap
             if default.error is not None and self._same_failure(first, default):
                 for relaxed in self.layer_relaxations:  # a kind of layer that cannot build
