@@ -2,6 +2,7 @@
 
 Run: .venv/bin/python benchmarks/type_sweep.py --backend cpu [--sample N] [--types a,b]
                                                [--jobs 2] [--timeout 300] [--json FILE]
+     .venv/bin/python benchmarks/type_sweep.py --backend openvino --against cpu.json
 
 For each transformers ``model_type`` whose TAXONOMY label names a pipeline (the types
 ``hwaccel classify tiny:<type>`` gives a pipeline), the sweep benchmarks ``tiny:<type>`` on
@@ -10,6 +11,8 @@ per type from the zygote, the backend's own benchmark hook), with one timed call
 memory pass. It prints every failure with its category (``harness`` first) and the share of
 types that ran, per pipeline and in all. ``--sample N`` takes N types per pipeline (spread
 evenly over the sorted list) for a quick run; ``--json FILE`` keeps every outcome.
+``--against FILE`` (another sweep's ``--json``, e.g. the CPU's) sweeps only the types that
+ran there and prints the share of them that run here too.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, help="jobs at once")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per job")
     parser.add_argument("--json", default="", help="write every outcome to this file")
+    parser.add_argument("--against", default="",
+                        help="a sweep's --json: sweep only the types that ran there")
     args = parser.parse_args()
 
     from hwaccel import autotables, benchmark
@@ -54,6 +59,11 @@ def main() -> int:
     plugins = load()
     report = detect(plugins)
     wanted = set(filter(None, args.types.split(",")))
+    if args.against:
+        with open(args.against, encoding="utf-8") as reference:
+            ran = json.load(reference)["results"]
+        against = {m.removeprefix("tiny:") for m, r in ran.items() if r["success"]}
+        wanted = wanted & against if wanted else against
     pipelines_wanted = set(filter(None, args.pipelines.split(",")))
     by_pipeline: dict[str, list[str]] = collections.defaultdict(list)
     for model_type in autotables.load().config_types:
@@ -105,6 +115,8 @@ def main() -> int:
         ok = sum(results[f"tiny:{t}"].success for t in types)
         total_ok += ok
         print(f"  {pipeline:<12} {ok:>4}/{len(types):<4} {ok / max(len(types), 1):6.1%}")
+    if args.against:
+        print(f"  (of the types that ran in {args.against})")
     categories = collections.Counter(r.error_category for _, _, r in failures)
     print(f"  {'all':<12} {total_ok:>4}/{len(results):<4} "
           f"{total_ok / max(len(results), 1):6.1%}   in {elapsed:.0f} s; failures by "
