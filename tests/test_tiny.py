@@ -97,3 +97,37 @@ def test_token_ids_stay_inside_the_vocabulary_and_apart():
     assert llava.image_token_index < vocab
     assert llava.image_token_index not in {llava.text_config.bos_token_id,
                                            llava.text_config.eos_token_id}
+
+
+def test_key_value_heads_that_equalled_the_query_heads_still_do():
+    for model_type in ("deepseek_v3", "qwen2_vl", "olmo"):
+        default = default_values(model_type)
+        text = default.get("text_config") or default
+        if text.get("num_key_value_heads") != text["num_attention_heads"]:
+            continue  # the installed default no longer has plain multi-head attention
+        config = tiny_config(model_type)
+        config = getattr(config, "text_config", config)
+        assert config.num_key_value_heads == config.num_attention_heads <= TINY_HEADS
+
+
+def test_equal_rotary_sections_stay_equal_and_partial_rotation_is_counted():
+    for model_type in ("qwen2_vl", "glm4v", "cosmos3_edge", "hy_v4_vl"):
+        default = default_values(model_type)["text_config"]["rope_parameters"] or {}
+        text = tiny_config(model_type).text_config
+        head_dim = getattr(text, "head_dim", None) or \
+            text.hidden_size // text.num_attention_heads
+        factor = text.rope_parameters.get("partial_rotary_factor") or \
+            getattr(text, "partial_rotary_factor", None) or 1.0
+        sections = text.rope_parameters["mrope_section"]
+        assert sum(sections) == int(head_dim * factor) // 2, model_type
+        named = default.get("mrope_section") or []  # absent: the class declares the key
+        for i, j in [(i, j) for i in range(len(named)) for j in range(len(named)) if i < j]:
+            if named[i] == named[j]:
+                assert sections[i] == sections[j], (model_type, sections)
+
+
+def test_mamba2_heads_times_head_size_is_the_inner_width():
+    config = tiny_config("nemotron_h")  # heads, head size and groups under mamba_* names
+    assert config.mamba_num_heads * config.mamba_head_dim == \
+        config.expand * config.hidden_size
+    assert config.mamba_num_heads % config.n_groups == 0

@@ -31,6 +31,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from hwaccel import tiny_couplings as couplings
+
 TINY_HIDDEN = 32
 TINY_INTERMEDIATE = 64
 TINY_LAYERS = 2
@@ -96,6 +98,7 @@ _NOT_A_WIDTH = re.compile(r"(head|image|img|patch|vocab|position|window|kernel|s
 _HEAD_COUNT = re.compile(r"(^|_)num_(\w+_)?heads($|_)|_heads_per_")
 _KV_LIKE = re.compile(r"key_value|kv")
 _INNER_LIKE = re.compile(r"(intermediate|ffn|mlp|inner|expert)", re.I)
+_LAYER_COUNT = re.compile(r"^num_\w+_layers$")
 _LINKED_MIN = 64  # values below this are too common to link by value (2, 8, 32 ...)
 _GENERIC_MIN = 128  # a size-like key no rule shrank is capped when its default is this large
 
@@ -171,6 +174,9 @@ def _shrink(values: dict[str, Any], left_out: frozenset[str] | None = frozenset(
             cap((key,), TINY_KV_HEADS if _KV_LIKE.search(key) else TINY_HEADS, pow2=True)
     cap(_HEAD_DIM, TINY_HEAD_DIM)
     cap(_MLA_HEAD_DIM, TINY_HEAD_DIM)
+    couplings.width_named_hidden_dim(values, out, TINY_HIDDEN)
+    couplings.attention_heads(values, out)
+    couplings.mamba2_heads(values, out, TINY_HEADS)
     for key, value in _FILL_WHEN_NONE.items():
         if key in values and values[key] is None:
             out[key] = value
@@ -202,10 +208,16 @@ def _shrink(values: dict[str, Any], left_out: frozenset[str] | None = frozenset(
                 # renumbered, or the layer itself when its source is not kept
                 kept = [chosen.index(v) if v in chosen else new for new, v in enumerate(kept)]
             out[key] = kept
-        for key, value in values.items():  # lists of some layers' indices (dense layers)
-            if (_names_layers(key) and key not in per_layer and _int_list(value)
+        for key, value in values.items():
+            if (_names_layers(key) and key not in per_layer and _int_sequence(value)
                     and all(0 <= v < depth for v in value)):
-                out[key] = [chosen.index(v) for v in value if v in chosen]
+                # some layers' indices (dense, cross-attention, global-attention layers):
+                # those kept, renumbered; at least one, the last, when none of them is
+                kept = [chosen.index(v) for v in value if v in chosen]
+                out[key] = kept or [len(chosen) - 1]
+            elif (_LAYER_COUNT.match(key) and key not in _LAYERS and _is_int(value)
+                  and value > len(chosen) and not key.endswith("shared_layers")):
+                out[key] = len(chosen)  # layers of a kind (global ones) within the depth
     for key in values:  # every other vocabulary (source, target, entities, hash tables)
         if "vocab" in key and key != "vocab_size":
             cap((key,), TINY_VOCAB)
@@ -215,7 +227,7 @@ def _shrink(values: dict[str, Any], left_out: frozenset[str] | None = frozenset(
     vocab = values.get("vocab_size")
     if "vocab_size" in values and (vocab is None or (_is_int(vocab) and vocab > TINY_VOCAB)):
         out["vocab_size"] = vocab = TINY_VOCAB
-    _rope_sections(values, out)
+    couplings.rope_sections(values, out, _declared_rope_keys(values))
     text = values.get("text_config") if isinstance(values.get("text_config"), dict) else {}
     reserved: set[int] = set()
     if not _is_int(vocab):  # a composite config: its token ids index the text model's vocab
@@ -230,54 +242,26 @@ def _shrink(values: dict[str, Any], left_out: frozenset[str] | None = frozenset(
     return out
 
 
-def _split(total: int, weights: list[int]) -> list[int]:
-    """``total`` split in ``len(weights)`` positive parts in proportion to ``weights``."""
-    count = len(weights)
-    if total < count:
-        return [1] * count
-    scale = (total - count) / max(sum(weights), 1)
-    parts = [1 + int(w * scale) for w in weights]
-    order = sorted(range(count), key=lambda i: weights[i] * scale - int(weights[i] * scale),
-                   reverse=True)
-    for i in order[: total - sum(parts)]:
-        parts[i] += 1
-    return parts
-
-
-def _rope_sections(values: dict[str, Any], out: dict[str, Any]) -> None:
-    """Multimodal rotary sections (``mrope_section``) that split each head's rotary
-    frequencies among time, height and width must sum to half the tiny head size: set them
-    so (in proportion) when the rope parameters name them, or when the config class declares
-    them (``ignore_keys_at_rope_validation``) while its modeling code assumes a default."""
+def _declared_rope_keys(values: dict[str, Any]) -> tuple[str, ...]:
+    """The rope keys a config class says its validation ignores (its modeling code reads
+    them, with defaults of its own): ``ignore_keys_at_rope_validation``."""
     from transformers import CONFIG_MAPPING
 
-    rope = values.get("rope_parameters")
-    if not isinstance(rope, dict) or "rope_type" not in rope:  # not one flat set of them
-        return
     model_type = values.get("model_type")
     cls = CONFIG_MAPPING[model_type] if model_type in CONFIG_MAPPING else None
-    declared = getattr(cls, "ignore_keys_at_rope_validation", None) or ()
-    keys = {k for k in declared if isinstance(k, str) and k.endswith("section")}
-    keys |= {k for k, v in rope.items() if k.endswith("section") and _int_list(v)}
-    merged = {**values, **out}
-    head_dim = merged.get("head_dim")
-    width, heads = merged.get("hidden_size"), merged.get("num_attention_heads")
-    if not _is_int(head_dim) and _is_int(width) and _is_int(heads) and heads:
-        head_dim = width // heads
-    if not keys or not _is_int(head_dim):
-        return
-    sections = dict(rope)
-    for key in keys:
-        current = rope.get(key)
-        sections[key] = _split(head_dim // 2, current if _int_list(current) else [1, 1, 1])
-    out["rope_parameters"] = sections
+    return tuple(getattr(cls, "ignore_keys_at_rope_validation", None) or ())
 
 
 def _names_layers(key: str) -> bool:
     """True for a key whose integers are layer indices (``kv_source_layers``,
-    ``mlp_only_layers``), not counts per layer (``num_key_value_heads_per_layer``)."""
-    return key.endswith(("layers", "layer_ids", "layer_indices")) and not key.startswith(
-        "num_")
+    ``mlp_only_layers``, ``global_attn_indexes``), not counts per layer
+    (``num_key_value_heads_per_layer``)."""
+    return key.endswith(("layers", "layer_ids", "layer_indices", "indexes")) and \
+        not key.startswith("num_")
+
+
+def _int_sequence(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and bool(value) and all(_is_int(v) for v in value)
 
 
 def _layers_kept(depth: int, per_layer: dict[str, list[Any]],

@@ -21,7 +21,6 @@ output and exposes it as :attr:`StateSpaceWorkload.kernel_fallbacks`.
 from __future__ import annotations
 
 import logging
-import math
 from functools import cached_property
 from typing import Any
 
@@ -30,12 +29,6 @@ from hwaccel_pipeline_text.workload import TextWorkload
 CACHE_OUTPUTS = ("cache_params", "past_key_values", "state")
 # attributes of cache objects that hold attention keys and values (everything else is state)
 ATTENTION_FIELDS = frozenset({"keys", "values", "key_cache", "value_cache"})
-# (heads, head size, groups, expand) keys of Mamba2-style mixers:
-# heads * head size must equal expand * hidden_size, and groups must divide heads
-MAMBA2_HEAD_KEYS = (("num_heads", "head_dim", "n_groups", "expand"),
-                    ("mamba_n_heads", "mamba_d_head", "mamba_n_groups", "mamba_expand"),
-                    ("mamba_num_heads", "mamba_head_dim", "n_groups", "expand"),
-                    ("n_mamba_heads", "mamba_headdim", "mamba_ngroups", "mamba_expand"))
 LAYER_PATTERN_KEYS = ("layers_block_type", "layer_types", "block_types")
 _DEPTH_KEYS = ("num_hidden_layers", "n_layer", "n_layers", "num_layers", "num_blocks")
 _FALLBACK_NOTICE = "falling back to its reference PyTorch implementation"
@@ -64,31 +57,9 @@ class _KernelFallbackNotes(logging.Filter):
 _NOTES = _KernelFallbackNotes()
 
 
-def _mamba2_heads(values: dict[str, Any], overrides: dict[str, Any]) -> None:
-    """Make Mamba2-style head counts consistent with the shrunk width (fix 2 below)."""
-    from hwaccel.tiny import TINY_HEADS
-
-    merged = {**values, **overrides}
-    hidden = _int(merged.get("hidden_size"))
-    for heads_key, dim_key, groups_key, expand_key in MAMBA2_HEAD_KEYS:
-        heads, dim = _int(merged.get(heads_key)), _int(merged.get(dim_key))
-        groups, expand = _int(merged.get(groups_key)), _int(merged.get(expand_key))
-        if None in (heads, dim, expand, hidden):
-            continue
-        inner = _int(merged.get("mamba_d_ssm")) or expand * hidden
-        if heads * dim == inner:
-            continue
-        heads = max(1, min(heads, TINY_HEADS))
-        while inner % heads:
-            heads -= 1
-        overrides[heads_key], overrides[dim_key] = heads, inner // heads
-        if groups:
-            overrides[groups_key] = math.gcd(groups, heads)
-
-
 def _keep_layer_kinds(values: dict[str, Any], default: dict[str, Any], depth: int,
                       overrides: dict[str, Any]) -> None:
-    """Keep one layer of every kind the default pattern has (fix 3 below)."""
+    """Keep one layer of every kind the default pattern has (fix 2 below)."""
     for key in [k for k in values if k.endswith("_layer_offset")]:
         period_key = key[: -len("offset")] + "period"
         offset, period = _int(values.get(key)), _int(values.get(period_key))
@@ -106,9 +77,8 @@ def _keep_layer_kinds(values: dict[str, Any], default: dict[str, Any], depth: in
 
 def _state_space_fixes(values: dict[str, Any], default: dict[str, Any],
                        overrides: dict[str, Any]) -> None:
-    """Fixes 2 and 3 of :meth:`StateSpaceWorkload.tiny_config`, added to ``overrides``."""
+    """Fix 2 of :meth:`StateSpaceWorkload.tiny_config`, added to ``overrides``."""
     depth = next((values[k] for k in _DEPTH_KEYS if _int(values.get(k))), 1)
-    _mamba2_heads(values, overrides)
     _keep_layer_kinds(values, default, depth, overrides)
 
 
@@ -150,11 +120,9 @@ class StateSpaceWorkload(TextWorkload):
         1. Rebuilt through the config class (as the core does), so sizes the class derives
            from others follow the shrunk ones (RWKV's ``attention_hidden_size``, Mamba's
            ``time_step_rank``, Jamba's ``mamba_dt_rank``...).
-        2. Mamba2-style mixers: ``heads * head_dim == expand * hidden_size`` with
-           ``n_groups`` dividing the heads; the core caps heads and head size separately,
-           which breaks it. Heads stay capped at the core's tiny head count, the head size
-           follows, groups become ``gcd(groups, heads)``.
-        3. Hybrids keep every layer kind of their default pattern: with two layers Jamba's
+           (Mamba2-style mixers keeping ``heads * head_dim == expand * hidden_size`` is
+           the core's: :func:`hwaccel.tiny_couplings.mamba2_heads`.)
+        2. Hybrids keep every layer kind of their default pattern: with two layers Jamba's
            attention layer (period 8, offset 4) or Zamba's hybrid layers would vanish.
            Period / offset pairs and per-layer pattern lists are adjusted so the last layers
            carry the missing kinds.
