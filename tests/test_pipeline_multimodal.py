@@ -1,5 +1,6 @@
-"""The multimodal pipeline: labels, the LLaVA and PaliGemma workloads, a checkpoint folder with
-its own processor, generated tests and a benchmark.
+"""The multimodal pipeline: labels, the LLaVA and PaliGemma workloads, previously failing kinds
+of multimodal models (dynamic-grid, tiled, audio-language, Q-Former, position-mask, document QA,
+VQA), a checkpoint folder with its own processor, generated tests and a benchmark.
 
 Expected family and pipeline are copied from shared/TAXONOMY.md (rule 3: llava, paligemma,
 idefics2, qwen2_vl -> multimodal/multimodal); expected subfamilies from the table in
@@ -11,10 +12,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from conftest import benchmark_one, generate_and_run, workload_and_model
 from hwaccel.classify import classify
-from hwaccel.errors import HwaccelError
 from hwaccel.workloads import load_workload
 from hwaccel_pipeline_multimodal import subfamily_of
 
@@ -66,6 +67,7 @@ def _check_prompt_forward_generate(workload, model, image_tokens):
     ids = inputs["input_ids"]
     assert (ids == config.image_token_id).sum(dim=1).tolist() == [image_tokens] * 2
     assert ids.shape[1] == image_tokens + 5
+    assert workload.placeholder_counts(inputs) == {config.image_token_id: image_tokens}
     assert ((ids >= 0) & (ids < config.text_config.vocab_size)).all()
     assert tuple(inputs["pixel_values"].shape) == (
         2, vision.num_channels, vision.image_size, vision.image_size)
@@ -88,7 +90,6 @@ def test_llava_prompt_has_one_image_token_per_clip_patch(llava):
     # CLIP yields a class token plus one per patch; the "default" strategy drops the former
     assert model.config.vision_feature_select_strategy == "default"
     patches = (vision.image_size // vision.patch_size) ** 2
-    assert workload.image_token_count() == patches
     text = model.config.text_config
     assert model.config.image_token_id not in (text.bos_token_id, text.eos_token_id)
     _check_prompt_forward_generate(workload, model, patches)
@@ -103,10 +104,116 @@ def test_paligemma_prompt_has_one_image_token_per_siglip_patch(paligemma):
     _check_prompt_forward_generate(workload, model, patches)
 
 
-def test_extractive_subfamilies_are_refused_clearly(plugins):
-    workload = load_workload("tiny:layoutlm", classify("tiny:layoutlm", plugins).classification)
-    with pytest.raises(HwaccelError, match="runs vision_language_generation models"):
-        workload.make_inputs(1, 4)
+def _run(workload, model, rows=2, seq_len=6):
+    """Inputs, outputs and output shapes of one forward call."""
+    inputs = workload.make_inputs(rows, seq_len)
+    outputs = workload.forward(model, inputs)
+    assert all(torch.isfinite(value).all() for value in outputs.values())
+    shapes = {name: tuple(value.shape) for name, value in outputs.items()}
+    assert shapes == workload.expected_shapes(inputs)
+    return inputs, shapes
+
+
+def _placeholders(inputs, token):
+    return (inputs["input_ids"] == token).sum(dim=1).tolist()
+
+
+def test_a_dynamic_grid_model_gets_patches_and_their_grid(plugins):
+    """Qwen2-VL: flattened patches with a (time, height, width) grid per picture, one image
+    token per merged square of patches, M-RoPE modality types."""
+    workload, model = workload_and_model("tiny:qwen2_vl", plugins)
+    inputs, shapes = _run(workload, model)
+    config = model.config
+    grid = inputs["image_grid_thw"]
+    merge = config.vision_config.spatial_merge_size
+    assert grid.shape == (2, 3) and inputs["pixel_values"].shape[0] == int(grid.prod(-1).sum())
+    per_picture = [int(g.prod()) // merge**2 for g in grid]
+    assert _placeholders(inputs, config.image_token_id) == per_picture
+    assert inputs["mm_token_type_ids"].eq(1).sum(dim=1).tolist() == per_picture
+    assert shapes["logits"] == (2, inputs["input_ids"].shape[1], config.text_config.vocab_size)
+    assert workload.input_source == "processor-class"
+
+
+def test_a_tiled_model_gets_one_row_of_tiles_per_prompt(plugins):
+    """Idefics2: pixels (batch, pictures, channels, height, width) with their pixel mask; the
+    perceiver resamples each picture to a fixed number of image tokens."""
+    workload, model = workload_and_model("tiny:idefics2", plugins)
+    inputs, _ = _run(workload, model)
+    assert inputs["pixel_values"].dim() == 5 and inputs["pixel_values"].shape[:2] == (2, 1)
+    assert inputs["pixel_attention_mask"].shape[:2] == (2, 1)
+    queries = model.config.perceiver_config.resampler_n_latents
+    assert _placeholders(inputs, model.config.image_token_id) == [queries] * 2
+
+
+def test_an_audio_language_model_gets_features_and_audio_tokens(plugins):
+    """GLM-ASR: log-mel features from the type's feature extractor with their mask, one
+    audio token per feature of the encoder."""
+    workload, model = workload_and_model("tiny:glmasr", plugins)
+    inputs, _ = _run(workload, model)
+    assert workload.medium == "audio" and workload.input_source == "processor-class"
+    features = inputs["input_features"]
+    assert features.shape[:2] == (2, model.config.audio_config.num_mel_bins)
+    assert inputs["input_features_mask"].shape == (2, features.shape[-1])
+    with torch.inference_mode():
+        encoded = model.model.get_audio_features(features, inputs["input_features_mask"])
+    tokens = encoded.pooler_output.shape[0] // 2
+    assert _placeholders(inputs, model.config.audio_token_id) == [tokens] * 2
+
+
+def test_a_q_former_model_reads_its_own_instruction(plugins):
+    """InstructBLIP: the Q-Former reads an instruction of its own vocabulary; the prompt
+    holds one image token (a free id of the tiny vocabulary) per query."""
+    workload, model = workload_and_model("tiny:instructblip", plugins)
+    inputs, _ = _run(workload, model)
+    config = model.config
+    assert inputs["qformer_input_ids"].max() < config.qformer_config.vocab_size
+    assert config.image_token_id < config.text_config.vocab_size
+    assert _placeholders(inputs, config.image_token_id) == [config.num_query_tokens] * 2
+
+
+def test_a_position_mask_marks_the_image_features(plugins):
+    """Kosmos-2 names no image token: a mask marks where its latent queries go."""
+    workload, model = workload_and_model("tiny:kosmos-2", plugins)
+    inputs, _ = _run(workload, model)
+    mask = inputs["image_embeds_position_mask"]
+    assert mask.sum(dim=1).tolist() == [model.config.latent_query_num] * 2
+
+
+def test_document_question_answering_reads_boxes_and_the_page(plugins):
+    """LayoutLMv3: token ids with one box each on the 0-1000 grid, and the page image whose
+    patches (and a class token) it appends to the text."""
+    workload, model = workload_and_model("tiny:layoutlmv3", plugins)
+    inputs, shapes = _run(workload, model)
+    boxes = inputs["bbox"]
+    assert boxes.shape == (*inputs["input_ids"].shape, 4)
+    assert boxes.min() >= 0 and boxes.max() <= 1000
+    assert (boxes[..., 2] >= boxes[..., 0]).all() and (boxes[..., 3] >= boxes[..., 1]).all()
+    side = inputs["pixel_values"].shape[-1] // model.config.patch_size
+    length = inputs["input_ids"].shape[1] + side * side + 1
+    assert shapes == {"start_logits": (2, length), "end_logits": (2, length)}
+
+
+def test_visual_question_answering_scores_every_answer(plugins):
+    """ViLT: the question and the picture in, one score per answer label out."""
+    workload, model = workload_and_model("tiny:vilt", plugins)
+    inputs, shapes = _run(workload, model)
+    assert inputs["pixel_values"].shape[0] == 2 and "pixel_mask" in inputs
+    assert shapes == {"logits": (2, model.config.num_labels)}
+
+
+def test_tiny_configs_keep_the_sizes_their_connectors_need(plugins):
+    """Pooling to a square of tokens and pixel shuffles need patch grids they divide."""
+    import math
+
+    gemma = load_workload("tiny:gemma3", classify("tiny:gemma3", plugins).classification)
+    config = gemma.tiny_config(frozenset())
+    patches = config.vision_config.image_size // config.vision_config.patch_size
+    side = math.isqrt(config.mm_tokens_per_image)
+    assert side * side == config.mm_tokens_per_image and patches % side == 0
+    idefics = load_workload("tiny:idefics3", classify("tiny:idefics3", plugins).classification)
+    config = idefics.tiny_config(frozenset())
+    patches = config.vision_config.image_size // config.vision_config.patch_size
+    assert patches % config.scale_factor == 0
 
 
 def _llava_folder(folder, model):
@@ -153,7 +260,9 @@ def test_a_checkpoint_folder_uses_its_processor(plugins, llava, tmp_path):
     vision = model.config.vision_config
     patches = (vision.image_size // vision.patch_size) ** 2
     image_tokens = (inputs["input_ids"] == model.config.image_token_id).sum(dim=1)
-    assert image_tokens.tolist() == [patches] * 2 == [workload.image_token_count()] * 2
+    assert image_tokens.tolist() == [patches] * 2
+    assert folder.input_source == "processor"
+    assert folder.placeholder_counts(inputs) == {model.config.image_token_id: patches}
     loaded = folder.load_model()
     outputs = folder.forward(loaded, inputs)
     assert tuple(outputs["logits"].shape) == (

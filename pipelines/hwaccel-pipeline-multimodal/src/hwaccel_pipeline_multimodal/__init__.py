@@ -1,5 +1,6 @@
-"""hwaccel pipeline ``multimodal``: generative vision-language models (LLaVA, PaliGemma, Idefics,
-Qwen2-VL).
+"""hwaccel pipeline ``multimodal``: vision- and audio-language models (LLaVA, PaliGemma, Idefics,
+Qwen2-VL, Qwen2-Audio), document question answering (LayoutLM) and visual question answering
+(ViLT).
 
 Claims every model whose TAXONOMY.md reference label has pipeline ``multimodal`` (rule 3: an
 image-text-to-text, multimodal-LM, VQA, document-QA or vision-to-sequence task in the
@@ -14,9 +15,9 @@ subfamily                        auto-model tasks
 ``document_question_answering``  DOCUMENT_QUESTION_ANSWERING (LayoutLM: span extractor)
 ================================ ===================================================
 
-The workload runs the generative subfamily (an image plus a text prompt in, next-token logits
-out); the two extractive ones are claimed, labelled, and refused by the workload with a clear
-error. Importing this module imports neither torch, transformers nor PIL.
+The workload (:mod:`hwaccel_pipeline_multimodal.workload`) runs all three: media (an image,
+or a recording for speech-language models) and a prompt in; next-token logits, answer spans
+or answer scores out. Importing this module imports neither torch, transformers nor PIL.
 """
 
 from __future__ import annotations
