@@ -29,7 +29,16 @@ from conftest import (
 )
 from hwaccel import BenchmarkRequest, BenchmarkSettings, HardwareInfo
 from hwaccel.classify import classify
-from hwaccel.onnx_export import ExportError, StaticShapeError, cached_export, capture
+from hwaccel.failures import AttributedError
+from hwaccel.onnx_export import (
+    CallSignature,
+    ExportedModel,
+    ExportError,
+    StaticShapeError,
+    TensorSpec,
+    cached_export,
+    capture,
+)
 from hwaccel_qnn.detect import BACKEND_PATH_ENV, PROVIDER, detect_qnn
 from hwaccel_qnn.runtime import (
     DISABLE_CPU_FALLBACK,
@@ -186,19 +195,39 @@ def test_capture_records_the_workloads_constant_arguments(plugins, one_thread):
     assert ("logits", 0) in signature.outputs
 
 
+def test_a_call_by_position_is_exported_by_the_parameters_names(bert):
+    workload, model = bert
+    inputs = workload.make_inputs(1, 4)
+    signature, example = capture(model, lambda m, x: m(x["input_ids"]), inputs)
+    assert signature.positional == ("input_ids",)  # BertModel.forward's first parameter
+    assert [spec.name for spec in signature.inputs] == ["input_ids"]
+    # the exported graph is called the same way, by position
+    called = signature.check_call((inputs["input_ids"],), {}, runtime="r", remedy="")
+    assert called["input_ids"] is inputs["input_ids"]
+    with pytest.raises(StaticShapeError, match="2 positional input"):
+        signature.check_call((inputs["input_ids"], inputs["input_ids"]), {}, runtime="r",
+                             remedy="")
+
+
+def test_a_graph_input_the_exporter_renamed_is_fed_from_its_call_input(tmp_path):
+    signature = CallSignature(inputs=(TensorSpec("sample", (1,), "float32"),), constants=(),
+                              outputs=(("output", 0),), structure="tensor")
+    exported = ExportedModel(path=tmp_path / "m.onnx", signature=signature,
+                             graph_inputs=("sample.1",), cache_hit=False, seconds=0.0)
+    sample = torch.ones(1)
+    assert exported.feeds({"sample": sample}) == {"sample.1": sample}
+    with pytest.raises(AttributedError, match="matches none"):
+        exported.feeds({"other": sample})
+
+
 def test_capture_refuses_what_one_graph_cannot_serve(bert):
     workload, model = bert
-
-    def positional(m, inputs):
-        return m(inputs["input_ids"])
 
     def two_shapes(m, inputs):
         m(input_ids=inputs["input_ids"])
         return m(input_ids=inputs["input_ids"][:, :2])
 
     inputs = workload.make_inputs(1, 4)
-    with pytest.raises(ExportError, match="positional"):
-        capture(model, positional, inputs)
     with pytest.raises(ExportError, match="2 times with different inputs"):
         capture(model, two_shapes, inputs)
     with pytest.raises(ExportError, match="not a torch.nn.Module"):

@@ -1,5 +1,6 @@
 """The web backend in a real headless Chromium: detection, the matrix's cells per provider,
-generated tests, WebNN in the packaged Chromium, and a browser that crashes or hangs.
+generated tests, WebNN in the packaged Chromium, the run's shared browser, and a browser that
+crashes or hangs.
 
 Everything runs for real: Debian's ``/usr/bin/chromium`` (``make test`` installs it) through
 Playwright, onnxruntime-web from the npm registry (fetched once into the session's cache, its
@@ -28,7 +29,7 @@ import pytest
 
 from conftest import ONE_THREAD, assert_generated_tests_skip, generate_and_run, hardware_rows
 from hwaccel_web import npm
-from hwaccel_web.browser import CHROMIUM_ENV
+from hwaccel_web.chromium import CHROMIUM_ENV
 from hwaccel_web.detect import detect_web
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -70,6 +71,35 @@ def run_marked(args: list[str], mark: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "hwaccel", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **ONE_THREAD, **WEB_ONLY, MARK: mark})
+
+
+def _gone(mark: str, timeout_s: float = 10.0) -> list[psutil.Process]:
+    """The marked browser processes still alive once they had ``timeout_s`` to go."""
+    deadline = time.monotonic() + timeout_s
+    while browsers(mark) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return browsers(mark)
+
+
+def _run_browser(mark: str) -> psutil.Process | None:
+    """The main process of the marked run's browser (the one its keeper started)."""
+    for process in browsers(mark):
+        try:
+            if "--type=" not in _cmdline(process) and \
+                    "hwaccel_web.keeper" in _cmdline(process.parent()):
+                return process
+        except psutil.Error:
+            continue
+    return None
+
+
+def _watch_run_browsers(mark: str, seen: set[int], done: threading.Event) -> None:
+    """Note the pid of every run's browser the marked run starts, until ``done``."""
+    while not done.is_set():
+        main = _run_browser(mark)
+        if main is not None:
+            seen.add(main.pid)
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
@@ -185,7 +215,7 @@ def test_without_a_browser_every_provider_is_absent_with_the_reason(monkeypatch,
     monkeypatch.setenv(CHROMIUM_ENV, str(plain))
     assert detect_web()[0].reason == f"{CHROMIUM_ENV}={plain} is not executable"
     monkeypatch.delenv(CHROMIUM_ENV)
-    monkeypatch.setattr("hwaccel_web.browser.CANDIDATES", ())
+    monkeypatch.setattr("hwaccel_web.chromium.CANDIDATES", ())
     monkeypatch.setenv("PATH", str(tmp_path))
     assert detect_web()[0].reason.startswith("no Chromium or Chrome found")
 
@@ -215,7 +245,8 @@ def _record(device: str, available: bool, reason: str | None = None):
 
 
 def test_the_fallback_chain_skips_absent_providers_with_their_reasons():
-    from hwaccel_web.session import WebProviderError, choose_provider
+    from hwaccel.errors import UsageError
+    from hwaccel_web.session import choose_provider
 
     infos = [_record("webgpu", False, "no adapter"), _record("webnn", False, "NotSupported"),
              _record("wasm", True)]
@@ -225,7 +256,7 @@ def test_the_fallback_chain_skips_absent_providers_with_their_reasons():
     assert choose_provider(infos[:2]) == ([], ["webgpu: unavailable — no adapter",
                                                "webnn: unavailable — NotSupported",
                                                "wasm: unavailable — not detected"])
-    with pytest.raises(WebProviderError, match="unknown web provider 'webgl'"):
+    with pytest.raises(UsageError, match="unknown web provider 'webgl'"):
         choose_provider(infos, "webgl")
 
 
@@ -235,6 +266,7 @@ def test_a_session_the_browser_refuses_falls_back_to_the_next_provider(plugins, 
     """Told WebNN is there, Debian's Chromium refuses the WebNN session: the chain goes on to
     WASM and says why, in the browser's words."""
     from conftest import workload_and_model
+    from hwaccel_web.errors import WebProviderError
     from hwaccel_web.session import load_in_browser
 
     workload, model = workload_and_model("tiny:bert", plugins, prepare=True)
@@ -252,6 +284,11 @@ def test_a_session_the_browser_refuses_falls_back_to_the_next_provider(plugins, 
         assert placed.last_ms > 0
     expected = workload.forward(model, inputs)["logits"]
     assert (got - expected).abs().max().item() < 1e-4
+    # named, the refused provider is the backend's failure, in the runtime's words
+    with pytest.raises(WebProviderError, match="NotSupportedError") as refused_alone:
+        load_in_browser(model, workload, 1, 8, model_ref="tiny:bert", provider="webnn",
+                        hardware=hardware)
+    assert refused_alone.value.category == "backend"
 
 
 @needs_chromium
@@ -265,7 +302,7 @@ def test_named_outputs_read_as_attributes_like_the_torch_models(plugins, ort_web
     inputs = workload.make_inputs(1, 8)
     with load_in_browser(model, workload, 1, 8, model_ref="tiny:llava",
                          provider="wasm") as placed:
-        outputs = placed(**inputs, use_cache=False)
+        outputs = placed(**inputs, **dict(placed.signature.constants))
         assert outputs.logits is outputs["logits"]
         got = workload.forward(placed, inputs)["logits"]
     expected = workload.forward(model, inputs)["logits"]
@@ -282,11 +319,19 @@ def test_matrix_has_a_cell_per_provider_measured_in_the_page(tmp_path, ort_web):
     db = tmp_path / "m.duckdb"
     proc = run_marked(["matrix", "--models", "tiny:bert", "--backends", "web", "--db", str(db),
                        "--tests-dir", str(tmp_path / "tests"), "--json", *FAST], mark)
+    seen: set[int] = set()
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch_run_browsers, args=(mark, seen, done), daemon=True)
+    watcher.start()
     try:
         out, err = proc.communicate(timeout=600)
     finally:
         proc.kill()
+        done.set()
+        watcher.join(timeout=5)
     assert proc.returncode == 0, err
+    # six jobs (a generated test, a timing and a memory pass per provider), one browser
+    assert len(seen) == 1, seen
     cells = {c["device"]: c for c in json.loads(out)["cells"]}
     assert sorted(cells) == ["wasm", "webgpu", "webnn"]
     assert cells["webnn"]["error_category"] == "unavailable"
@@ -297,7 +342,11 @@ def test_matrix_has_a_cell_per_provider_measured_in_the_page(tmp_path, ort_web):
         assert cell["test_status"] == "passed" and cell["test_summary"] == "3 passed"
         details = cell["details"]
         assert details["timer"] == "performance.now" and details["provider"] == provider
-        assert details["cross_origin_isolated"] is True and details["helper_peak_rss_mb"] > 0
+        assert details["cross_origin_isolated"] is True and details["shared_browser"] is True
+        assert details["browser_pid"] in seen
+        memory = details["browser_memory"]
+        assert memory["renderer_peak_mb"] > 0 and memory["gpu_peak_mb"] > 0
+        assert details["helper_peak_rss_mb"] > memory["renderer_peak_mb"]
         assert cell["iterations"] >= 2 and 0 < cell["p50_ms"] <= cell["p99_ms"]
         assert cell["max_abs_diff"] is not None and cell["max_abs_diff"] < 1e-4
         assert cell["threads"] >= 1 and cell["peak_rss_mb"] > 0
@@ -306,7 +355,7 @@ def test_matrix_has_a_cell_per_provider_measured_in_the_page(tmp_path, ort_web):
         "test_hf_tiny_bert_web_wasm.py", "test_hf_tiny_bert_web_webgpu.py"]
     rows = {r["device"]: r for r in hardware_rows(db)}
     assert rows["wasm"]["p50_ms"] == pytest.approx(cells["wasm"]["p50_ms"])
-    assert browsers(mark) == []
+    assert _gone(mark) == []
 
 
 @needs_chromium
@@ -345,34 +394,142 @@ def test_webnn_runs_in_the_packaged_chromium(monkeypatch, packaged, ort_web, plu
     assert result.output_shapes["logits"][:2] == [1, 8]
 
 
+# -- the run's shared browser ------------------------------------------------------------------
+
+
+@pytest.fixture
+def run_of_jobs(monkeypatch, tmp_path):
+    """A stand-in for a run's job zygote (a sleeping process, the owner of the run's
+    browser), a mark for the browser's processes, and a cache of the test's own."""
+    mark = uuid.uuid4().hex
+    monkeypatch.setenv(MARK, mark)
+    monkeypatch.setenv("HWACCEL_CACHE_DIR", str(tmp_path / "cache"))
+    owner = subprocess.Popen(["sleep", "600"])
+    yield owner, mark
+    owner.kill()
+    owner.wait()
+    assert _gone(mark) == []
+
+
+def _page(owner: subprocess.Popen[bytes], timeout_s: float | None = None):
+    from hwaccel_web.browser import Browser
+    from hwaccel_web.shared import attach
+
+    return Browser(timeout_s=timeout_s, host=attach(owner.pid, str(CHROMIUM)))
+
+
+@needs_chromium
+def test_the_jobs_of_a_run_share_its_browser(run_of_jobs):
+    owner, mark = run_of_jobs
+    with _page(owner) as first:
+        assert first.evaluate("() => 6 * 7") == 42
+        with _page(owner) as beside:  # two jobs at once: two contexts, one browser
+            assert beside.pid == first.pid and beside.evaluate("() => 1") == 1
+        peaks = first.page_peaks()
+    assert peaks["renderer_peak_mb"] > 0 and peaks["gpu_peak_mb"] > 0
+    assert peaks["page_peak_mb"] == peaks["renderer_peak_mb"] + peaks["gpu_peak_mb"]
+    assert psutil.pid_exists(first.pid)  # closing its page leaves the run's browser running
+    with _page(owner) as later:
+        assert later.pid == first.pid and later.evaluate("() => 2") == 2
+
+
+@needs_chromium
+def test_the_runs_browser_stops_when_the_run_ends(run_of_jobs):
+    from hwaccel_web.shared import state_dir
+
+    owner, mark = run_of_jobs
+    with _page(owner) as page:
+        page.evaluate("() => 1")
+    assert browsers(mark)  # kept for the run's next job
+    owner.kill()
+    owner.wait()
+    assert _gone(mark, 5) == []
+    deadline = time.monotonic() + 5
+    while list(state_dir().iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(state_dir().iterdir()) == []  # nothing of the run is left in the cache
+
+
+@needs_chromium
+def test_the_runs_browser_stops_when_idle_and_the_next_job_starts_another(run_of_jobs,
+                                                                         monkeypatch):
+    from hwaccel_web.shared import state_dir
+
+    owner, mark = run_of_jobs
+    monkeypatch.setenv("HWACCEL_WEB_IDLE", "1")
+    with _page(owner) as page:
+        first = page.pid
+        time.sleep(2)  # an open page keeps it, however long
+        assert page.evaluate("() => 1") == 1
+    assert _gone(mark) == []
+    assert not list(state_dir().glob("*.json"))
+    with _page(owner) as page:
+        assert page.pid not in (None, first) and page.evaluate("() => 1") == 1
+
+
+@needs_chromium
+def test_a_crashed_shared_browser_fails_its_job_as_a_crash_and_is_replaced(run_of_jobs):
+    from hwaccel_web.errors import BrowserCrash
+
+    owner, mark = run_of_jobs
+    with _page(owner) as page:
+        crashed = page.pid
+        os.kill(crashed, signal.SIGKILL)
+        with pytest.raises(BrowserCrash, match="^the browser died of SIGKILL during a wait") \
+                as met:
+            page.evaluate("() => new Promise(resolve => setTimeout(resolve, 2000))",
+                          what="a wait")
+        assert met.value.category == "crash"
+    with _page(owner) as page:
+        assert page.pid not in (None, crashed) and page.evaluate("() => 1") == 1
+
+
+@needs_chromium
+def test_a_page_that_hangs_stops_the_runs_browser(run_of_jobs):
+    from hwaccel_web.errors import BrowserHang
+
+    owner, mark = run_of_jobs
+    with _page(owner, timeout_s=3) as page:
+        with pytest.raises(BrowserHang, match="within 3 s; killed it") as hung:
+            page.evaluate("() => new Promise(() => {})", what="a promise that never settles")
+        assert hung.value.category == "timeout"
+        assert _gone(mark) == []
+
+
 # -- a browser that crashes or hangs ----------------------------------------------------------
 
 
+def _pages(main: psutil.Process) -> list[str]:
+    """The URLs of the pages open in the browser, from its DevTools endpoint."""
+    import urllib.request
+
+    profile = next(arg.split("=", 1)[1] for arg in main.cmdline()
+                   if arg.startswith("--user-data-dir="))
+    port = (Path(profile) / "DevToolsActivePort").read_text().split()[0]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as answer:
+        return [t["url"] for t in json.load(answer) if t["type"] == "page"]
+
+
 def _crash_browser(mark: str, seen: list[str]) -> None:
-    """Wait for the marked browser of a job (its parent is a job process) to render a while,
-    then SIGKILL the browser's main process."""
+    """Wait for a job's page (served from 127.0.0.1) in the marked run's browser, let it
+    run a while, then SIGKILL the browser's main process."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        procs = browsers(mark)
-        rendering = any("--type=renderer" in _cmdline(p) and "--top-chrome-webui" not in
-                        _cmdline(p) for p in procs)
-        mains = []
-        for process in procs:
-            try:
-                if "--type=" not in _cmdline(process) and \
-                        "hwaccel.zygote" in _cmdline(process.parent()):
-                    mains.append(process)
-            except psutil.Error:
-                continue
-        if rendering and mains:
-            time.sleep(3)
+        main = _run_browser(mark)
+        try:
+            served = main is not None and any(url.startswith("http://127.0.0.1:")
+                                              for url in _pages(main))
+        except (OSError, ValueError, StopIteration, psutil.Error):
+            served = False
+        if served:
+            time.sleep(8)
             seen.append("browser-crash")
             try:
-                mains[0].send_signal(signal.SIGKILL)
+                main.send_signal(signal.SIGKILL)
             except psutil.Error:
                 pass
             return
-        time.sleep(0.1)
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -400,7 +557,7 @@ def test_the_browsers_detached_crash_handlers_write_into_its_profile(page_browse
     handlers = [process for process in browsers(mark) if "crashpad" in process.name()]
     assert handlers, "this Chromium starts no crash handler: the test checks nothing"
     for handler in handlers:
-        assert f"--database={browser.profile / 'Crash Reports'}" in handler.cmdline()
+        assert f"--database={browser.host.profile / 'Crash Reports'}" in handler.cmdline()
         assert handler.ppid() != browser.pid
 
 
@@ -472,7 +629,7 @@ def test_a_browser_that_crashes_during_a_job_is_a_recorded_failure(tmp_path, ort
     assert proc.returncode == 1, err
     (result,) = json.loads(out)["results"]
     assert (result["success"], result["error_category"]) == (False, "crash"), result
-    assert result["error"].startswith("the browser died of SIGKILL during ")
+    assert "the browser died of SIGKILL during " in result["error"]
     (row,) = hardware_rows(db)
     assert row["error_category"] == "crash" and row["error"] == result["error"]
     time.sleep(1)

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import inspect
 import json
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -78,13 +80,16 @@ class CallSignature:
     ``ModelOutput``), ``sequence`` (a tuple) or ``tensor``. ``outputs`` lists the returned
     tensors by name, each with ``count`` 0 for one tensor or n for a tuple of n tensors (named
     ``name.0`` ... in the graph); other returned values (caches, nested outputs) are left out,
-    as the workloads keep tensors only.
+    as the workloads keep tensors only. ``positional`` names the model's parameters that the
+    workload passed by position (a diffusion UNet's ``sample, timestep``), in order, so a call
+    to the exported graph may pass them the same way.
     """
 
     inputs: tuple[TensorSpec, ...]
     constants: tuple[tuple[str, Any], ...]
     outputs: tuple[tuple[str, int], ...]
     structure: str
+    positional: tuple[str, ...] = ()
 
     def graph_output_names(self) -> list[str]:
         """The ONNX output names, in graph order."""
@@ -99,7 +104,8 @@ class CallSignature:
                            for s in self.inputs],
                 "constants": dict(self.constants),
                 "outputs": [{"name": n, "count": c} for n, c in self.outputs],
-                "structure": self.structure}
+                "structure": self.structure,
+                **({"positional": list(self.positional)} if self.positional else {})}
 
     def describe_inputs(self) -> str:
         """The inputs as ``name int64[2, 16], ...`` for messages."""
@@ -124,14 +130,16 @@ class CallSignature:
 
         :param runtime: what runs the graph, for messages (``the QNN model``).
         :param remedy: what to do about other shapes, ending a shape mismatch's message.
-        :raises StaticShapeError: positional inputs, other tensor names or constants, or a
-            tensor of another shape or dtype.
+        :raises StaticShapeError: more positional inputs than the export's call passed, other
+            tensor names or constants, or a tensor of another shape or dtype.
         """
         import torch
 
         fixed = f"exported for ({self.describe_inputs()})"
-        if args:
-            raise StaticShapeError(f"{runtime} takes named inputs only; it was {fixed}")
+        if len(args) > len(self.positional):
+            raise StaticShapeError(f"{runtime} got {len(args)} positional input(s), its export's "
+                                   f"call passed {len(self.positional)}; it was {fixed}")
+        kwargs = {**dict(zip(self.positional, args, strict=False)), **kwargs}
         tensors = {k: v for k, v in kwargs.items() if torch.is_tensor(v)}
         constants = {k: v for k, v in kwargs.items() if k not in tensors}
         if sorted(tensors) != sorted(spec.name for spec in self.inputs):
@@ -157,6 +165,23 @@ class ExportedModel:
     graph_inputs: tuple[str, ...]
     cache_hit: bool
     seconds: float
+
+    def feeds(self, tensors: Mapping[str, Any]) -> dict[str, Any]:
+        """The graph's inputs, by their names in the graph, from the call's named tensors.
+
+        The exporter may rename an input whose name a value inside the model also has
+        (``sample`` becomes ``sample.1`` in a UNet whose forward reassigns ``sample``); such
+        an input is fed from the call's tensor of the name without the suffix.
+        """
+        feeds = {}
+        for name in self.graph_inputs:
+            source = name if name in tensors else re.sub(r"\.\d+$", "", name)
+            if source not in tensors:
+                raise AttributedError(HARNESS, f"the exported graph's input {name!r} matches "
+                                      f"none of the call's inputs {sorted(tensors)}",
+                                      stage="device")
+            feeds[name] = tensors[source]
+        return feeds
 
 
 def dtype_name(tensor: Any) -> str:
@@ -204,18 +229,33 @@ class _Recorder:
         self.calls: list[tuple[dict[str, Any], Any]] = []
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if args:
-            raise ExportError(f"the workload passed {len(args)} positional argument(s) to the "
-                              "model; the ONNX export takes calls with named inputs only")
-        output = self.model(**kwargs)
-        self.calls.append((kwargs, output))
+        output = self.model(*args, **kwargs)
+        positional = _parameter_names(self.model, len(args))
+        self.calls.append(({**dict(zip(positional, args, strict=True)), **kwargs}, output,
+                           positional))
         return output
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.model, name)
 
 
-def _signature(kwargs: dict[str, Any], output: Any) -> tuple[CallSignature, dict[str, Any]]:
+def _parameter_names(model: Any, count: int) -> tuple[str, ...]:
+    """The names of the first ``count`` parameters of ``model.forward`` (those a call passed
+    by position)."""
+    if not count:
+        return ()
+    parameters = [p for p in inspect.signature(model.forward).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(parameters) < count:
+        raise AttributedError(HARNESS, f"the workload passed {count} positional "
+                              f"argument(s) to the model, whose forward names "
+                              f"{len(parameters)}; hwaccel's ONNX export needs every input "
+                              "by name", stage="export")
+    return tuple(p.name for p in parameters[:count])
+
+
+def _signature(kwargs: dict[str, Any], output: Any,
+               positional: tuple[str, ...] = ()) -> tuple[CallSignature, dict[str, Any]]:
     import torch
 
     tensors = {k: v for k, v in kwargs.items() if torch.is_tensor(v)}
@@ -232,7 +272,7 @@ def _signature(kwargs: dict[str, Any], output: Any) -> tuple[CallSignature, dict
         raise ExportError("the workload called the model without tensor inputs")
     structure, outputs = _output_layout(output)
     return CallSignature(inputs=tensor_specs(tensors), constants=tuple(sorted(constants)),
-                         outputs=outputs, structure=structure), tensors
+                         outputs=outputs, structure=structure, positional=positional), tensors
 
 
 def capture(model: Any, forward: Callable[[Any, dict[str, Any]], Any],
@@ -241,8 +281,8 @@ def capture(model: Any, forward: Callable[[Any, dict[str, Any]], Any],
     example tensors.
 
     :raises ExportError: when the model is not a ``torch.nn.Module``, or the workload calls it
-        in ways one fixed-shape graph cannot serve (positional arguments, non-constant
-        arguments, several calls that differ).
+        in ways one fixed-shape graph cannot serve (non-constant arguments, several calls that
+        differ).
     """
     import torch
 
@@ -254,8 +294,8 @@ def capture(model: Any, forward: Callable[[Any, dict[str, Any]], Any],
     if not recorder.calls:
         raise ExportError("the workload's forward never called the model")
     signature, example = _signature(*recorder.calls[0])
-    for kwargs, output in recorder.calls[1:]:
-        if _signature(kwargs, output)[0] != signature:
+    for call in recorder.calls[1:]:
+        if _signature(*call)[0] != signature:
             raise ExportError(f"the workload calls the model {len(recorder.calls)} times with "
                               "different inputs; one fixed-shape graph serves one kind of call")
     return signature, example

@@ -91,8 +91,8 @@ class QnnModel:
         tensors = self.signature.check_call(
             args, kwargs, runtime="the QNN model",
             remedy="QNN graphs have static shapes, so place the model again for these inputs")
-        feed = {name: tensors[name].detach().cpu().contiguous().numpy()
-                for name in self.exported.graph_inputs}
+        feed = {name: tensor.detach().cpu().contiguous().numpy()
+                for name, tensor in self.exported.feeds(tensors).items()}
         with stage("inference", BACKEND):  # the runtime's errors raise from this frame
             results = self.session.run(self._output_names, feed)
         return self.signature.assemble(torch.from_numpy(r) for r in results)

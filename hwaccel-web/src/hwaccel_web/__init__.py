@@ -5,7 +5,9 @@ and reports one device per onnxruntime-web execution provider: ``webgpu``, ``web
 ``wasm``, each with the browser's own answer. Models are exported once per input shape to
 fixed-shape ONNX (cached) and run in the page by onnxruntime-web (the pinned npm release,
 fetched into the cache on first use, or ``HWACCEL_ORT_WEB_DIR``) on exactly the requested
-provider. Playwright, torch and onnx are imported inside the hooks only.
+provider. The jobs of one run (a matrix, a benchmark's passes) share one browser, each job
+in a page and browser context of its own (:mod:`hwaccel_web.shared`). Playwright, torch and
+onnx are imported inside the hooks only.
 """
 
 from __future__ import annotations

@@ -88,7 +88,8 @@ def records(found: dict[str, Any], details: dict[str, Any]) -> list[HardwareInfo
 
 def detect_web() -> list[HardwareInfo]:
     """Detect the browser's WebGPU, WebNN and WASM, or report why none can be used."""
-    from hwaccel_web.browser import BrowserError, find_chromium
+    from hwaccel_web.chromium import find_chromium
+    from hwaccel_web.errors import BrowserError
     from hwaccel_web.ortweb import ort_web_source
 
     executable, how = find_chromium()

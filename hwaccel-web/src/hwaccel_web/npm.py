@@ -23,14 +23,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hwaccel.errors import HwaccelError
+from hwaccel.failures import MISSING_DEPENDENCY, AttributedError
 
 MARKER = "hwaccel-integrity.json"
 _FETCH_TIMEOUT_S = 600
 
 
-class NpmError(HwaccelError):
-    """A pinned package could not be fetched, verified or unpacked (the message says why)."""
+class NpmError(AttributedError):
+    """A pinned package could not be fetched, verified or unpacked (the message says why):
+    a dependency the backend needs is missing (``missing-dependency``)."""
+
+    def __init__(self, message: str):
+        super().__init__(MISSING_DEPENDENCY, message, stage="npm")
 
 
 @dataclass(frozen=True)

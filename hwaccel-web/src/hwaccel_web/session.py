@@ -1,8 +1,9 @@
 """A model in a browser page: its fixed-shape ONNX export run by onnxruntime-web.
 
 :func:`load_in_browser` exports the model for the workload's call (cached, through
-:mod:`hwaccel.onnx_export`), starts a headless browser and the page server, and creates an
-onnxruntime-web session in the page on exactly one execution provider, so a WebGPU result is
+:mod:`hwaccel.onnx_export`), opens a page with onnxruntime-web (:class:`~hwaccel_web.page.WebPage`,
+in the run's shared browser or a private one outside a run) or takes over one already
+opened, and creates the session there on exactly one execution provider, so a WebGPU result is
 never a silent WASM run. Without a named provider it walks the fallback chain WebGPU → WebNN →
 WASM (:data:`CHAIN`), skipping a provider that detection found unavailable or whose session the
 browser refused, and records each step with the browser's reason in :attr:`WebModel.fallbacks`.
@@ -23,21 +24,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from hwaccel import HardwareInfo
-from hwaccel.errors import HwaccelError
-from hwaccel.onnx_export import CallSignature, ExportedModel, export_for
-from hwaccel_web.browser import Browser, BrowserCrash, BrowserError, BrowserHang
-from hwaccel_web.detect import PROVIDERS, STATIC
+from hwaccel.errors import UsageError
+from hwaccel.onnx_export import CallSignature, ExportedModel, ExportError, export_for
+from hwaccel_web.detect import PROVIDERS
+from hwaccel_web.errors import PageError, WebProviderError
+from hwaccel_web.page import IMPORT, WebPage
 
 CHAIN = ("webgpu", "webnn", "wasm")
-WEBNN_DEVICE_ENV = "HWACCEL_WEBNN_DEVICE_TYPE"
 _ORT_DTYPES = {"float32": "float32", "float64": "float64", "float16": "float16",
                "int64": "int64", "int32": "int32", "int16": "int16", "int8": "int8",
                "uint8": "uint8", "bool": "bool"}
-_IMPORT = "async ([url, arg]) => (await import(url)).{}(arg)"
-
-
-class WebProviderError(HwaccelError):
-    """onnxruntime-web could not run the model on the provider (the browser's message)."""
 
 
 def default_threads() -> int:
@@ -45,11 +41,6 @@ def default_threads() -> int:
     import psutil
 
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
-
-
-def webnn_device_type() -> str:
-    """The WebNN device type sessions use: ``HWACCEL_WEBNN_DEVICE_TYPE``, else ``cpu``."""
-    return os.environ.get(WEBNN_DEVICE_ENV, "cpu")
 
 
 def choose_provider(infos: Sequence[HardwareInfo], wanted: str | None = None
@@ -60,7 +51,7 @@ def choose_provider(infos: Sequence[HardwareInfo], wanted: str | None = None
     Otherwise the available providers of :data:`CHAIN` are tried in its order.
     """
     if wanted is not None and wanted not in PROVIDERS:
-        raise WebProviderError(f"unknown web provider {wanted!r} (known: "
+        raise UsageError(f"unknown web provider {wanted!r} (known: "
                                f"{', '.join(PROVIDERS)})")
     by_name = {info.device: info for info in infos}
     order, skipped = [], []
@@ -106,20 +97,19 @@ class WebModel:
     """An exported model in an onnxruntime-web session in a browser page.
 
     Built by :func:`load_in_browser`; call :meth:`close` (or use it as a context manager) to
-    kill the browser and stop the page server.
+    close its page (a private browser is killed) and stop the page server.
     """
 
-    def __init__(self, browser: Browser, server: Any, exported: ExportedModel, provider: str,
-                 session: dict[str, Any], fallbacks: list[str]):
-        self.browser = browser
-        self.server = server
+    def __init__(self, page: WebPage, exported: ExportedModel, session: dict[str, Any],
+                 fallbacks: list[str]):
+        self.page = page
+        self.browser = page.browser
         self.exported = exported
-        self.provider = provider
+        self.provider = page.provider
         self.session = session
         self.fallbacks = fallbacks
         self.last_ms: float | None = None
         self._sent: str | None = None
-        self._runner = server.url("static", "runner.mjs")
 
     @property
     def signature(self) -> CallSignature:
@@ -132,15 +122,20 @@ class WebModel:
         tensors = self.signature.check_call(args, kwargs, runtime="the web model",
                                             remedy="load it again for these inputs")
         payload = {}
-        for name in self.exported.graph_inputs:
-            array = tensors[name].detach().cpu().contiguous().numpy()
+        for name, tensor in self.exported.feeds(tensors).items():
+            array = tensor.detach().cpu().contiguous().numpy()
             payload[name] = {"dtype": _ORT_DTYPES[str(array.dtype)], "dims": list(array.shape),
                              "data": base64.b64encode(array.tobytes()).decode("ascii")}
         key = _digest(payload)
-        answer = self.browser.evaluate(
-            _IMPORT.format("run"),
-            [self._runner, {"key": key, "inputs": None if key == self._sent else payload}],
-            what=f"a {self.provider} run")
+        try:
+            answer = self.browser.evaluate(
+                IMPORT.format("run"),
+                [self.page.runner, {"key": key,
+                                    "inputs": None if key == self._sent else payload}],
+                what=f"a {self.provider} run")
+        except PageError as exc:  # the page threw: onnxruntime-web's own message
+            raise WebProviderError(f"onnxruntime-web failed a {self.provider} run: "
+                                   f"{exc}") from None
         self._sent = key
         self.last_ms = float(answer["ms"])
         return self._outputs(answer["outputs"])
@@ -166,9 +161,8 @@ class WebModel:
                              "methods need the torch model)")
 
     def close(self) -> None:
-        """Kill the browser and stop the page server."""
-        self.browser.close()
-        self.server.close()
+        """Close the page (killing a private browser) and stop the page server."""
+        self.page.close()
 
     def __enter__(self) -> WebModel:
         return self
@@ -181,53 +175,21 @@ class WebModel:
                 f"{self.signature.describe_inputs()})")
 
 
-def _open(exported: ExportedModel, provider: str, threads: int, executable: str | None
-          ) -> tuple[Browser, Any, dict[str, Any]]:
-    """Start a browser and the page server and create the session on ``provider``."""
-    from hwaccel_web.ortweb import MODULE, ort_web_dir
-    from hwaccel_web.server import PageServer
-
-    server = PageServer({"static": STATIC, "ort": ort_web_dir(),
-                         "model": exported.path.parent})
-    try:
-        browser = Browser(executable)
-    except BaseException:
-        server.close()
-        raise
-    try:
-        browser.goto(server.url("static", "index.html"))
-        try:
-            session = browser.evaluate(_IMPORT.format("load"), [
-                server.url("static", "runner.mjs"), {
-                    "ortUrl": server.url("ort", MODULE), "wasmPaths": f"{server.origin}/ort/",
-                    "modelUrl": server.url("model", exported.path.name), "provider": provider,
-                    "threads": threads, "webnnDeviceType": webnn_device_type()}],
-                what=f"creating the {provider} session")
-        except (BrowserCrash, BrowserHang):
-            raise
-        except BrowserError as exc:  # the page threw: onnxruntime-web's own message
-            raise WebProviderError(f"onnxruntime-web could not create a {provider} session: "
-                                   f"{exc}") from None
-    except BaseException:
-        browser.close()
-        server.close()
-        raise
-    return browser, server, session
-
-
 def load_in_browser(model: Any, workload: Any, batch_size: int, seq_len: int, *,
                     model_ref: str, provider: str | None = None, threads: int | None = None,
                     hardware: Sequence[HardwareInfo] | None = None,
-                    executable: str | None = None) -> WebModel:
+                    executable: str | None = None, page: WebPage | None = None) -> WebModel:
     """Export ``model`` for the workload's call at ``batch_size`` x ``seq_len`` (or take the
     cached export) and open it in a browser page with onnxruntime-web.
 
     :param provider: ``webgpu``, ``webnn`` or ``wasm``; None walks the fallback chain.
     :param threads: WebAssembly threads (default: the physical cores).
     :param hardware: the web backend's detection records (default: detect now).
-    :param executable: the browser (default: :func:`hwaccel_web.browser.find_chromium`).
-    :raises WebProviderError: no provider could create a session; the message lists each
-        provider tried or skipped with the browser's reason.
+    :param executable: the browser (default: :func:`hwaccel_web.chromium.find_chromium`).
+    :param page: a page already starting onnxruntime-web on ``provider`` (opened while the
+        model was prepared); the model takes it over.
+    :raises WebProviderError: the exporter refused the model, or no provider could create a
+        session; the message lists each provider tried or skipped with the browser's reason.
     :raises BrowserError: the browser could not start, crashed or hung.
     """
     if hardware is None:
@@ -235,15 +197,24 @@ def load_in_browser(model: Any, workload: Any, batch_size: int, seq_len: int, *,
 
         hardware = detect_web()
     order, fallbacks = choose_provider(hardware, provider)
-    exported = export_for(model, workload, batch_size, seq_len, model_ref=model_ref)
+    try:
+        exported = export_for(model, workload, batch_size, seq_len, model_ref=model_ref)
+    except ExportError as exc:  # the exporter refused the graph: the backend's failure
+        raise WebProviderError(str(exc)) from exc
     threads = threads or default_threads()
     for name in order:
+        opened = page if page is not None and page.provider == name \
+            else WebPage(name, threads, executable)
         try:
-            browser, server, session = _open(exported, name, threads, executable)
+            session = opened.create_session(exported.path)
         except WebProviderError as exc:
+            opened.close()
             if provider is not None:
                 raise
             fallbacks.append(f"{name}: session refused — {exc}")
             continue
-        return WebModel(browser, server, exported, name, session, fallbacks)
+        except BaseException:
+            opened.close()
+            raise
+        return WebModel(opened, exported, session, fallbacks)
     raise WebProviderError("no web provider can run the model: " + "; ".join(fallbacks))

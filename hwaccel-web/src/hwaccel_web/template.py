@@ -63,7 +63,8 @@ def synchronize() -> None:
     """session.run() in the page resolves once the outputs are read back."""''',
     "cleanup": '''\
 def release(model) -> None:
-    """Kill the browser and stop the page server (the export stays in the cache)."""
+    """Close the page (a private browser is killed) and stop the page server (the export
+    stays in the cache)."""
     model.close()''',
     "tolerance": '''\
 # onnxruntime-web runs the fp32 export; its kernels (WASM SIMD, WebGPU shaders on

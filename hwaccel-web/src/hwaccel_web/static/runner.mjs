@@ -4,6 +4,8 @@
 // outputs are read back to the CPU: the time of one call including the device's work.
 
 let ort = null;
+let ep = null;
+let runtimeStarted = null;
 let session = null;
 let feeds = null;
 let feedsKey = null;
@@ -13,10 +15,6 @@ const ARRAYS = {
   int16: Int16Array, int8: Int8Array, uint8: Uint8Array, bool: Uint8Array, uint16: Uint16Array,
   float16: Uint16Array,
 };
-
-function describe(error) {
-  return error && error.name ? `${error.name}: ${error.message}` : String(error);
-}
 
 function decode(b64) {
   const text = atob(b64);
@@ -34,19 +32,37 @@ function encode(view) {
   return btoa(text);
 }
 
-// Load onnxruntime-web and create the session; resolves to what ran, or throws the error.
-export async function load({ ortUrl, wasmPaths, modelUrl, provider, threads, webnnDeviceType }) {
-  ort = await import(ortUrl);
-  ort.env.wasm.wasmPaths = wasmPaths;
-  ort.env.wasm.numThreads = threads;
-  ort.env.logLevel = "warning";
-  const ep = provider === "webnn" ? { name: "webnn", deviceType: webnnDeviceType } : provider;
-  const started = performance.now();
+// Start onnxruntime-web on one provider without waiting for it: load the runtime and create
+// a first session from a one-operator model (compiling the WebAssembly, starting its threads
+// and the provider's device). load() waits for it; a failure is thrown there.
+export function start({ ortUrl, wasmPaths, provider, threads, webnnDeviceType, starterModel }) {
+  runtimeStarted = (async () => {
+    const begun = performance.now();
+    ort = await import(ortUrl);
+    ort.env.wasm.wasmPaths = wasmPaths;
+    ort.env.wasm.numThreads = threads;
+    ort.env.logLevel = "warning";
+    ep = provider === "webnn" ? { name: "webnn", deviceType: webnnDeviceType } : provider;
+    const starter = await ort.InferenceSession.create(new Uint8Array(decode(starterModel)), {
+      executionProviders: [ep], logSeverityLevel: 2,
+    });
+    await starter.release();
+    return performance.now() - begun;
+  })();
+  runtimeStarted.catch(() => {});  // reported by load()
+  return true;
+}
+
+// Create the model's session once the runtime has started; resolves to what ran, or throws.
+export async function load({ modelUrl }) {
+  if (runtimeStarted === null) throw new Error("onnxruntime-web was not started");
+  const startMs = await runtimeStarted;
+  const begun = performance.now();
   session = await ort.InferenceSession.create(modelUrl, {
     executionProviders: [ep], graphOptimizationLevel: "all", logSeverityLevel: 2,
   });
   return {
-    createMs: performance.now() - started, ortVersion: ort.env.versions?.web ?? null,
+    createMs: performance.now() - begun, startMs, ortVersion: ort.env.versions?.web ?? null,
     threads: ort.env.wasm.numThreads, inputNames: session.inputNames,
     outputNames: session.outputNames, crossOriginIsolated,
   };
@@ -74,11 +90,3 @@ export async function run({ key, inputs }) {
   }
   return { ms, outputs };
 }
-
-export async function release() {
-  if (session !== null) await session.release();
-  session = null;
-  feeds = null;
-}
-
-export { describe };
