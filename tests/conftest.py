@@ -160,6 +160,19 @@ def tiny_workloads(model_types: Iterable[str], plugins: Any, *,
     return built
 
 
+def run_with_expected_shapes(spec: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Load ``spec``'s workload, run its model once on inputs at batch 2 and length 8, check
+    the outputs have the shapes the workload expects; return (workload, inputs, outputs)."""
+    from hwaccel.workloads import load_workload
+
+    workload = load_workload(spec)
+    inputs = workload.make_inputs(2, 8)
+    outputs = workload.forward(workload.load_model(), inputs)
+    expected = workload.expected_shapes(inputs)
+    assert {name: tuple(outputs[name].shape) for name in expected} == expected
+    return workload, inputs, outputs
+
+
 def assert_same_weights(first: Any, second: Any) -> None:
     """Assert two models hold equal tensors under the same names, in the same order."""
     for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(),

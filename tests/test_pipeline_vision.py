@@ -11,7 +11,12 @@ import json
 
 import pytest
 
-from conftest import assert_same_weights, benchmark_one, generate_and_run
+from conftest import (
+    assert_same_weights,
+    benchmark_one,
+    generate_and_run,
+    run_with_expected_shapes,
+)
 from hwaccel.classify import classify, gather_evidence, reference_of
 from hwaccel.models import resolve_model
 from hwaccel.workloads import load_workload
@@ -167,11 +172,7 @@ REGRESSIONS = {"dpt": _check_dpt, "rt_detr": _check_rt_detr, "beit": _check_beit
 
 @pytest.mark.parametrize("model_type", REGRESSIONS)
 def test_previously_failing_types_run(plugins, model_type):
-    workload = load_workload(f"tiny:{model_type}")
-    inputs = workload.make_inputs(2, 8)
-    outputs = workload.forward(workload.load_model(), inputs)
-    expected = workload.expected_shapes(inputs)
-    assert {name: tuple(outputs[name].shape) for name in expected} == expected
+    workload, inputs, outputs = run_with_expected_shapes(f"tiny:{model_type}")
     REGRESSIONS[model_type](workload, inputs, outputs)
 
 

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from conftest import benchmark_one, generate_and_run
+from conftest import benchmark_one, generate_and_run, run_with_expected_shapes
 from hwaccel.classify import classify, gather_evidence, reference_of
 from hwaccel.models import resolve_model
 from hwaccel.workloads import load_workload
@@ -135,11 +135,7 @@ REGRESSIONS = {"blip-2": _check_blip_2, "colpali": _check_colpali,
 
 @pytest.mark.parametrize("model_type", REGRESSIONS)
 def test_previously_failing_types_run(plugins, model_type):
-    workload = load_workload(f"tiny:{model_type}")
-    inputs = workload.make_inputs(2, 8)
-    outputs = workload.forward(workload.load_model(), inputs)
-    expected = workload.expected_shapes(inputs)
-    assert {name: tuple(outputs[name].shape) for name in expected} == expected
+    workload, inputs, outputs = run_with_expected_shapes(f"tiny:{model_type}")
     assert all(value.shape[0] == 2 for value in outputs.values())
     REGRESSIONS[model_type](workload, inputs, outputs)
 

@@ -193,3 +193,21 @@ def workload_for(ref: ModelRef, classification: Classification) -> Workload:
         raise HwaccelError(
             f"workload {classification.workload!r} cannot be loaded: {exc}") from None
     return cls(ref, classification)
+
+
+def feature_tensors(output: Any) -> list[Any]:
+    """The feature tensors in what a model's ``get_*_features`` method returned (images,
+    video, audio): its ``pooler_output`` (the projected features) when set, else its
+    ``last_hidden_state``, else the tensor or the tensors of the list itself."""
+    import torch
+
+    for key in ("pooler_output", "last_hidden_state"):
+        value = getattr(output, key, None)
+        if value is not None:
+            output = value
+            break
+    if torch.is_tensor(output):
+        return [output]
+    if isinstance(output, (list, tuple)):
+        return [tensor for item in output for tensor in feature_tensors(item)]
+    raise HwaccelError(f"get_*_features returned a {type(output).__name__}, not features")

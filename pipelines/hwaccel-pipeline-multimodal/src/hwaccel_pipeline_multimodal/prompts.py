@@ -20,6 +20,7 @@ from typing import Any
 
 from hwaccel.errors import HwaccelError
 from hwaccel.models import TINY_SEED
+from hwaccel.workloads import feature_tensors
 from hwaccel_pipeline_multimodal.config_values import find_int, special_token_ids, token_id
 
 # the names a config gives a modality's placeholder, start and end tokens (+ _token_id/_index)
@@ -75,24 +76,6 @@ def furthest(errors: list[Exception]) -> Exception:
     return max(errors, key=lambda exc: len(traceback.extract_tb(exc.__traceback__)))
 
 
-def _feature_tensors(output: Any) -> list[Any]:
-    """The feature tensors in what a ``get_*_features`` returned: its ``pooler_output`` (the
-    projected features) when set, else its ``last_hidden_state``, else the tensor or the
-    tensors of the list itself."""
-    import torch
-
-    for key in ("pooler_output", "last_hidden_state"):
-        value = getattr(output, key, None)
-        if value is not None:
-            output = value
-            break
-    if torch.is_tensor(output):
-        return [output]
-    if isinstance(output, (list, tuple)):
-        return [tensor for item in output for tensor in _feature_tensors(item)]
-    raise HwaccelError(f"get_*_features returned a {type(output).__name__}, not features")
-
-
 def features_per_item(model: Any, modality: str, media: dict[str, Any], items: int) -> int:
     """How many feature vectors the model's encoder yields per image (recording) of
     ``media``, which holds ``items`` of them of the same size. For a model without a
@@ -115,7 +98,7 @@ def features_per_item(model: Any, modality: str, media: dict[str, Any], items: i
               for name, value in media.items() if name in parameters}
     with torch.inference_mode():
         output = method(**kwargs)
-    total = sum(int(t.numel() // t.shape[-1]) for t in _feature_tensors(output) if t.dim())
+    total = sum(int(t.numel() // t.shape[-1]) for t in feature_tensors(output) if t.dim())
     if total == 0 or total % items:
         raise HwaccelError(f"{type(model).__name__}.get_{modality}_features yielded {total} "
                            f"feature vectors for {items} {modality} inputs of one size")

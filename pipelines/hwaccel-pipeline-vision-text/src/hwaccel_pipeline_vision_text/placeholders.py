@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from hwaccel.errors import HwaccelError
+from hwaccel.workloads import feature_tensors
 from hwaccel_pipeline_vision.config_tree import all_configs
 
 IMAGE_TOKEN_KEYS = ("image_token_id", "image_token_index")
@@ -39,24 +40,6 @@ def special_tokens(config: Any) -> set[int]:
     return found
 
 
-def _feature_tensors(output: Any) -> list[Any]:
-    """The feature tensors in what ``get_image_features`` returned: its ``pooler_output``
-    (the projected features) when set, else its ``last_hidden_state``, else the tensor or the
-    tensors of the list itself."""
-    import torch
-
-    for key in ("pooler_output", "last_hidden_state"):
-        value = getattr(output, key, None)
-        if value is not None:
-            output = value
-            break
-    if torch.is_tensor(output):
-        return [output]
-    if isinstance(output, (list, tuple)):
-        return [tensor for item in output for tensor in _feature_tensors(item)]
-    raise HwaccelError(f"get_image_features returned a {type(output).__name__}, not features")
-
-
 def features_per_image(method: Any, pixels: Any) -> int:
     """How many feature vectors the image encoder ``method`` yields per image of ``pixels``."""
     import torch
@@ -64,7 +47,7 @@ def features_per_image(method: Any, pixels: Any) -> int:
     images = int(pixels.shape[0])
     with torch.inference_mode():
         output = method(pixel_values=pixels)
-    total = sum(int(t.numel() // t.shape[-1]) for t in _feature_tensors(output) if t.dim())
+    total = sum(int(t.numel() // t.shape[-1]) for t in feature_tensors(output) if t.dim())
     if total == 0 or total % images:
         raise HwaccelError(f"get_image_features yielded {total} feature vectors for "
                            f"{images} images of one size")

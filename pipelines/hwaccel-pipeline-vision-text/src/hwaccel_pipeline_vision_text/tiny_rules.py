@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from hwaccel_pipeline_vision.config_tree import leaf_overrides
+
 _TEXT_INPUT_SWITCH = re.compile(r"^use_\w*text_input$")
 WIDTH_COEFFICIENT = "width_coefficient"
 SHUFFLE_KEYS = ("pixel_shuffle_factor", "scale_factor")  # patches merged per grid side
@@ -35,18 +37,8 @@ def _is_int(value: Any) -> bool:
 def text_input_switches(values: dict[str, Any], default: dict[str, Any],
                         keep: frozenset[str], prefix: str = "") -> dict[str, Any]:
     """Overrides that switch on every ``use_<...>text_input`` flag that is off."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        path = prefix + key
-        if path in keep:
-            continue
-        if _is_subconfig(value):
-            inner = text_input_switches(value, default.get(key) or {}, keep, path + ".")
-            if inner:
-                out[key] = {**value, **inner}
-        elif _TEXT_INPUT_SWITCH.match(key) and value is False:
-            out[key] = True
-    return out
+    return leaf_overrides(values, keep, lambda key, value: True if (
+        _TEXT_INPUT_SWITCH.match(key) and value is False) else None, prefix)
 
 
 def _scaled_links(values: dict[str, Any], default: dict[str, Any]) -> dict[int, int]:

@@ -32,6 +32,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from hwaccel_pipeline_vision.config_tree import leaf_overrides
+
 Adjuster = Callable[[dict[str, Any], dict[str, Any], frozenset[str]], dict[str, Any]]
 """A pipeline rule over a tiny values tree: ``rule(values, default, keep)`` returns overrides
 of its top-level keys (a sub-config as a whole sub-tree), leaving ``keep`` paths alone."""
@@ -236,18 +238,9 @@ def cap_keypoints(values: dict[str, Any], default: dict[str, Any], keep: frozens
     """Overrides that bound a keypoint detector's keypoints (``max_keypoints``, -1 for no
     bound) to :data:`TINY_KEYPOINTS`: a tiny detector with random weights finds keypoints
     almost everywhere, and the matchers attend across all of them."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        path = prefix + key
-        if path in keep:
-            continue
-        if _is_subconfig(value):
-            inner = cap_keypoints(value, default.get(key) or {}, keep, path + ".")
-            if inner:
-                out[key] = {**value, **inner}
-        elif key == KEYPOINTS_KEY and _is_int(value) and not 0 <= value <= TINY_KEYPOINTS:
-            out[key] = TINY_KEYPOINTS
-    return out
+    return leaf_overrides(values, keep, lambda key, value: TINY_KEYPOINTS if (
+        key == KEYPOINTS_KEY and _is_int(value) and not 0 <= value <= TINY_KEYPOINTS)
+        else None, prefix)
 
 
 def restore_lost(config: Any, values: dict[str, Any]) -> None:
