@@ -111,7 +111,8 @@ def test_key_value_heads_that_equalled_the_query_heads_still_do():
 
 
 def test_equal_rotary_sections_stay_equal_and_partial_rotation_is_counted():
-    for model_type in ("qwen2_vl", "glm4v", "cosmos3_edge", "hy_v4_vl"):
+    # paddleocr_vl: only its modeling code names the sections, with a default of its own
+    for model_type in ("qwen2_vl", "glm4v", "cosmos3_edge", "hy_v4_vl", "paddleocr_vl"):
         default = default_values(model_type)["text_config"]["rope_parameters"] or {}
         text = tiny_config(model_type).text_config
         head_dim = getattr(text, "head_dim", None) or \

@@ -29,6 +29,7 @@ import dataclasses
 import inspect
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hwaccel import tiny_couplings as couplings
@@ -99,6 +100,7 @@ _HEAD_COUNT = re.compile(r"(^|_)num_(\w+_)?heads($|_)|_heads_per_")
 _KV_LIKE = re.compile(r"key_value|kv")
 _INNER_LIKE = re.compile(r"(intermediate|ffn|mlp|inner|expert)", re.I)
 _LAYER_COUNT = re.compile(r"^num_\w+_layers$")
+_ROPE_DEFAULT_READ = re.compile(r"rope_parameters\.get\(\s*[\"'](\w+)[\"']\s*,")
 _LINKED_MIN = 64  # values below this are too common to link by value (2, 8, 32 ...)
 _GENERIC_MIN = 128  # a size-like key no rule shrank is capped when its default is this large
 
@@ -243,13 +245,25 @@ def _shrink(values: dict[str, Any], left_out: frozenset[str] | None = frozenset(
 
 
 def _declared_rope_keys(values: dict[str, Any]) -> tuple[str, ...]:
-    """The rope keys a config class says its validation ignores (its modeling code reads
-    them, with defaults of its own): ``ignore_keys_at_rope_validation``."""
+    """The rope keys whose defaults live in the model's code rather than its config: those the
+    config class says its validation ignores (``ignore_keys_at_rope_validation``) and those
+    its modeling module reads from the rope parameters with a default of its own
+    (``rope_parameters.get("mrope_section", [16, 24, 24])``)."""
+    import importlib.util
+
     from transformers import CONFIG_MAPPING
 
     model_type = values.get("model_type")
     cls = CONFIG_MAPPING[model_type] if model_type in CONFIG_MAPPING else None
-    return tuple(getattr(cls, "ignore_keys_at_rope_validation", None) or ())
+    declared = tuple(getattr(cls, "ignore_keys_at_rope_validation", None) or ())
+    if cls is None or ".configuration_" not in cls.__module__:
+        return declared
+    try:
+        spec = importlib.util.find_spec(cls.__module__.replace(".configuration_", ".modeling_"))
+        source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+    except (ImportError, OSError, ValueError):
+        return declared
+    return declared + tuple(_ROPE_DEFAULT_READ.findall(source))
 
 
 def _names_layers(key: str) -> bool:
