@@ -232,11 +232,14 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 
 def _start_matrix(db: Path, *extra: str) -> subprocess.Popen[str]:
+    # Ctrl-C as a terminal delivers it, even when this session was started in the background
+    # of a script (which ignores SIGINT, an ignorance every child would inherit)
     return subprocess.Popen(
         [sys.executable, "-m", "hwaccel", "matrix", "--models", "tiny:bert", "tiny:gpt2",
          "tiny:vit", "--backends", "cpu", "--db", str(db), *FAST, *extra],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-        env={**os.environ, **ONE_THREAD})
+        env={**os.environ, **ONE_THREAD},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_cells(proc: subprocess.Popen[str], count: int) -> list[psutil.Process]:

@@ -71,8 +71,17 @@ def playwright() -> Any:
         from playwright.sync_api import sync_playwright
 
         _driver = sync_playwright().start()
-        atexit.register(_driver.stop)
+        atexit.register(stop_playwright)
     return _driver
+
+
+def stop_playwright() -> None:
+    """Stop this process's Playwright (at exit, or before the process uses Playwright's sync
+    API on its own: only one may run in a thread); the next page starts it again."""
+    global _driver
+    if _driver is not None:
+        driver, _driver = _driver, None
+        driver.stop()
 
 
 class Browser:
