@@ -34,7 +34,7 @@ run: install
 	$(HWACCEL) matrix --tests-dir $(OUT)/tests --skip-backends web
 	$(HWACCEL) matrix --tests-dir $(OUT)/tests --backends web --models tiny:gpt2 \
 	  --pipelines vision vision-text audio multimodal diffusion moe state-space rag \
-	  --iterations 5 --warmup 1 --min-seconds 0.5
+	  --iterations 3 --warmup 1 --min-seconds 0.2
 	$(HWACCEL) report --output-dir $(OUT)
 
 test: install browser

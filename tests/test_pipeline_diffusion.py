@@ -167,6 +167,24 @@ def test_tiny_workloads_denoise_for_the_configured_steps(plugins, one_thread, sp
     assert all(torch.equal(outputs[k], again[k]) for k in outputs)
 
 
+def test_steps_are_counted_on_a_model_that_is_no_torch_module(plugins, one_thread):
+    """A converted graph (the web or QNN backend's model) is only callable: no hooks."""
+    from hwaccel_pipeline_diffusion.workload import NUM_INFERENCE_STEPS
+
+    spec = "tiny:UNet2DConditionModel"
+    workload = load_workload(spec, classify(spec, plugins).classification)
+    module = workload.load_model()
+
+    class Graph:
+        config = module.config
+
+        def __call__(self, *args, **kwargs):
+            return module(*args, **kwargs)
+
+    inputs = workload.make_inputs(2, 8)
+    assert workload.count_steps(Graph(), inputs) == (NUM_INFERENCE_STEPS, NUM_INFERENCE_STEPS)
+
+
 def test_conditional_unet_inputs_follow_the_config_and_seq_len(plugins):
     spec = "tiny:UNet2DConditionModel"
     workload = load_workload(spec, classify(spec, plugins).classification)

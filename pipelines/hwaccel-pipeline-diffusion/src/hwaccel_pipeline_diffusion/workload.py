@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -371,7 +372,12 @@ class DiffusionWorkload(BaseWorkload):
         return denoiser, model.scheduler
 
     def count_steps(self, model: Any, inputs: dict[str, Any]) -> tuple[int, int]:
-        """Run :meth:`forward` once; return (denoiser calls, scheduler steps) it made."""
+        """Run :meth:`forward` once; return (denoiser calls, scheduler steps) it made.
+
+        A denoiser run by the workload's own loop is counted by calling it through a
+        counter, so this holds for a model on any backend (a converted graph has no forward
+        hooks); a diffusers pipeline's denoiser, a torch module inside it, by a forward hook.
+        """
         denoiser, scheduler = self._denoiser_and_scheduler(model)
         calls = {"denoiser": 0, "scheduler": 0}
 
@@ -384,12 +390,13 @@ class DiffusionWorkload(BaseWorkload):
             calls["scheduler"] += 1
             return step(*args, **kwargs)
 
-        handle = denoiser.register_forward_hook(count_call)
+        handle = None if self.mode == LOOP else denoiser.register_forward_hook(count_call)
         scheduler.step = counted_step
         try:
-            self.forward(model, inputs)
+            self.forward(_CountedCalls(model, count_call) if handle is None else model, inputs)
         finally:
-            handle.remove()
+            if handle is not None:
+                handle.remove()
             del scheduler.step
         return calls["denoiser"], calls["scheduler"]
 
@@ -402,3 +409,19 @@ class DiffusionWorkload(BaseWorkload):
         fresh = type(scheduler).from_config(scheduler.config)
         fresh.set_timesteps(NUM_INFERENCE_STEPS)
         return len(fresh.timesteps)
+
+
+class _CountedCalls:
+    """A model called through a counter: ``on_call()`` before each call, every attribute
+    the model's own."""
+
+    def __init__(self, model: Any, on_call: Callable[[], None]):
+        self._model = model
+        self._on_call = on_call
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self._on_call()
+        return self._model(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
