@@ -53,14 +53,23 @@ class Host(Protocol):
         """The page is done with the browser (a private one is killed)."""
 
 
+def seconds_from_env(name: str, default: float) -> float:
+    """Seconds set by the environment variable ``name``; ``default`` when it is unset, not
+    positive or not a number (NaN).
+
+    :raises BrowserError: when it is set to something that is no number.
+    """
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        raise BrowserError(f"{name} must be a number of seconds, not "
+                           f"{os.environ[name]!r}") from None
+    return value if value > 0 else default
+
+
 def call_timeout_s() -> float:
     """The time limit of one call into the page (``HWACCEL_WEB_TIMEOUT``, seconds)."""
-    try:
-        value = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
-    except ValueError:
-        raise BrowserError(f"{TIMEOUT_ENV} must be a number of seconds, not "
-                           f"{os.environ[TIMEOUT_ENV]!r}") from None
-    return value if value > 0 else DEFAULT_TIMEOUT_S
+    return seconds_from_env(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)
 
 
 def playwright() -> Any:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwaccel_web.browser import Browser
+from hwaccel_web.browser import Browser, seconds_from_env
 from hwaccel_web.chromium import START_TIMEOUT_S, exit_description, find_chromium
 from hwaccel_web.errors import BrowserError
 
@@ -56,12 +56,7 @@ def state_dir() -> Path:
 
 def idle_s() -> float:
     """Seconds without a page after which a run's browser is stopped (``HWACCEL_WEB_IDLE``)."""
-    try:
-        value = float(os.environ.get(IDLE_ENV, DEFAULT_IDLE_S))
-    except ValueError:
-        raise BrowserError(f"{IDLE_ENV} must be a number of seconds, not "
-                           f"{os.environ[IDLE_ENV]!r}") from None
-    return value if value > 0 else DEFAULT_IDLE_S
+    return seconds_from_env(IDLE_ENV, DEFAULT_IDLE_S)
 
 
 def started_at(pid: int) -> float | None:
