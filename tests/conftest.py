@@ -92,6 +92,17 @@ def pythonpath_env(*roots: Path) -> dict[str, str]:
     return {"PYTHONPATH": os.pathsep.join(parts)}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _playwright_stopped_after_each_module() -> Iterator[None]:
+    """In-process web pages (the web backend's tests, detection through every plugin) keep
+    the process's Playwright driver running, and it marks an asyncio loop as running between
+    its calls; stopping it after each module lets later tests use Playwright's sync API."""
+    yield
+    browser = sys.modules.get("hwaccel_web.browser")
+    if browser is not None:
+        browser.stop_playwright()
+
+
 @pytest.fixture
 def tmp_db(tmp_path: Path) -> Path:
     """A path for a fresh DuckDB file."""

@@ -102,16 +102,6 @@ def _watch_run_browsers(mark: str, seen: set[int], done: threading.Event) -> Non
         time.sleep(0.2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _playwright_stopped_after_this_module():
-    """The pages this module opens in-process start Playwright's sync driver; it is stopped
-    after them, so that later tests may use Playwright's sync API themselves."""
-    yield
-    from hwaccel_web.browser import stop_playwright
-
-    stop_playwright()
-
-
 @pytest.fixture(scope="session")
 def ort_web():
     """onnxruntime-web fetched from the npm registry into the session's cache, once."""
