@@ -75,12 +75,6 @@ def test_layer_indices_are_renumbered_with_the_layers_kept():
         assert kept[source] == (original if original in kept else kept[layer])
 
 
-def test_rotary_sections_fit_the_tiny_head():
-    text = tiny_config("qwen2_vl").text_config
-    head_dim = text.hidden_size // text.num_attention_heads
-    assert sum(text.rope_parameters["mrope_section"]) == head_dim // 2
-
-
 def test_kept_keys_stay_at_their_defaults():
     default = default_values("bert")
     config = tiny_config("bert", frozenset({"hidden_size"}))

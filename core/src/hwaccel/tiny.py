@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import inspect
 import re
 from collections.abc import Callable
@@ -229,7 +230,7 @@ def _shrink(values: dict[str, Any], left_out: frozenset[str] | None = frozenset(
     vocab = values.get("vocab_size")
     if "vocab_size" in values and (vocab is None or (_is_int(vocab) and vocab > TINY_VOCAB)):
         out["vocab_size"] = vocab = TINY_VOCAB
-    couplings.rope_sections(values, out, _declared_rope_keys(values))
+    couplings.rope_sections(values, out, _declared_rope_keys(values.get("model_type")))
     text = values.get("text_config") if isinstance(values.get("text_config"), dict) else {}
     reserved: set[int] = set()
     if not _is_int(vocab):  # a composite config: its token ids index the text model's vocab
@@ -244,7 +245,8 @@ def _shrink(values: dict[str, Any], left_out: frozenset[str] | None = frozenset(
     return out
 
 
-def _declared_rope_keys(values: dict[str, Any]) -> tuple[str, ...]:
+@functools.cache
+def _declared_rope_keys(model_type: Any) -> tuple[str, ...]:
     """The rope keys whose defaults live in the model's code rather than its config: those the
     config class says its validation ignores (``ignore_keys_at_rope_validation``) and those
     its modeling module reads from the rope parameters with a default of its own
@@ -253,8 +255,8 @@ def _declared_rope_keys(values: dict[str, Any]) -> tuple[str, ...]:
 
     from transformers import CONFIG_MAPPING
 
-    model_type = values.get("model_type")
-    cls = CONFIG_MAPPING[model_type] if model_type in CONFIG_MAPPING else None
+    cls = CONFIG_MAPPING[model_type] if isinstance(model_type, str) and \
+        model_type in CONFIG_MAPPING else None
     declared = tuple(getattr(cls, "ignore_keys_at_rope_validation", None) or ())
     if cls is None or ".configuration_" not in cls.__module__:
         return declared

@@ -79,6 +79,19 @@ def spread(count: int, depth: int, keep_stem: bool) -> list[int]:
     return [0] * keep_stem + picked
 
 
+def _in_subconfigs(rule: Callable[..., dict[str, Any]], values: dict[str, Any],
+                   default: dict[str, Any], keep: frozenset[str], prefix: str) -> dict[str, Any]:
+    """The overrides ``rule(sub, default_sub, keep, prefix)`` makes in each sub-config that
+    the default also has, each given as a whole sub-tree (a kept sub-config left alone)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if _is_subconfig(value) and _is_subconfig(default.get(key)):
+            inner = rule(value, default[key], keep, f"{prefix}{key}.")
+            if inner and prefix + key not in keep:
+                out[key] = {**value, **inner}
+    return out
+
+
 def follow_depth(values: dict[str, Any], default: dict[str, Any], keep: frozenset[str],
                  prefix: str = "") -> dict[str, Any]:
     """The overrides of one values tree (and, as whole sub-trees, of its sub-configs) that
@@ -87,12 +100,7 @@ def follow_depth(values: dict[str, Any], default: dict[str, Any], keep: frozense
     :param values: the tiny values tree; ``default``: the type's default tree at the same
         place; ``keep``: dotted key paths that keep their defaults (left untouched).
     """
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if _is_subconfig(value) and _is_subconfig(default.get(key)):
-            inner = follow_depth(value, default[key], keep, f"{prefix}{key}.")
-            if inner and prefix + key not in keep:
-                out[key] = {**value, **inner}
+    out = _in_subconfigs(follow_depth, values, default, keep, prefix)
     layer_key = next((k for k in LAYER_COUNT_KEYS if _is_int(values.get(k))
                       and _is_int(default.get(k)) and values[k] < default[k]), None)
     if layer_key is None or prefix + layer_key in keep:
@@ -122,12 +130,7 @@ def relink_within(values: dict[str, Any], default: dict[str, Any], keep: frozens
     of its size keys shrank (``hidden_sizes``: 512 -> 64) shrinks to the same value wherever
     another of its size keys still holds it (``stage_out_channels``, ``stage_in_channels``),
     whatever other sub-configs shrank that number to."""
-    out: dict[str, Any] = {}
-    for key, value in values.items():
-        if _is_subconfig(value) and _is_subconfig(default.get(key)):
-            inner = relink_within(value, default[key], keep, f"{prefix}{key}.")
-            if inner and prefix + key not in keep:
-                out[key] = {**value, **inner}
+    out = _in_subconfigs(relink_within, values, default, keep, prefix)
     if not isinstance(values.get("stage_names"), list):
         return out
     sizes = [k for k in values if _SIZE_KEY.search(k) and prefix + k not in keep]
