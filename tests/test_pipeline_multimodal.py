@@ -293,3 +293,46 @@ def test_benchmark_records_a_success(tmp_path):
     prompt = (vision.image_size // vision.patch_size) ** 2 + 8
     assert json.loads(row["output_shape"]) == {"logits": [1, prompt,
                                                        config.text_config.vocab_size]}
+
+
+@pytest.mark.parametrize("model_type", ["granite_speech", "granite_speech_plus"])
+def test_a_projector_mask_marks_each_feature_of_the_windowed_q_former(plugins, model_type):
+    """Granite Speech: its extractor needs torchaudio, so the features are synthetic; the
+    mask only the forward takes marks the projector's outputs (queries per window of encoder
+    frames), as the extractor's own count does, and the prompt holds one audio token each."""
+    workload, model = workload_and_model(f"tiny:{model_type}", plugins)
+    inputs, shapes = _run(workload, model)
+    config = model.config
+    assert workload.input_source == "synthetic"
+    frames = inputs["input_features"].shape[1]
+    windows = -(-frames // config.window_size)
+    per_recording = windows * (config.window_size // config.downsample_rate)
+    mask = inputs["input_features_mask"]
+    assert mask.dtype == torch.bool and mask.shape == (2, per_recording) and mask.all()
+    assert _placeholders(inputs, config.audio_token_id) == [per_recording] * 2
+    assert shapes["logits"] == (2, inputs["input_ids"].shape[1], config.text_config.vocab_size)
+
+
+def test_a_streaming_speech_model_reads_codec_codes_beside_each_token(plugins):
+    """Kyutai speech-to-text: the forward takes no audio; its generation encodes the
+    recording into codec codes beside each text token. The prompt has one token per code
+    frame, the codes of the recording enter one frame behind, after the audio BOS."""
+    from hwaccel_pipeline_multimodal.recordings import audio_inputs
+
+    workload, model = workload_and_model("tiny:kyutai_speech_to_text", plugins)
+    inputs, shapes = _run(workload, model)
+    config = model.config
+    media, made_by_class = audio_inputs(config.model_type, config, model, 2,
+                                        workload.forward_parameters)
+    assert made_by_class and workload.input_source == "processor-class"
+    samples = media["input_values"].shape[-1]
+    frames = int(model.codec_model.get_encoded_length(torch.tensor(samples)))
+    ids = inputs["input_ids"]
+    assert ids.shape == (2, frames, 1 + config.num_codebooks)
+    assert ids[:, 0, 0].eq(config.bos_token_id).all()
+    assert ids[:, 0, 1:].eq(config.audio_bos_token_id).all()
+    with torch.inference_mode():
+        codes = model.codec_model.encode(media["input_values"]).audio_codes.transpose(1, 2)
+    assert ids[:, 1:, 1:].equal(codes[:, :frames - 1])
+    assert shapes["logits"] == (2, frames, config.vocab_size)
+    assert not workload.can_generate

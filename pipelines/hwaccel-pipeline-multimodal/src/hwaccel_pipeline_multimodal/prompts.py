@@ -6,10 +6,10 @@ embeddings of the prompt at the positions of a placeholder token, one per featur
 that the counts agree. :func:`features_per_item` asks the model itself: it runs the model's
 ``get_image_features`` (``get_video_features``, ``get_audio_features``) on the media inputs
 and counts the feature vectors (a model without one: its audio encoder's own count of output
-frames, else the fixed count its config declares). :func:`prompt_ids` then writes, per row:
-the BOS token, the modality's start token (``image_start``/``vision_start``/``boi``...), the
-placeholder once per feature, its end token, and seeded text ids that avoid every special
-token of the config.
+frames or its audio codec's count of code frames, else the fixed count its config declares).
+:func:`prompt_ids` then writes, per row: the BOS token, the modality's start token
+(``image_start``/``vision_start``/``boi``...), the placeholder once per feature, its end
+token, and seeded text ids that avoid every special token of the config.
 """
 
 from __future__ import annotations
@@ -79,8 +79,9 @@ def furthest(errors: list[Exception]) -> Exception:
 def features_per_item(model: Any, modality: str, media: dict[str, Any], items: int) -> int:
     """How many feature vectors the model's encoder yields per image (recording) of
     ``media``, which holds ``items`` of them of the same size. For a model without a
-    ``get_<modality>_features``: its audio encoder's own count of output frames, else the
-    fixed count its config declares (:data:`FIXED_COUNT_KEYS`: a resampler's queries)."""
+    ``get_<modality>_features``: its audio encoder's (codec's) own count of output frames
+    (:func:`_encoder_output_length`), else the fixed count its config declares
+    (:data:`FIXED_COUNT_KEYS`: a resampler's queries)."""
     import torch
 
     method = feature_method(model, modality)
@@ -107,19 +108,28 @@ def features_per_item(model: Any, modality: str, media: dict[str, Any], items: i
 
 def _encoder_output_length(model: Any, media: dict[str, Any]) -> int | None:
     """Features per item an audio encoder yields, by its own count of output frames
-    (``_get_feat_extract_output_lengths`` of the lengths its frame mask gives), else
-    ``None``."""
+    (``_get_feat_extract_output_lengths`` of the lengths its frame mask gives), else by an
+    audio codec's count of code frames for the samples of the waveform it encodes whole
+    (``get_encoded_length`` of the last axis of ``input_values``), else ``None``."""
     import torch
 
-    counter = next((module for module in model.modules()
-                    if hasattr(module, "_get_feat_extract_output_lengths")), None)
+    counter = _first_module_with(model, "_get_feat_extract_output_lengths")
     masks = [value for name, value in media.items()
              if name.endswith("mask") and torch.is_tensor(value) and value.dim() == 2]
-    if counter is None or not masks:
-        return None
-    lengths = counter._get_feat_extract_output_lengths(masks[0].sum(dim=-1))
-    lengths = lengths[-1] if isinstance(lengths, tuple) else lengths
-    return int(lengths.min())
+    if counter is not None and masks:
+        lengths = counter._get_feat_extract_output_lengths(masks[0].sum(dim=-1))
+        lengths = lengths[-1] if isinstance(lengths, tuple) else lengths
+        return int(lengths.min())
+    codec = _first_module_with(model, "get_encoded_length")
+    waveform = media.get("input_values")
+    if codec is not None and torch.is_tensor(waveform):
+        return int(codec.get_encoded_length(torch.tensor(waveform.shape[-1])))
+    return None
+
+
+def _first_module_with(model: Any, method: str) -> Any | None:
+    """The first of the model's modules (itself included) that has ``method``."""
+    return next((module for module in model.modules() if hasattr(module, method)), None)
 
 
 def placeholders(config: Any, modality: str, count: int,

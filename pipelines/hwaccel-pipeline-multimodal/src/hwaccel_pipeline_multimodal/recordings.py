@@ -10,7 +10,9 @@ which goes to the forward under every name the forward gives a mask of the audio
 Where the config subsamples frames by a fixed ``subsampling_factor``, features and mask are
 padded on the right to a multiple of it, as the type's processor does. A type whose
 extractor cannot be built here (no class, or one that needs a missing library) gets
-:func:`synthetic_audio_inputs`.
+:func:`synthetic_audio_inputs`: features the audio encoder accepts, a mask of ones over their
+frames, and, under a mask of the audio only the forward takes, one ``True`` per feature the
+encoder yields (:func:`output_feature_mask`), as such a processor counts them.
 """
 
 from __future__ import annotations
@@ -136,7 +138,12 @@ def synthetic_audio_inputs(config: Any, model: Any, batch: int,
     ``(batch, size, frames)`` and as ``(batch, frames, size)``, with a mask of ones under
     every mask name of the forward and of the model's audio encoder; the first candidate the
     encoder (``get_audio_features``) accepts is taken, else the refusal that got furthest is
-    raised (:func:`~hwaccel_pipeline_multimodal.prompts.furthest`)."""
+    raised (:func:`~hwaccel_pipeline_multimodal.prompts.furthest`).
+
+    A mask the encoder takes marks its input frames. A mask of the audio (:data:`_MASK_HINTS`)
+    that only the forward takes selects among the encoder's output features the ones to merge
+    into the prompt (Granite Speech's ``input_features_mask``: one per projector query), so
+    it is :func:`output_feature_mask`."""
     import torch
 
     from hwaccel_pipeline_multimodal.prompts import feature_method, furthest, named_parameters
@@ -147,6 +154,7 @@ def synthetic_audio_inputs(config: Any, model: Any, batch: int,
                  if name in names | forward_parameters), "input_features")
     masks = {name for name in names | forward_parameters
              if name.endswith("mask") and name != "attention_mask"}
+    output_masks = {name for name in masks - names if any(hint in name for hint in _MASK_HINTS)}
     generator = torch.Generator().manual_seed(TINY_SEED)
     mask = torch.ones(batch, HOPS, dtype=torch.long)
     refusals: list[Exception] = []
@@ -162,7 +170,21 @@ def synthetic_audio_inputs(config: Any, model: Any, batch: int,
             except Exception as exc:  # noqa: BLE001 - the encoder refused this layout
                 refusals.append(exc)
                 continue
+            if output_masks:
+                selected = output_feature_mask(model, candidate, batch)
+                candidate.update({name: selected for name in output_masks})
             return candidate
     if not refusals:
         raise HwaccelError("the config gives no size of audio features")
     raise furthest(refusals)
+
+
+def output_feature_mask(model: Any, media: dict[str, Any], batch: int) -> Any:
+    """``(batch, features)`` ``True``: every feature the model's audio encoder yields for each
+    recording of ``media`` is merged into the prompt, as a processor that counts them per
+    recording marks them (every recording here is as long as the others)."""
+    import torch
+
+    from hwaccel_pipeline_multimodal.prompts import features_per_item
+
+    return torch.ones(batch, features_per_item(model, "audio", media, batch), dtype=torch.bool)

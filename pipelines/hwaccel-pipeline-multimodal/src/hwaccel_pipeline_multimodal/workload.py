@@ -23,7 +23,12 @@ Inputs, per row of the batch, from :data:`~hwaccel.models.TINY_SEED`:
   placeholder token once per feature the model's own encoder yields for that medium
   (:mod:`~hwaccel_pipeline_multimodal.prompts`) between the config's start and end tokens
   for it, then seeded text tokens, ``seq_len`` in all. Tensors the forward takes beside them
-  follow its parameter names (:meth:`MultimodalWorkload._companions`).
+  follow its parameter names (:meth:`MultimodalWorkload._companions`). A streaming
+  speech model whose forward takes none of the media, but whose own
+  ``prepare_inputs_for_generation`` reads them (Kyutai's speech-to-text: the codec's audio
+  codes enter beside each text token), gets a prompt of one token per frame of its audio
+  codec and the forward inputs its ``generate`` prepares from that prompt and the recording
+  for its first step; it is not asked to generate from them.
 
 The extractive subfamilies take no placeholders: document question answering gets
 ``seq_len`` token ids with one word box each (``bbox``) and the page image where the model
@@ -95,6 +100,7 @@ class MultimodalWorkload(TransformersWorkload):
 
     input_source = "synthetic"
     _added: frozenset[str] = frozenset()  # the companions make_inputs added last
+    _streamed = False  # make_inputs took the forward's inputs from a generation step
 
     @property
     def subfamily(self) -> str:
@@ -197,9 +203,11 @@ class MultimodalWorkload(TransformersWorkload):
 
     @property
     def can_generate(self) -> bool:
-        """True when the model class writes text with ``generate``."""
+        """True when the model class writes text with ``generate`` from the inputs made: not
+        for a model whose generation alone reads the media (the inputs hold what its first
+        step made of them, see :meth:`_generation_inputs`)."""
         check = getattr(self.model_class, "can_generate", None)
-        return self.subfamily == GENERATION and bool(check and check())
+        return self.subfamily == GENERATION and bool(check and check()) and not self._streamed
 
     def prepare(self) -> None:
         """Import torch and the model class, read the config and the processor."""
@@ -274,28 +282,75 @@ class MultimodalWorkload(TransformersWorkload):
         return synthetic_image_inputs(self.config, model, batch_size, extras), False
 
     def _generation_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
-        """The media, the prompt with its placeholders, and the tensors beside them."""
+        """The media, the prompt with its placeholders, and the tensors beside them; for a
+        model whose generation alone reads the media (:meth:`_generation_media`), the inputs
+        its first generation step gives the forward (:meth:`_first_generation_step`)."""
         inputs: dict[str, Any] = {}
         blocks: list[Placeholders] = []
+        streamed: dict[str, Any] = {}
         if self.medium is not None:
             media = self._media_inputs(batch_size, seq_len)
             if not set(media) & self.forward_parameters:  # it names its media otherwise
-                media = {}
+                streamed, media = self._generation_media(media), {}
             placeholder = self.placeholder_id if media else None
             if placeholder is not None:
                 count = self._placeholders_per_item(media, batch_size)
                 blocks.append(placeholders(self.config, self.medium, count, placeholder))
             elif self.medium == "audio" and not self.encoder_decoder:
                 # a streaming model adds one audio feature to each token of the prompt
-                seq_len = features_per_item(self._feature_model(), "audio", media, batch_size)
+                seq_len = features_per_item(self._feature_model(), "audio", media or streamed,
+                                            batch_size)
             if "input_ids" in self.forward_parameters:  # the prompt's mask, not the media's
                 media.pop("attention_mask", None)
             inputs.update(media)
+        self._streamed = bool(streamed)
         ids = prompt_ids(self.config, self.vocab_size, batch_size, seq_len, blocks)
         inputs["input_ids"] = ids
         inputs.update(self._companions(ids, blocks, inputs, seq_len))
+        if streamed:
+            inputs.update(self._first_generation_step(ids, streamed))
         return {name: value for name, value in inputs.items()
                 if name in self.forward_parameters}
+
+    def _generation_media(self, media: dict[str, Any]) -> dict[str, Any]:
+        """Of media the forward does not take, those the model's own
+        ``prepare_inputs_for_generation`` names beyond transformers' generic one: a streaming
+        model (Kyutai's speech-to-text) encodes them, step by step, into its forward's inputs
+        (audio codes beside each text token)."""
+        from transformers import GenerationMixin
+
+        own = getattr(self.model_class, "prepare_inputs_for_generation", None)
+        if own is None or own is GenerationMixin.prepare_inputs_for_generation:
+            return {}
+        names = named_parameters(own) - named_parameters(
+            GenerationMixin.prepare_inputs_for_generation)
+        return {name: value for name, value in media.items() if name in names}
+
+    def _first_generation_step(self, ids: Any, media: dict[str, Any]) -> dict[str, Any]:
+        """The tensors the forward names among the inputs the model's own ``generate``
+        prepares for its first step from the prompt ``ids`` and ``media``: the step is
+        stopped before its forward runs."""
+        import torch
+
+        captured: dict[str, Any] = {}
+
+        def capture(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            captured.update(kwargs)
+            raise _StepCaptured
+
+        model = self._feature_model()
+        handle = model.register_forward_pre_hook(capture, with_kwargs=True)
+        try:
+            with torch.inference_mode():
+                model.generate(input_ids=ids, **media, max_new_tokens=1, do_sample=False)
+        except _StepCaptured:
+            pass
+        finally:
+            handle.remove()
+        if not captured:
+            raise HwaccelError(f"{type(model).__name__}.generate did not call its forward")
+        return {name: value for name, value in captured.items()
+                if torch.is_tensor(value) and name in self.forward_parameters}
 
     def _companions(self, ids: Any, blocks: list[Placeholders], given: dict[str, Any],
                     seq_len: int) -> dict[str, Any]:
@@ -512,6 +567,10 @@ class MultimodalWorkload(TransformersWorkload):
         tokens."""
         ids = inputs.get("decoder_input_ids", inputs.get("input_ids"))
         return int(ids.shape[1]) + new_tokens
+
+
+class _StepCaptured(Exception):
+    """Stops ``generate`` once its first step's forward inputs are captured."""
 
 
 def word_boxes(rows: int, length: int) -> Any:
