@@ -61,11 +61,18 @@ def test_previously_failing_text_types_run(plugins, model_type):
     assert all(value.shape[0] == 1 for value in outputs.values())
 
 
-def test_a_type_whose_own_default_config_is_broken_is_the_models_failure(plugins):
-    from hwaccel.failures import AttributedError
+def test_a_type_whose_default_config_lacks_values_runs_with_them_completed(plugins):
+    # DBRX's default attention config has no rope_theta and leaves clip_qkv None, which its
+    # attention clamps with: real checkpoints set both
+    from transformers import CONFIG_MAPPING
 
+    default = CONFIG_MAPPING["dbrx"]()
+    assert "rope_theta" not in vars(default.attn_config) and default.attn_config.clip_qkv is None
     workload = load_workload("tiny:dbrx", classify("tiny:dbrx", plugins).classification)
-    with pytest.raises(AttributedError) as caught:
-        workload.prepare()
-    assert caught.value.category == "model"
-    assert "transformers' own default config" in caught.value.message
+    model = workload.load_model()
+    assert model.config.attn_config.rope_theta == default.rope_parameters["rope_theta"]
+    assert isinstance(model.config.attn_config.clip_qkv, float)
+    inputs = workload.make_inputs(1, 8)
+    outputs = workload.forward(model, inputs)
+    expected = workload.expected_shapes(inputs)
+    assert {name: tuple(outputs[name].shape) for name in expected} == expected

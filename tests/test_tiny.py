@@ -126,3 +126,11 @@ def test_mamba2_heads_times_head_size_is_the_inner_width():
     assert config.mamba_num_heads * config.mamba_head_dim == \
         config.expand * config.hidden_size
     assert config.mamba_num_heads % config.n_groups == 0
+
+
+def test_a_field_its_class_serialises_under_another_name_is_shrunk():
+    # Inkling's vision config writes num_hidden_layers as n_layers (its attribute_map)
+    from hwaccel.tiny import default_values, tiny_config
+
+    assert default_values("inkling_mm_model")["vision_config"]["n_layers"] > 2
+    assert tiny_config("inkling_mm_model").vision_config.num_hidden_layers == 2

@@ -152,3 +152,64 @@ def test_a_value_the_default_config_lacks_is_taken_from_the_config():
     config = workload(ReadsAnUndeclaredValue).config
     # the key that ends with most of its words holds the same quantity
     assert config.num_key_value_attention_heads == config.num_attention_heads
+
+
+class ScalesByANoneValue(BertWorkload):
+    """A model that multiplies by a value its config class declares but leaves ``None`` by
+    default (as real checkpoints set it)."""
+
+    def forward(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+        hidden = super().forward(model, inputs)["last_hidden_state"]
+        return {"last_hidden_state": hidden * model.config.classifier_dropout}
+
+
+def test_a_value_the_default_config_leaves_none_is_filled_by_its_declared_type(monkeypatch):
+    from transformers import BertConfig
+
+    assert BertConfig().classifier_dropout is None
+    probed = count_probes(monkeypatch)
+    config = workload(ScalesByANoneValue).config
+    assert isinstance(config.classifier_dropout, float)
+    assert probed[1] == frozenset({"<fill classifier_dropout>"})  # before any size
+    assert config.hidden_size < default_values("bert")["hidden_size"]
+
+
+def real(model_type: str) -> TransformersWorkload:
+    from hwaccel.classify import classify
+    from hwaccel.plugins import load
+    from hwaccel.workloads import load_workload
+
+    spec = f"tiny:{model_type}"
+    return load_workload(spec, classify(spec, load()).classification)
+
+
+def test_a_per_layer_list_left_none_gets_the_kinds_the_modeling_code_names():
+    # LFM2-MoE's default config leaves layer_types None; its layers test `!= "conv"`
+    work = real("lfm2_moe")
+    config = work.config
+    assert config.layer_types == ["conv"] * config.num_hidden_layers
+    inputs = work.make_inputs(1, 8)
+    assert work.forward(work.load_model(), inputs)
+
+
+def test_a_token_id_the_config_lacks_is_a_free_id_the_prompt_uses():
+    # the Qwen2.5-Omni thinker's rope index reads vision_start_token_id, which its config
+    # class does not declare
+    work = real("qwen2_5_omni_thinker")
+    config = work.config
+    start = config.vision_start_token_id
+    others = {value for key, value in config.to_dict().items()
+              if key.endswith("_token_id") and key != "vision_start_token_id"}
+    assert start not in others and 0 <= start < config.text_config.vocab_size
+    inputs = work.make_inputs(2, 8)
+    assert (inputs["input_ids"] == start).sum(dim=1).tolist() == [1, 1]
+    assert work.forward(work.load_model(), inputs)
+
+
+def test_a_none_nothing_can_fill_stays_the_models_failure():
+    # Chameleon's default config leaves the image vocabulary map (a checkpoint's token
+    # table) None: not a number or a list of layer kinds
+    with pytest.raises(AttributedError) as caught:
+        _ = real("chameleon").config
+    assert caught.value.category == "model"
+    assert "default config too" in caught.value.message

@@ -462,6 +462,17 @@ def _class_defaults(cls: type) -> dict[str, Any]:
         return {}
 
 
+def _field_name(key: str, cls: type, fields: set[str] | None) -> str:
+    """The constructor's name for a key of the values tree: the class's ``attribute_map``
+    may serialise a field under another name (Inkling's vision ``num_hidden_layers`` as
+    ``n_layers``), in either direction."""
+    if fields is None or key in fields:
+        return key
+    aliases = getattr(cls, "attribute_map", {}) or {}
+    names = [aliases.get(key)] + [name for name, alias in aliases.items() if alias == key]
+    return next((name for name in names if name in fields), key)
+
+
 def _constructor_values(tree: dict[str, Any], cls: type) -> dict[str, Any]:
     """The tree as constructor arguments: only the values that differ from the class's own
     defaults, so that what the class derives from them (Swin's ``hidden_size``, per-layer
@@ -472,6 +483,7 @@ def _constructor_values(tree: dict[str, Any], cls: type) -> dict[str, Any]:
     defaults = _class_defaults(cls)
     out = {}
     for key, value in tree.items():
+        key = _field_name(key, cls, fields)
         if _is_subconfig(value) and value["model_type"] in CONFIG_MAPPING:
             value = {"model_type": value["model_type"],
                      **_constructor_values(value, CONFIG_MAPPING[value["model_type"]])}

@@ -9,8 +9,8 @@ fails, the search relaxes it step by step: it keeps the type's default for one m
 path (or one whole sub-config) at a time, suspects first: keys the error names, keys whose
 default value the error quotes, then every sub-config, then the other shrunk keys. A
 relaxation that moves the failure elsewhere is kept and the search goes on from the new
-failure; one that changes nothing is dropped. Last comes the type's default config itself,
-when it is small enough to build.
+failure; one that changes nothing is dropped. Last comes the type's default config itself
+(with the values it lacks that the search completed), when it is small enough to build.
 
 The working set of kept keys is remembered per (workload class, model type, transformers
 version, hwaccel version) in the cache folder, so the check runs once per machine. When no
@@ -39,7 +39,7 @@ from hwaccel.failures import (
     where,
 )
 from hwaccel.tiny import FIRST_LAYERS, refusal_of, without_kind
-from hwaccel.tiny_completion import completion_for
+from hwaccel.tiny_completion import completion_for, completions_in
 
 MAX_PARAMETERS = 60_000_000
 """A relaxed candidate with more parameters than this is not built (about 240 MB in fp32)."""
@@ -233,7 +233,7 @@ class _Search:
                 queue = self.suspects(current, kept)
         if current.ok:
             return current
-        default = default or self.probe(self.default_keep)
+        default = default or self.probe(self.default_keep | completions_in(kept))
         if default.ok:
             return default
         raise self._failure(first, default)

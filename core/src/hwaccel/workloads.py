@@ -92,6 +92,23 @@ class TransformersWorkload(BaseWorkload):
             return find_tiny_config(self)
         return self.ref.load_config()
 
+    @cached_property
+    def forward_parameters(self) -> frozenset[str]:
+        """The argument names the model class's ``forward`` accepts.
+
+        :raises HwaccelError: for a class that defines no ``forward`` (Bark's, Qwen-Omni's:
+            they only generate, through their sub-models), since a workload times one
+            forward call.
+        """
+        import inspect
+
+        import torch
+
+        if self.model_class.forward is torch.nn.Module.forward:
+            raise HwaccelError(f"{self.model_class.__name__} defines no forward (it only "
+                               "generates, through its sub-models): no single call to time")
+        return frozenset(inspect.signature(self.model_class.forward).parameters)
+
     def tiny_config(self, keep: frozenset[str]) -> Any:
         """One candidate tiny config of the model type: every size shrunk except the dotted
         key paths in ``keep``, which keep the type's defaults (:func:`hwaccel.tiny.tiny_config`).

@@ -193,20 +193,6 @@ class AudioWorkload(TransformersWorkload):
         return name
 
     @cached_property
-    def forward_parameters(self) -> frozenset[str]:
-        """The argument names the model's ``forward`` accepts.
-
-        :raises HwaccelError: for a class that defines no ``forward`` (Bark's, which only
-            generates), since the workload times one forward call.
-        """
-        import torch
-
-        if self.model_class.forward is torch.nn.Module.forward:
-            raise HwaccelError(f"{self.model_class.__name__} defines no forward (it only "
-                               "generates, through its sub-models): no single call to time")
-        return frozenset(inspect.signature(self.model_class.forward).parameters)
-
-    @cached_property
     def shipped_feature_extractor(self) -> Any | None:
         """The feature extractor the model folder ships, else ``None``."""
         return self.folder_preprocessor("AutoFeatureExtractor", _PREPROCESSOR_FILES)

@@ -46,7 +46,6 @@ the fixes of :mod:`~hwaccel_pipeline_multimodal.tiny_fixes`) from a fixed seed.
 
 from __future__ import annotations
 
-import inspect
 import weakref
 from functools import cached_property
 from typing import Any
@@ -137,11 +136,6 @@ class MultimodalWorkload(TransformersWorkload):
         from hwaccel.tiny import tiny_config
 
         return tiny_config(self.ref.model_type or "", keep, adjust)
-
-    @cached_property
-    def forward_parameters(self) -> frozenset[str]:
-        """The argument names the model's ``forward`` accepts."""
-        return frozenset(inspect.signature(self.model_class.forward).parameters)
 
     @cached_property
     def medium(self) -> str | None:

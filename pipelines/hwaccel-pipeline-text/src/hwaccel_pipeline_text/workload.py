@@ -8,7 +8,6 @@ the same tiny model has the same weights.
 
 from __future__ import annotations
 
-import inspect
 from functools import cached_property
 from typing import Any
 
@@ -89,11 +88,6 @@ class TextWorkload(TransformersWorkload):
                                f"{type(self.config).__name__}, nor has any auto-model table "
                                "of its model type")
         return found
-
-    @cached_property
-    def forward_parameters(self) -> frozenset[str]:
-        """The argument names the model class's ``forward`` accepts."""
-        return frozenset(inspect.signature(self.model_class.forward).parameters)
 
     @cached_property
     def vocab_size(self) -> int:

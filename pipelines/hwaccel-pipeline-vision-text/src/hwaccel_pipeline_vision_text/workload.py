@@ -22,7 +22,6 @@ image placeholder tokens in the prompt, one per feature the model's image encode
 
 from __future__ import annotations
 
-import inspect
 import math
 from functools import cached_property
 from typing import Any
@@ -144,11 +143,6 @@ class VisionTextWorkload(TransformersWorkload):
             raise HwaccelError(f"model type {self.model_type!r} has no {task} model class")
         own = [name for name in self.ref.architectures if name in names]
         return getattr(transformers, (own or list(names))[0])
-
-    @cached_property
-    def forward_parameters(self) -> frozenset[str]:
-        """The argument names the model class's ``forward`` accepts."""
-        return frozenset(inspect.signature(self.model_class.forward).parameters)
 
     @cached_property
     def tokenizer(self) -> Any | None:

@@ -265,11 +265,6 @@ class VisionWorkload(TransformersWorkload):
 
         _ = self.model_class, self.config, self.image_processor
 
-    @cached_property
-    def forward_parameters(self) -> frozenset[str]:
-        """The argument names the model class's ``forward`` accepts."""
-        return frozenset(inspect.signature(self.model_class.forward).parameters)
-
     @property
     def pixel_key(self) -> str | None:
         """The forward argument that takes the pixels (``pixel_values_videos`` for some
