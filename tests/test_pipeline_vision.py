@@ -164,16 +164,60 @@ def _check_videomt(workload, inputs, outputs):
     assert outputs["class_queries_logits"].shape[0] == 2 * clip.shape[1]
 
 
+def _block_channels_chain(backbone):
+    """Assert a ``block_configs`` backbone's channels chain from its stem through its blocks
+    ([kernel, in, out, stride, se] rows), narrowed."""
+    rows = [row for stage in backbone.block_configs for row in stage]
+    assert backbone.stem_channels[-1] == rows[0][1]
+    assert all(a[2] == b[1] for a, b in zip(rows, rows[1:], strict=False))
+    assert max(max(row[1], row[2]) for row in rows) <= 64
+
+
+def _check_pp_lcnet_v4(workload, inputs, outputs):
+    # the block rows' channels shrink alike, the stem's output with them (the stem used to
+    # shrink while the blocks kept their default channels)
+    _block_channels_chain(workload.config)
+
+
 # Types that failed before the backbone rules and the input layouts, one per kind.
 REGRESSIONS = {"dpt": _check_dpt, "rt_detr": _check_rt_detr, "beit": _check_beit,
                "imagegpt": _check_imagegpt, "lightglue": _check_lightglue,
-               "videomt": _check_videomt}
+               "videomt": _check_videomt, "pp_lcnet_v4": _check_pp_lcnet_v4}
 
 
 @pytest.mark.parametrize("model_type", REGRESSIONS)
 def test_previously_failing_types_run(plugins, model_type):
     workload, inputs, outputs = run_with_expected_shapes(f"tiny:{model_type}")
     REGRESSIONS[model_type](workload, inputs, outputs)
+
+
+def _unsearched(spec):
+    """The workload of ``spec`` with its fully shrunk tiny config, without the search."""
+    workload = load_workload(spec)
+    workload.__dict__["config"] = workload.tiny_config(frozenset())
+    return workload
+
+
+def test_a_shrunk_block_backbone_runs_on_its_own(plugins):
+    # pp_ocrv6_small_det: its backbone's stem shrank to 64 channels while its blocks kept
+    # 96; the whole model still fails as transformers' default config does (a one-stage
+    # backbone under a four-level neck)
+    import torch
+    from transformers import AutoBackbone
+
+    backbone = _unsearched("tiny:pp_ocrv6_small_det").config.backbone_config
+    _block_channels_chain(backbone)
+    with torch.inference_mode():
+        maps = AutoBackbone.from_config(backbone).eval()(torch.rand(1, 3, 64, 64)).feature_maps
+    assert [m.shape[1] for m in maps] == [backbone.stage_out_channels[-1]]
+
+
+def test_a_text_line_recogniser_gets_its_processors_text_line(plugins):
+    # pp_ocrv5_mobile_rec: images the size its (torchvision-only) processor class declares,
+    # a 48-pixel-high line, which the default config's stride-2 stages cannot pool
+    workload = _unsearched("tiny:pp_ocrv5_mobile_rec")
+    assert workload.image_size == (48, 320)
+    assert tuple(workload.make_inputs(2, 8)["pixel_values"].shape) == (2, 3, 48, 320)
 
 
 def test_tiny_builds_are_identical(plugins):

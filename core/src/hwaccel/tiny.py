@@ -192,6 +192,7 @@ def _shrink(values: dict[str, Any], left_out: frozenset[str] | None = frozenset(
         for key in _STAGE_DEPTHS:
             if _int_list(values.get(key)):
                 out[key] = [min(v, 1) for v in values[key]]
+        couplings.chained_block_channels(values, out, TINY_INTERMEDIATE)
     for key in _CONV_WIDTHS:
         if _int_list(values.get(key)):
             out[key] = [min(v, TINY_HIDDEN) for v in values[key]]

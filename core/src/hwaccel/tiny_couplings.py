@@ -10,7 +10,12 @@ Each rule reads one (sub-)config's default values and the overrides the name rul
 * :func:`rope_sections`: multimodal rotary sections (``mrope_section``) sum to the rotary
   half of the tiny head, sections that were equal staying equal;
 * :func:`width_named_hidden_dim`: a config whose only width is ``hidden_dim`` (a speech
-  encoder's) shrinks it as a width, not as the inner size the name usually means.
+  encoder's) shrinks it as a width, not as the inner size the name usually means;
+* :func:`chained_block_channels`: per-stage lists of block rows (``block_configs``: a row
+  ``[kernel, in, out, stride, se]`` per block) narrow the channels their rows chain (one
+  block's output the next one's input, across stages), every channel value alike, so the
+  chain still holds and a depthwise convolution's groups (its input) follow; the config's
+  other channel keys holding those values (the stem that feeds the first block) follow too.
 """
 
 from __future__ import annotations
@@ -138,3 +143,53 @@ def width_named_hidden_dim(values: dict[str, Any], out: dict[str, Any], width: i
     """``hidden_dim`` as the width of a config that names no other width."""
     if _int(values.get("hidden_dim")) and not any(k in values for k in _WIDTHS):
         out["hidden_dim"] = min(values["hidden_dim"], width)
+
+
+def chained_block_channels(values: dict[str, Any], out: dict[str, Any], cap: int) -> None:
+    """Channel columns of per-stage block rows capped at ``cap``, each value alike (see the
+    module docstring); other columns (kernels, strides, flags) keep their values. The
+    config's other ``*channels`` keys (a stem's ``[3, 48, 96]`` that feeds the first block,
+    per-stage output channels) map the chain's values alike."""
+    for key, stages in list(values.items()):
+        rows = _block_rows(stages)
+        columns = _chained_columns(rows) if rows else set()
+        if not columns:
+            continue
+        out[key] = [[[min(v, cap) if i in columns else v for i, v in enumerate(row)]
+                     for row in stage] for stage in stages]
+        narrowed = {row[i]: cap for row in rows for i in columns if row[i] > cap}
+        for name, value in values.items():
+            if name.endswith("channels") and name not in out:
+                _map_ints(name, value, narrowed, out)
+
+
+def _map_ints(name: str, value: Any, mapping: dict[int, int], out: dict[str, Any]) -> None:
+    """``out[name]``: ``value`` (an int or a sequence of ints) with ``mapping`` applied, when
+    that changes it."""
+    if _int(value) is not None and value in mapping:
+        out[name] = mapping[value]
+    elif isinstance(value, (list, tuple)) and value and all(_int(v) is not None for v in value) \
+            and set(value) & set(mapping):
+        out[name] = [mapping.get(v, v) for v in value]
+
+
+def _block_rows(stages: Any) -> list[list[Any]] | None:
+    """The block rows of a per-stage list of them, in order (every stage a non-empty list of
+    rows of one length), else ``None``."""
+    if not (isinstance(stages, list) and stages and all(
+            isinstance(stage, list) and stage for stage in stages)):
+        return None
+    rows = [row for stage in stages for row in stage]
+    if not all(isinstance(row, list) and row and len(row) == len(rows[0]) for row in rows):
+        return None
+    return rows
+
+
+def _chained_columns(rows: list[list[Any]]) -> set[int]:
+    """The columns ``i`` and ``j`` of every pair in which each row's ``j`` is the next row's
+    ``i`` (a block's output channels the next block's input), over integer columns."""
+    if len(rows) < 2:
+        return set()
+    integer = [i for i in range(len(rows[0])) if all(_int(row[i]) is not None for row in rows)]
+    return {column for i, j in itertools.permutations(integer, 2)
+            if all(a[j] == b[i] for a, b in itertools.pairwise(rows)) for column in (i, j)}
