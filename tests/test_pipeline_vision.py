@@ -218,6 +218,16 @@ def test_a_text_line_recogniser_gets_its_processors_text_line(plugins):
     workload = _unsearched("tiny:pp_ocrv5_mobile_rec")
     assert workload.image_size == (48, 320)
     assert tuple(workload.make_inputs(2, 8)["pixel_values"].shape) == (2, 3, 48, 320)
+    assert workload.input_source == "processor-settings"
+
+
+def test_a_failure_on_the_processors_sizes_that_the_default_shares_is_the_models(plugins):
+    from hwaccel.failures import AttributedError
+
+    with pytest.raises(AttributedError) as caught:
+        _ = load_workload("tiny:pp_ocrv5_mobile_rec").config
+    assert caught.value.category == "model"
+    assert "Output size is too small" in caught.value.message
 
 
 def test_tiny_builds_are_identical(plugins):

@@ -213,3 +213,14 @@ def test_a_none_nothing_can_fill_stays_the_models_failure():
         _ = real("chameleon").config
     assert caught.value.category == "model"
     assert "default config too" in caught.value.message
+
+
+def test_per_class_lists_left_none_get_one_entry_per_label():
+    # PP-DocLayoutV2's default config leaves class_thresholds and class_order None; its
+    # forward makes a tensor of each
+    work = real("pp_doclayout_v2")
+    config = work.config
+    labels = len(config.id2label)
+    assert config.class_order == list(range(labels))
+    assert len(config.class_thresholds) == labels
+    assert work.forward(work.load_model(), work.make_inputs(1, 8))

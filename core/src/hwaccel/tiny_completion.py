@@ -27,7 +27,10 @@ fills each by the type its config class declares (:func:`filled_value`):
   :data:`FILL_INT` (:data:`FILL_FLOAT`);
 * a list of strings (one per layer): as many entries as the config has layers, cycling
   through the string values the modeling module compares or indexes it with
-  (``config.mlp_layer_types[i] == "sparse"``), then the ones its docstring quotes.
+  (``config.mlp_layer_types[i] == "sparse"``), then the ones its docstring quotes;
+* a list of numbers one per class (``class_thresholds``, ``class_order``: a name with
+  ``class``/``label`` in it): one entry per label of the config, the labels' own order
+  for integers, :data:`FILL_FLOAT` for floats.
 
 A completion is written into ``keep`` as ``<set TARGET from DONOR>`` (dotted paths; ``/`` for
 a mapping's entry) or ``<fill TARGET,...>``, so the tiny-config cache remembers it, and
@@ -47,6 +50,7 @@ _MISSING = re.compile(r"'(\w+Config)' object has no attribute '(\w+)'")
 _MARKER = re.compile(r"^<set (\S+) from (\S+)>$")
 _FILL = re.compile(r"^<fill (\S+)>$")
 _TOKEN = re.compile(r"_token_(id|index)$")
+_PER_LABEL = re.compile(r"(^|_)(class|classes|label|labels)(_|$)")
 _NONE = re.compile(r"NoneType|None\b|not set")
 _LAYER_COUNTS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers")
 FILL_INT = 4
@@ -180,6 +184,10 @@ def filled_value(config: Any, name: str) -> Any:
         layers = next((values[k] for k in _LAYER_COUNTS if isinstance(values.get(k), int)), None)
         kinds = _compared_strings(config, name)
         return [kinds[i % len(kinds)] for i in range(layers)] if layers and kinds else None
+    found = re.search(r"\blist\[(int|float)\]", declared)
+    if found and _PER_LABEL.search(name):
+        labels = len(getattr(config, "id2label", None) or {})
+        return list(range(labels)) if found.group(1) == "int" else [FILL_FLOAT] * labels
     for kind, fallback in ((float, FILL_FLOAT), (int, FILL_INT)):  # float | int: a float
         if re.search(rf"\b{kind.__name__}\b", declared):
             scored = [(_suffix_words(name, key), key) for key, value in values.items()

@@ -43,11 +43,12 @@ class Workload(Protocol):
         """Return the shape of each named output."""
 
 
-INPUT_SOURCES = ("processor", "processor-class", "synthetic")
+INPUT_SOURCES = ("processor", "processor-class", "processor-settings", "synthetic")
 """Where a workload's inputs came from: the model folder's own preprocessor, the model
-type's preprocessor classes with their default settings, or hwaccel (seeded values shaped
-from the config). A CPU reference that fails on inputs from a processor is the model's
-failure; on synthetic ones it may be hwaccel's (see :mod:`hwaccel.failures`)."""
+type's preprocessor classes with their default settings, hwaccel at the sizes such a class
+declares (a class this machine cannot run: torchvision's only), or hwaccel (seeded values
+shaped from the config). A CPU reference that fails on inputs shaped by a processor is the
+model's failure; on synthetic ones it may be hwaccel's (see :mod:`hwaccel.failures`)."""
 
 
 class BaseWorkload:

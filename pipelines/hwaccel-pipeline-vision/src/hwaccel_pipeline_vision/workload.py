@@ -13,7 +13,9 @@ sized from the config (else as the image processor sizes them), laid out as the 
 takes them (one image, a pair of images for keypoint matchers, a clip for video models),
 prepared by the folder's image processor when it ships ``preprocessor_config.json``
 (``input_source`` ``processor``), else by the type's image processor class
-(``processor-class``), else scaled here (``synthetic``). Models that read an image as a
+(``processor-class``), else scaled here: at the size the type's image processor class
+declares when this machine cannot run it (``processor-settings``: torchvision's only
+classes), else at the config's (``synthetic``). Models that read an image as a
 sequence of colour-cluster ids (ImageGPT) get seeded ids, and token inputs the forward
 requires beside the pixels (OneFormer's task) seeded ids of the length the config gives them.
 """
@@ -294,7 +296,9 @@ class VisionWorkload(TransformersWorkload):
             processor = class_processor(self.processor_class, layout)
             self.input_source = "processor-class"
         if processor is None:
-            self.input_source = "synthetic"
+            declared = default_size(processor_defaults(self.model_type))
+            self.input_source = "processor-settings" if declared == (
+                layout.height, layout.width) else "synthetic"
             return {self.pixel_key: scaled_pixels(images)}
         grouped = layout.per_example is not None
         encoded = dict(processor(pil_batch(images, grouped), return_tensors="pt"))
