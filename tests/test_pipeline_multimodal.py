@@ -216,6 +216,70 @@ def test_tiny_configs_keep_the_sizes_their_connectors_need(plugins):
     assert patches % config.scale_factor == 0
 
 
+def test_tiles_are_read_from_layers_the_tiny_tower_has(plugins):
+    """Mllama: the tower returns its intermediate layers' outputs beside its last one; the
+    tiny config keeps the indices within its depth and the projector's width follows."""
+    workload, model = workload_and_model("tiny:mllama", plugins)
+    vision = model.config.vision_config
+    layers = vision.intermediate_layers_indices
+    assert layers and max(layers) < vision.num_hidden_layers
+    assert vision.vision_output_dim == vision.hidden_size * (len(layers) + 1)
+    inputs, _ = _run(workload, model, rows=1, seq_len=4)
+    assert inputs["cross_attention_mask"].shape[-1] == vision.max_num_tiles
+    assert workload.input_source == "processor-class"
+
+
+def test_a_processor_of_fixed_sizes_gets_a_tower_that_cuts_them_into_known_counts(plugins):
+    """Aria: the image processor only makes 490 or 980 px pictures; the tiny tower's patch
+    size cuts them into a patch count the projector's table maps to its queries."""
+    workload, model = workload_and_model("tiny:aria", plugins)
+    config = model.config
+    inputs, _ = _run(workload, model, rows=1, seq_len=4)
+    side = inputs["pixel_values"].shape[-1]
+    patches = (side // config.vision_config.patch_size) ** 2
+    assert side in (490, 980) and patches in config.projector_patch_to_query_dict
+    queries = config.projector_patch_to_query_dict[patches]
+    assert _placeholders(inputs, config.image_token_id) == [queries]
+    assert workload.input_source == "processor-class"
+
+
+def test_tiled_crops_come_with_the_patches_each_image_token_pools(plugins):
+    """Molmo2 (a torchvision-only processor): a crop-sized picture's global view and tile,
+    the patch indices each image token pools in windows of the processor's pooling size,
+    and each crop's grid of windows; its placeholder id moved into the tiny vocabulary."""
+    workload, model = workload_and_model("tiny:molmo2", plugins)
+    config = model.config
+    assert config.image_token_id < config.text_config.vocab_size
+    inputs, _ = _run(workload, model)
+    grids, pooling = inputs["image_grids"], inputs["image_token_pooling"]
+    tokens = int(grids[0, 0] * grids[0, 1] + grids[0, 2] * grids[0, 3])
+    patches = inputs["pixel_values"].shape[2]
+    assert inputs["image_num_crops"].tolist() == [2, 2]
+    assert pooling.shape == (2 * tokens, 4) and pooling.max() < 2 * patches
+    assert _placeholders(inputs, config.image_token_id) == [tokens] * 2
+
+
+def test_navit_packed_patches_match_the_processor_layout(plugins):
+    """MiniCPM-OCR (a torchvision-only processor): the patches of every picture packed
+    NaViT-style with each picture's grid, as the PIL processor of the family packs them."""
+    from transformers import MiniCPMV4_6ImageProcessorPil, PretrainedConfig
+
+    from hwaccel_pipeline_multimodal.pictures import _navit_patches, pictures
+
+    workload, model = workload_and_model("tiny:minicpm_ocr", plugins)
+    inputs, _ = _run(workload, model)
+    sizes, patch = inputs["target_sizes"], model.config.vision_config.patch_size
+    assert inputs["pixel_values"].shape == (1, 3, patch, int(sizes.prod(-1).sum()) * patch)
+    config = PretrainedConfig(patch_size=16, image_size=224, num_channels=3)
+    packer = MiniCPMV4_6ImageProcessorPil(patch_size=16, scale_resolution=224,
+                                         slice_mode=False, downsample_mode="4x",
+                                         image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    made = packer(images=[[picture] for picture in pictures(2, 224, 224)],
+                  return_tensors="pt")
+    ours = next(_navit_patches(config, 2))
+    assert made["pixel_values"].equal(ours["pixel_values"])
+    assert made["target_sizes"].equal(ours["target_sizes"])
+
 def _llava_folder(folder, model):
     """Save the tiny LLaVA with a processor (CLIP image processor + word-level tokenizer)."""
     from tokenizers import Tokenizer, models, pre_tokenizers

@@ -12,8 +12,11 @@ temporal patch size the config leaves out follows the model's pixel embedding
 A type whose image processor cannot be built here, or whose processor leaves the patching to
 its full processor (its output holds no tensor the image encoder names), gets
 :func:`synthetic_image_inputs`: tensors shaped from the config, in the layout the model's
-image encoder accepts. Clips (video-only models) are always shaped from the config
-(:func:`synthetic_video_inputs`): transformers' video processors need torchvision.
+image encoder accepts, with the metadata the encoder names beside the pixels (patch grids,
+NaViT target sizes, pooling indices of tiled crops) made as the processor makes them, from
+the settings its class declares (:func:`declared_settings`, readable without torchvision).
+Clips (video-only models) are always shaped from the config (:func:`synthetic_video_inputs`):
+transformers' video processors need torchvision.
 """
 
 from __future__ import annotations
@@ -86,6 +89,36 @@ def _processor_model_types(model_type: str, config: Any) -> list[str]:
         owner = module[-2] if len(module) > 2 else ""
         types += [t for t in CONFIG_MAPPING_NAMES if model_type_to_module_name(t) == owner]
     return list(dict.fromkeys(types))
+
+
+def declared_settings(model_type: str, config: Any) -> dict[str, Any]:
+    """The settings the type's image processor class declares (its class attributes), read
+    without building it: also for a class this machine cannot run (torchvision's only,
+    where its module imports without torchvision); empty when none can be read."""
+    import importlib
+
+    import transformers
+    from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING_NAMES
+
+    for owner in _processor_model_types(model_type, config):
+        entry = IMAGE_PROCESSOR_MAPPING_NAMES.get(owner)
+        names = list(entry.values()) if isinstance(entry, dict) else [entry] if entry else []
+        for name in names:
+            placeholder = getattr(transformers, name or "", None)  # a dummy when unrunnable
+            if placeholder is None:
+                continue
+            try:
+                module = importlib.import_module(
+                    type.__getattribute__(placeholder, "__module__"))
+            except ImportError:  # the module itself imports torchvision
+                continue
+            cls = getattr(module, name, None)
+            if cls is None:
+                continue
+            values = {key: getattr(cls, key) for key in dir(cls) if not key.startswith("_")}
+            return {key: value for key, value in values.items()
+                    if not callable(value) and not isinstance(value, property)}
+    return {}
 
 
 def image_processor_class(model_type: str, config: Any) -> type | None:
@@ -166,6 +199,16 @@ def frames_per_patch(model: Any) -> int | None:
     return None
 
 
+def fixed_side(defaults: dict[str, Any]) -> int | None:
+    """The side of the square pictures an image processor with these settings makes
+    (``max_image_size``, else a square ``crop_size``/``size``), else ``None``."""
+    for key in reversed(_SIZE_OPTIONS):
+        size = pair(defaults.get(key))
+        if size is not None and size[0] == size[1]:
+            return size[0]
+    return None
+
+
 def image_processor(model_type: str, config: Any, model: Any) -> Any | None:
     """The type's image processor with its defaults aligned to ``config`` (and a
     ``temporal_patch_size`` the config leaves out to the model's :func:`frames_per_patch`),
@@ -223,7 +266,70 @@ def _patch_sizes(config: Any, patch: int) -> list[int]:
     return list(dict.fromkeys([patch, *(patch * k for k in kernels)]))
 
 
-def _patch_layouts(config: Any, names: set[str], batch: int) -> Iterator[dict[str, Any]]:
+def _pooling_windows(side: int, pool: tuple[int, int]) -> Any:
+    """The indices of a ``side`` by ``side`` grid of patches grouped in windows of ``pool``
+    patches, one row per window: the grid padded with -1 evenly on both sides to whole
+    windows, windows in row-major order."""
+    import torch
+
+    grid = torch.arange(side * side).reshape(side, side)
+    rows, cols = -(-side // pool[0]), -(-side // pool[1])
+    pad_h, pad_w = rows * pool[0] - side, cols * pool[1] - side
+    grid = torch.nn.functional.pad(grid, (pad_w // 2, pad_w - pad_w // 2,
+                                          pad_h // 2, pad_h - pad_h // 2), value=-1)
+    return grid.reshape(rows, pool[0], cols, pool[1]).permute(0, 2, 1, 3).reshape(
+        rows * cols, pool[0] * pool[1])
+
+
+def _pooled_crops(config: Any, batch: int,
+                  settings: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The layout of a processor that tiles each picture into crops and lists which patches
+    each image token pools (``image_token_pooling`` with ``image_grids``): a picture the
+    size of one crop, tiled 1 by 1, so its crops are its global view and its one tile (the
+    same picture), each ``(patches, patch**2 * channels)``; the patch indices of each crop
+    in windows of the processor's declared ``pooling_size`` (the tile's after the global
+    view's), each crop's grid of windows, and the crops per picture."""
+    import torch
+
+    channels = find_int(config, "num_channels", "in_channels") or 3
+    patch = find_int(config, "patch_size") or 14
+    height, _ = pair(find(config, *IMAGE_SIZE_KEYS)) or (DEFAULT_SIDE, DEFAULT_SIDE)
+    pool = tuple(settings.get("pooling_size") or (2, 2))
+    side = height // patch
+    pixels = _scaled(batch, side * patch, side * patch, channels)
+    patches = pixels.reshape(batch, channels, side, patch, side, patch).permute(
+        0, 2, 4, 3, 5, 1).reshape(batch, side * side, patch * patch * channels)
+    windows = _pooling_windows(side, (int(pool[0]), int(pool[1])))
+    per_picture = torch.cat([windows, torch.where(windows >= 0, windows + side * side, -1)])
+    rows, cols = -(-side // int(pool[0])), -(-side // int(pool[1]))
+    yield {"pixel_values": torch.stack([patches, patches], dim=1),
+           "image_token_pooling": per_picture.repeat(batch, 1),
+           "image_grids": torch.tensor([[rows, cols, rows, cols]] * batch),
+           "image_num_crops": torch.full((batch,), 2)}
+
+
+def _navit_patches(config: Any, batch: int) -> Iterator[dict[str, Any]]:
+    """The layout of a processor that packs the patches of every picture NaViT-style
+    (``target_sizes``): ``(1, channels, patch_size, patches * patch_size)``, the patches of
+    the pictures one after the other, with each picture's ``(rows, cols)`` in patches; for
+    square pictures of the config's image size, then of that many patches rounded down to
+    even and to a multiple of 4 (merges of squares of 2 patches, once or twice)."""
+    import torch
+
+    channels = find_int(config, "num_channels", "in_channels") or 3
+    patch = find_int(config, "patch_size") or 14
+    height, _ = pair(find(config, *IMAGE_SIZE_KEYS)) or (DEFAULT_SIDE, DEFAULT_SIDE)
+    patches = height // patch
+    for side in dict.fromkeys(patches // m * m for m in (1, 2, 4) if patches >= m):
+        pixels = _scaled(batch, side * patch, side * patch, channels)
+        packed = pixels.reshape(batch, channels, side, patch, side, patch).permute(
+            1, 3, 0, 2, 4, 5).reshape(1, channels, patch, batch * side * side * patch)
+        yield {"pixel_values": packed,
+               "target_sizes": torch.tensor([[side, side]] * batch, dtype=torch.int32)}
+
+
+def _patch_layouts(config: Any, names: set[str], batch: int,
+                   settings: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Candidate tensors of ``batch`` pictures, in the layouts :func:`synthetic_image_inputs`
     tries (see there)."""
     import torch
@@ -231,6 +337,12 @@ def _patch_layouts(config: Any, names: set[str], batch: int) -> Iterator[dict[st
     channels = find_int(config, "num_channels", "in_channels") or 3
     patch = find_int(config, "patch_size") or 14
     height, width = pair(find(config, *IMAGE_SIZE_KEYS)) or (DEFAULT_SIDE, DEFAULT_SIDE)
+    if {"image_token_pooling", "image_grids"} <= names:
+        yield from _pooled_crops(config, batch, settings)
+        return
+    if "target_sizes" in names:
+        yield from _navit_patches(config, batch)
+        return
     grid_key = next((key for key in ("image_grid_thw", "image_grid_hw") if key in names), None)
     if grid_key is not None:
         merge = find_int(config, "spatial_merge_size", "merge_size") or 1
@@ -282,11 +394,16 @@ def _patch_layouts(config: Any, names: set[str], batch: int) -> Iterator[dict[st
            **sizes}
 
 
-def synthetic_image_inputs(config: Any, model: Any, batch: int,
-                           extras: dict[str, Any]) -> dict[str, Any]:
+def synthetic_image_inputs(config: Any, model: Any, batch: int, extras: dict[str, Any],
+                           settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pixel tensors shaped from the config for ``batch`` pictures, in the first of these
     layouts the model's image encoder (``get_image_features``) accepts:
 
+    * when it takes ``image_token_pooling`` and ``image_grids``: one crop-sized picture's
+      global view and tile with the patches each image token pools, in windows of the
+      ``pooling_size`` of the processor's ``settings`` (:func:`_pooled_crops`);
+    * when it takes ``target_sizes``: the patches of all pictures packed NaViT-style with
+      each picture's grid (:func:`_navit_patches`);
     * when it takes ``image_grid_thw`` / ``image_grid_hw``: flattened patches of a grid of
       ``2 * merge`` by ``2 * merge`` patches per picture, ``(patches, channels * frames *
       patch_size**2)`` for each frames-per-patch of :func:`_temporal_factors`, else square
@@ -314,7 +431,7 @@ def synthetic_image_inputs(config: Any, model: Any, batch: int,
     method = feature_method(model, "image")
     names = named_parameters(method) if method is not None else set()
     refusals: list[Exception] = []
-    candidates = list(_patch_layouts(config, names, batch))
+    candidates = list(_patch_layouts(config, names, batch, settings or {}))
     if method is None:
         return candidates[0]
     for candidate in candidates:

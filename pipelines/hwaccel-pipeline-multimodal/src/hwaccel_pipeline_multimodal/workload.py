@@ -56,6 +56,7 @@ from hwaccel.workloads import TransformersWorkload
 from hwaccel_pipeline_multimodal import GENERATION, SUBFAMILY_TASKS
 from hwaccel_pipeline_multimodal.config_values import find_int, text_config, token_id, vocab_size
 from hwaccel_pipeline_multimodal.pictures import (
+    declared_settings,
     image_processor,
     picture_size,
     pictures,
@@ -261,8 +262,8 @@ class MultimodalWorkload(TransformersWorkload):
         """Pixel tensors of ``batch_size`` pictures and whether the type's image processor
         class made them (see :mod:`~hwaccel_pipeline_multimodal.pictures`)."""
         model = self._feature_model()
-        processor = image_processor(self.ref.model_type or self.config.model_type, self.config,
-                                    model)
+        model_type = self.ref.model_type or self.config.model_type
+        processor = image_processor(model_type, self.config, model)
         if processor is not None:
             height, width = picture_size(self.config, processor)
             rows = [[picture] for picture in pictures(batch_size, height, width)]
@@ -273,7 +274,8 @@ class MultimodalWorkload(TransformersWorkload):
             wanted = named_parameters(method) if method is not None else set(encoded)
             if wanted & set(encoded):
                 return dict(encoded.items()), True
-        return synthetic_image_inputs(self.config, model, batch_size, extras), False
+        settings = declared_settings(model_type, self.config)
+        return synthetic_image_inputs(self.config, model, batch_size, extras, settings), False
 
     def _generation_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
         """The media, the prompt with its placeholders, and the tensors beside them; for a
