@@ -400,3 +400,15 @@ def test_a_streaming_speech_model_reads_codec_codes_beside_each_token(plugins):
     assert ids[:, 1:, 1:].equal(codes[:, :frames - 1])
     assert shapes["logits"] == (2, frames, config.vocab_size)
     assert not workload.can_generate
+
+
+def test_a_hierarchical_patch_encoder_gets_channels_last_patches_with_frames(plugins):
+    """Inkling: its (torchvision-only) processor cuts pictures into patches repeated over
+    the temporal patch size, channels last; one image token per patch."""
+    workload, model = workload_and_model("tiny:inkling_mm_model", plugins)
+    vision = model.config.vision_config
+    inputs, _ = _run(workload, model, rows=2, seq_len=4)
+    pixels = inputs["pixel_values"]
+    assert pixels.shape[1:] == (vision.temporal_patch_size, vision.patch_size,
+                                vision.patch_size, vision.num_channels)
+    assert _placeholders(inputs, model.config.image_token_id) == [pixels.shape[0] // 2] * 2

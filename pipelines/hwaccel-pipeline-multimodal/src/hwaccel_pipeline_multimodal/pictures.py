@@ -392,6 +392,9 @@ def _patch_layouts(config: Any, names: set[str], batch: int,
         batch, channels, rows, patch, cols, patch).permute(0, 2, 4, 3, 5, 1)
     yield {"pixel_values": patches.reshape(batch, rows * cols, patch * patch * channels),
            **sizes}
+    squares = patches.reshape(batch * rows * cols, 1, patch, patch, channels)
+    for frames in _temporal_factors(config):
+        yield {"pixel_values": squares.expand(-1, frames, -1, -1, -1).contiguous(), **sizes}
 
 
 def synthetic_image_inputs(config: Any, model: Any, batch: int, extras: dict[str, Any],
@@ -418,7 +421,10 @@ def synthetic_image_inputs(config: Any, model: Any, batch: int, extras: dict[str
     * otherwise pictures ``(batch, channels, height, width)`` of the config's image size
       (:data:`DEFAULT_SIDE` where it gives none), else one picture per row on an axis of its
       own, else each picture as a sequence of flattened patches ``(batch, patches,
-      patch_size**2 * channels)``; with their ``image_sizes`` where the encoder takes them.
+      patch_size**2 * channels)``, else every picture's patches with their frames,
+      channels-last ``(batch * patches, frames, patch_size, patch_size, channels)`` (a
+      hierarchical patch encoder's, for each frames-per-patch of :func:`_temporal_factors`);
+      with their ``image_sizes`` where the encoder takes them.
 
     The encoder gets the side inputs of ``extras`` it names. A model without an image
     encoder method gets the first layout; when the encoder refuses every one, the refusal
