@@ -224,3 +224,51 @@ def test_per_class_lists_left_none_get_one_entry_per_label():
     assert config.class_order == list(range(labels))
     assert len(config.class_thresholds) == labels
     assert work.forward(work.load_model(), work.make_inputs(1, 8))
+
+
+class ClampsByANoneValueOnTheNextLine(BertWorkload):
+    """A call whose arguments span lines reads a value the default leaves ``None``."""
+
+    def forward(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+        import torch
+
+        hidden = super().forward(model, inputs)["last_hidden_state"]
+        return {"last_hidden_state": torch.clamp(
+            hidden,
+            max=model.config.classifier_dropout)}
+
+
+def test_a_none_value_read_further_down_the_failing_statement_is_filled():
+    config = workload(ClampsByANoneValueOnTheNextLine).config
+    assert isinstance(config.classifier_dropout, float)
+
+
+class FilledThenNeedsALibrary(BertWorkload):
+    """Once a value is filled, the model needs a library that is missing: no size can
+    help."""
+
+    def make_inputs(self, batch_size: int, seq_len: int) -> dict[str, Any]:
+        if self.config.classifier_dropout is not None:
+            raise ModuleNotFoundError("No module named 'fancylib'", name="fancylib")
+        return super().make_inputs(batch_size, seq_len)
+
+    def forward(self, model: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+        return {"scaled": super().forward(model, inputs)["last_hidden_state"]
+                * model.config.classifier_dropout}
+
+
+def test_a_hopeless_failure_met_while_relaxing_stops_the_search(monkeypatch):
+    probed = count_probes(monkeypatch)
+    with pytest.raises(AttributedError) as caught:
+        _ = workload(FilledThenNeedsALibrary).config
+    assert caught.value.category == "missing-dependency"
+    assert len(probed) == 2
+
+
+def test_only_the_declared_kinds_of_values_are_filled():
+    from transformers import CONFIG_MAPPING
+
+    from hwaccel.tiny_completion import filled_value
+
+    emu3 = CONFIG_MAPPING["emu3"]()  # vocabulary_map: dict[str, int] | None
+    assert emu3.vocabulary_map is None and filled_value(emu3, "vocabulary_map") is None

@@ -16,7 +16,7 @@ default builds. When building fails with ``'<SomeConfig>' object has no attribut
 Other default configs declare a value but leave it ``None`` where the modeling code needs one
 (``layer_types``, ``sliding_window``, ``clip_qkv``: real checkpoints set them), and building
 or running fails on the ``None``. :func:`completion_for` then finds, in the innermost frames
-of the model's code that raised, the config values the failing line (or the message) reads
+of the model's code that raised, the config values the failing statement (or the message) reads
 that are ``None`` (``self.x`` set from ``config.y`` in the same module counts as ``y``) and
 fills each by the type its config class declares (:func:`filled_value`):
 
@@ -145,7 +145,7 @@ def _none_values_read(frame: Any, message: str) -> list[tuple[Any, str]]:
     line or the error message names (``self.x`` assigned from ``config.y``: ``y``)."""
     from transformers import PretrainedConfig
 
-    line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+    line = _statement(frame.f_code.co_filename, frame.f_lineno)
     names = set(re.findall(r"\.(\w+)", line)) | set(re.findall(r"`(\w+)`", message))
     module = sys.modules.get(frame.f_globals.get("__name__", ""))
     try:
@@ -163,6 +163,33 @@ def _none_values_read(frame: Any, message: str) -> list[tuple[Any, str]]:
             if name in vars(config) and vars(config)[name] is None]
 
 
+def _statement(filename: str, lineno: int, most: int = 12) -> str:
+    """The source statement that starts at a line: the lines until its brackets close (a
+    call whose arguments span lines), at most ``most``."""
+    text, depth = "", 0
+    for number in range(lineno, lineno + most):
+        line = linecache.getline(filename, number)
+        text += line
+        depth += sum(line.count(c) for c in "([{") - sum(line.count(c) for c in ")]}")
+        if depth <= 0 or not line:
+            break
+    return text
+
+
+def _union_members(declared: str) -> set[str]:
+    """The members of a declared type as written (``"list[int] | None"``: ``list[int]`` and
+    ``None``), without spaces; a type inside brackets is no member."""
+    members, depth, current = set(), 0, ""
+    for char in declared.replace(" ", ""):
+        depth += (char == "[") - (char == "]")
+        if char == "|" and depth == 0:
+            members.add(current)
+            current = ""
+        else:
+            current += char
+    return members | {current} if current else members
+
+
 def _annotation(config: Any, name: str) -> str:
     """The type a config class declares for ``name``, as written (``""`` when it declares
     none)."""
@@ -178,18 +205,18 @@ def filled_value(config: Any, name: str) -> Any:
     module docstring), or ``None`` when its declared type is none of those filled."""
     if _TOKEN.search(name):
         return _free_token_id(config)
-    declared = _annotation(config, name)
+    declared = _union_members(_annotation(config, name))
     values = {key: value for key, value in vars(config).items() if key != name}
-    if re.search(r"\blist\[str\]", declared):
+    if "list[str]" in declared:
         layers = next((values[k] for k in _LAYER_COUNTS if isinstance(values.get(k), int)), None)
         kinds = _compared_strings(config, name)
         return [kinds[i % len(kinds)] for i in range(layers)] if layers and kinds else None
-    found = re.search(r"\blist\[(int|float)\]", declared)
-    if found and _PER_LABEL.search(name):
+    numbers = [kind for kind in ("int", "float") if f"list[{kind}]" in declared]
+    if numbers and _PER_LABEL.search(name):
         labels = len(getattr(config, "id2label", None) or {})
-        return list(range(labels)) if found.group(1) == "int" else [FILL_FLOAT] * labels
+        return list(range(labels)) if numbers[0] == "int" else [FILL_FLOAT] * labels
     for kind, fallback in ((float, FILL_FLOAT), (int, FILL_INT)):  # float | int: a float
-        if re.search(rf"\b{kind.__name__}\b", declared):
+        if kind.__name__ in declared:
             scored = [(_suffix_words(name, key), key) for key, value in values.items()
                       if isinstance(value, kind) and not isinstance(value, bool)]
             best = max(scored, default=(0, ""))

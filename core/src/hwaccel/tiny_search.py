@@ -14,9 +14,12 @@ failure; one that changes nothing is dropped. Last comes the type's default conf
 
 The working set of kept keys is remembered per (workload class, model type, transformers
 version, hwaccel version) in the cache folder, so the check runs once per machine. When no
-candidate runs, the failure is hwaccel's (``harness``), with the first error and what was
-tried, unless the type's own default config fails the same way on inputs its processor
-made (``model``); a default config too large to build is named with its parameter count.
+candidate runs, the failure is hwaccel's (``harness``), with the first error (the one left
+after the values the search completed, when it completed some) and what was tried, unless
+the type's own default config fails the same way on inputs its processor made (``model``);
+a default config too large to build is named with its parameter count. A failure that no
+relaxation can help (hwaccel's own inputs, a missing library) stops the search wherever it
+appears.
 """
 
 from __future__ import annotations
@@ -230,13 +233,16 @@ class _Search:
             moved = candidate.error is not None and candidate.signature != current.signature
             if moved:  # the relaxation got past the failure: keep it, follow the new one
                 kept, current = candidate.keep, candidate
+                if self._hopeless(current):
+                    raise _attributed(current)
                 queue = self.suspects(current, kept)
         if current.ok:
             return current
         default = default or self.probe(self.default_keep | completions_in(kept))
         if default.ok:
             return default
-        raise self._failure(first, default)
+        # with values completed, the failure to show is the one left after them
+        raise self._failure(current if completions_in(kept) else first, default)
 
     @property
     def default_keep(self) -> frozenset[str]:
@@ -263,7 +269,9 @@ class _Search:
                 and default.error is not None and not raised_by_hwaccel(default.error))
 
     def _failure(self, first: Attempt, default: Attempt) -> AttributedError:
-        """The error of a search that found nothing, attributed.
+        """The error of a search that found nothing, attributed; ``first`` is the attempt
+        whose failure it reports (the first one, or the one left after the values the
+        search completed).
 
         The model's failure when the type's own default config fails the same way: while
         building it (before any input), or in its forward call on inputs a processor made.
