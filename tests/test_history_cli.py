@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import run_cli
 from hwaccel.store import Store
 from hwaccel.types import BenchmarkResult, Classification
@@ -57,12 +59,56 @@ def test_query_runs_sql_and_refuses_to_write(tmp_db):
                    "--db", str(tmp_db), "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [{"hardware": "cpu", "p50_ms": 2.0}]
-    for sql in ("DELETE FROM hardware_results", "SELEC 1"):
+    for sql, says in (("DELETE FROM hardware_results", "DELETE statements are refused"),
+                      ("SELEC 1", "query failed:")):
         proc = run_cli("query", sql, "--db", str(tmp_db))
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
-        assert proc.stderr.startswith("hwaccel: error: query failed:"), proc.stderr
+        assert proc.stderr.startswith("hwaccel: error: ") and says in proc.stderr, proc.stderr
     with Store(tmp_db, read_only=True) as store:
         assert len(store.query("SELECT * FROM hardware_results")) == 3
+
+
+def test_query_touches_no_file_and_installs_nothing(tmp_db, tmp_path):
+    fill(tmp_db)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not read me")
+    target = tmp_path / "written.csv"
+    for sql in (f"COPY (SELECT 'x') TO '{target}'", f"EXPORT DATABASE '{tmp_path / 'dump'}'",
+                f"SELECT * FROM read_text('{secret}')", f"SELECT * FROM glob('{tmp_path}/*')",
+                "INSTALL httpfs", "SET enable_external_access = true",
+                f"SELECT * FROM read_csv('{secret}')"):
+        proc = run_cli("query", sql, "--db", str(tmp_db))
+        assert proc.returncode == 2, (sql, proc.stdout, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert "do not read me" not in proc.stdout + proc.stderr
+    assert not target.exists() and not (tmp_path / "dump").exists()
+
+
+@pytest.mark.parametrize("sql", ["", ";", "  ;  ", "SELECT 1; SELECT 2"])
+def test_an_empty_query_or_several_statements_is_a_usage_error(tmp_db, sql):
+    fill(tmp_db)
+    proc = run_cli("query", sql, "--db", str(tmp_db))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "empty" in proc.stderr or "one SQL statement at a time" in proc.stderr
+
+
+def test_a_query_past_its_time_limit_stops(tmp_db):
+    fill(tmp_db)
+    proc = run_cli("query", "SELECT count(*) FROM range(100000000000)", "--timeout", "0.5",
+                   "--db", str(tmp_db))
+    assert proc.returncode == 2 and "query stopped after 0.5 s" in proc.stderr, proc.stderr
+    for bad in ("nan", "0", "-1", "inf"):
+        proc = run_cli("query", "SELECT 1", "--timeout", bad, "--db", str(tmp_db))
+        assert proc.returncode == 2 and "--timeout must be" in proc.stderr, proc.stderr
+
+
+def test_a_query_prints_at_most_its_row_limit(tmp_db):
+    fill(tmp_db)
+    proc = run_cli("query", "SELECT * FROM range(50) t(i)", "--max-rows", "10", "--json",
+                   "--db", str(tmp_db))
+    assert proc.returncode == 0, proc.stderr
+    assert [row["i"] for row in json.loads(proc.stdout)] == list(range(10))
+    assert "the first 10 rows only" in proc.stderr
 
 
 def test_missing_database_is_one_line(tmp_path):

@@ -1,6 +1,7 @@
 """``hwaccel history`` and ``hwaccel query``: read the DuckDB history.
 
-Both open the database read-only, so nothing a user types can change or damage it.
+Both open the database read-only, so nothing a user types can change or damage it; a query
+also cannot touch a file or run without end (:mod:`hwaccel.user_query`).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from hwaccel.failures import NOT_RUN_CATEGORIES
+from hwaccel.user_query import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S
 
 _NOT_RUN = ", ".join(f"'{category}'" for category in NOT_RUN_CATEGORIES)
 RUNS_SQL = f"""
@@ -54,9 +56,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     history.set_defaults(handler=run_history)
     query = sub.add_parser(
         "query", help="run SQL on the history (read-only)",
-        description="Run one SQL statement on the history, read-only. Tables: "
-                    "hardware_results, hardware_detection, runs, schema_version.")
+        description="Run one SELECT statement on the history, read-only, with no access to "
+                    "files or the network. Tables: hardware_results, hardware_detection, "
+                    "runs, schema_version.")
     query.add_argument("sql", metavar="SQL")
+    query.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                       help=f"stop the query after this many seconds "
+                            f"(default {DEFAULT_TIMEOUT_S:g})")
+    query.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS,
+                       help=f"print at most this many rows (default {DEFAULT_MAX_ROWS})")
     query.add_argument("--db", help="DuckDB file (default: in the user cache folder)")
     query.add_argument("--json", action="store_true", help="print JSON")
     query.set_defaults(handler=run_query)
@@ -97,15 +105,17 @@ def run_history(args: argparse.Namespace) -> int:
 
 
 def run_query(args: argparse.Namespace) -> int:
-    """Run the user's SQL read-only and print its rows."""
-    import duckdb
+    """Run the user's one SELECT read-only, locked down and bounded
+    (:mod:`hwaccel.user_query`), and print its rows."""
+    import sys
 
-    from hwaccel.errors import UsageError
+    from hwaccel.user_query import check_limits, run_user_query
 
+    check_limits(args.timeout, args.max_rows)
     with _open(args) as store:
-        try:
-            rows = store.query(args.sql)
-        except duckdb.Error as exc:
-            raise UsageError(f"query failed: {str(exc).splitlines()[0]}") from None
-    _show(rows, "Query", args.json)
+        result = run_user_query(store.conn, args.sql, timeout_s=args.timeout,
+                                max_rows=args.max_rows)
+    _show(result.rows, "Query", args.json)
+    if result.truncated:
+        print(f"hwaccel: the first {args.max_rows} rows only (--max-rows)", file=sys.stderr)
     return 0
