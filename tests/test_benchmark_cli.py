@@ -43,6 +43,9 @@ def test_unsupported_model_is_a_recorded_failure(tmp_db):
 @pytest.mark.parametrize("args, message", [
     (["--backend", "warpdrive"], "unknown backend 'warpdrive'"),
     (["--backend", "cpu", "--iterations", "0"], "--iterations must be at least 1"),
+    (["--backend", "cpu", "--timeout", "nan"], "--timeout must be a finite number"),
+    (["--backend", "cpu", "--min-seconds", "inf"], "--min-seconds must be a finite number"),
+    (["--backend", "cpu", "--max-seconds", "-1"], "--warmup, --min-seconds and --max-seconds"),
 ])
 def test_bad_options_fail_before_any_job(tmp_db, args, message):
     proc = run_cli("benchmark", "tiny:bert", "--db", str(tmp_db), *args)

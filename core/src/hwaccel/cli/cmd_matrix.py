@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import uuid
 from typing import Any
 
@@ -54,8 +55,9 @@ def _memory_limit(args: argparse.Namespace, here: bool) -> float | None:
     from hwaccel.errors import UsageError
 
     if args.memory_limit is not None:
-        if args.memory_limit <= 0:
-            raise UsageError("--memory-limit must be > 0")
+        if not (math.isfinite(args.memory_limit) and args.memory_limit > 0):
+            raise UsageError(f"--memory-limit must be a positive number of MiB, not "
+                             f"{args.memory_limit}")
         return args.memory_limit
     if not here:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 
@@ -33,8 +34,13 @@ def settings_from(args: argparse.Namespace) -> Any:
     for name in ("batch_size", "seq_len", "iterations"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.warmup < 0 or args.min_seconds < 0 or args.timeout <= 0:
-        raise UsageError("--warmup and --min-seconds must be >= 0 and --timeout > 0")
+    for name in ("min_seconds", "max_seconds", "timeout"):  # NaN passes every comparison
+        if not math.isfinite(getattr(args, name)):
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number of "
+                             f"seconds, not {getattr(args, name)}")
+    if args.warmup < 0 or args.min_seconds < 0 or args.max_seconds < 0 or args.timeout <= 0:
+        raise UsageError("--warmup, --min-seconds and --max-seconds must be >= 0 and "
+                         "--timeout > 0")
     if args.threads is not None and args.threads < 1:
         raise UsageError("--threads must be at least 1")
     return BenchmarkSettings(batch_size=args.batch_size, seq_len=args.seq_len,
