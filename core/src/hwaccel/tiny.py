@@ -119,7 +119,7 @@ def _pow2_floor(value: int) -> int:
     return 1 << (max(value, 1).bit_length() - 1)
 
 
-def _token_ids(values: dict[str, Any]) -> set[int]:
+def token_ids(values: dict[str, Any]) -> set[int]:
     """The integer token ids a config dict declares."""
     keys = [k for k in values if k.endswith(("token_id", "token_index"))]
     return {values[k] for k in keys if _is_int(values[k])}
@@ -133,7 +133,7 @@ def _token_ids_within(values: dict[str, Any], vocab: int,
     a ``reserved`` id (an image token must not become the text model's end-of-sequence).
     """
     keys = [k for k in values if k.endswith(("token_id", "token_index"))]
-    taken = {t for t in _token_ids(values) | set(reserved) if 0 <= t < vocab}
+    taken = {t for t in token_ids(values) | set(reserved) if 0 <= t < vocab}
     free = (i for i in range(vocab - 1, -1, -1) if i not in taken)
     moved: dict[int, int] = {}
 
@@ -235,13 +235,13 @@ def _shrink(values: dict[str, Any], left_out: frozenset[str] | None = frozenset(
     text = values.get("text_config") if isinstance(values.get("text_config"), dict) else {}
     reserved: set[int] = set()
     if not _is_int(vocab):  # a composite config: its token ids index the text model's vocab
-        vocab, reserved = text.get("vocab_size"), _token_ids(text)
+        vocab, reserved = text.get("vocab_size"), token_ids(text)
     if _is_int(vocab) and vocab > 0:
         out.update(_token_ids_within(values, vocab, reserved))
         if "pad_token_id" in values and values["pad_token_id"] is None:
             # a padding index the model's embeddings may need (ESM's position ids count
             # from it, so the lowest free id)
-            taken = _token_ids({**values, **out}) | reserved
+            taken = token_ids({**values, **out}) | reserved
             out["pad_token_id"] = next(i for i in range(vocab) if i not in taken)
     return out
 
@@ -252,21 +252,30 @@ def _declared_rope_keys(model_type: Any) -> tuple[str, ...]:
     config class says its validation ignores (``ignore_keys_at_rope_validation``) and those
     its modeling module reads from the rope parameters with a default of its own
     (``rope_parameters.get("mrope_section", [16, 24, 24])``)."""
-    import importlib.util
-
     from transformers import CONFIG_MAPPING
 
     cls = CONFIG_MAPPING[model_type] if isinstance(model_type, str) and \
         model_type in CONFIG_MAPPING else None
     declared = tuple(getattr(cls, "ignore_keys_at_rope_validation", None) or ())
-    if cls is None or ".configuration_" not in cls.__module__:
+    if cls is None:
         return declared
+    return declared + tuple(_ROPE_DEFAULT_READ.findall(modeling_source(cls)))
+
+
+@functools.cache
+def modeling_source(config_class: type) -> str:
+    """The source of the modeling module beside a config class's configuration module
+    (read, not imported), ``""`` when there is none."""
+    import importlib.util
+
+    if ".configuration_" not in config_class.__module__:
+        return ""
     try:
-        spec = importlib.util.find_spec(cls.__module__.replace(".configuration_", ".modeling_"))
-        source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
+        spec = importlib.util.find_spec(
+            config_class.__module__.replace(".configuration_", ".modeling_"))
+        return Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
     except (ImportError, OSError, ValueError):
-        return declared
-    return declared + tuple(_ROPE_DEFAULT_READ.findall(source))
+        return ""
 
 
 def _names_layers(key: str) -> bool:

@@ -232,22 +232,18 @@ def _free_token_id(config: Any) -> int | None:
     vocab = vocab if isinstance(vocab, int) else getattr(text, "vocab_size", None)
     if not isinstance(vocab, int):
         return None
-    taken = {value for _, sub in _configs(config) for key, value in vars(sub).items()
-             if _TOKEN.search(key) and isinstance(value, int)}
+    from hwaccel.tiny import token_ids
+
+    taken = set().union(*(token_ids(vars(sub)) for _, sub in _configs(config)))
     return next((i for i in range(vocab - 1, -1, -1) if i not in taken), None)
 
 
 def _compared_strings(config: Any, name: str) -> list[str]:
     """The strings the config's modeling module compares ``name``'s entries with or indexes
     a mapping by, then those its config class's docstring quotes for it, in order."""
-    import importlib
+    from hwaccel.tiny import modeling_source
 
-    package, module = type(config).__module__.rsplit(".", 1)
-    try:
-        modeling = module.replace("configuration_", "modeling_", 1)
-        source = inspect.getsource(importlib.import_module(f"{package}.{modeling}"))
-    except (ImportError, OSError, TypeError):
-        source = ""
+    source = modeling_source(type(config))
     found = re.findall(rf"{name}\[[^\]]*\]\s*[!=]=\s*[\"'](\w+)[\"']", source)
     found += re.findall(rf"[\"'](\w+)[\"']\s*[!=]=\s*\S*{name}\[", source)
     doc = type(config).__doc__ or ""
