@@ -68,11 +68,39 @@ def cache_file() -> Path:
 
 
 def _cache_key(plugins: Plugins) -> list[Any]:
-    """The loaded plugins and versions, and the ``HWACCEL_*`` settings that steer detection
-    (``HWACCEL_CHROMIUM``, ``HWACCEL_QNN_BACKEND_PATH``, ...): changing any re-detects."""
+    """The loaded plugins and versions, the versions of what their distributions require
+    (installing ``onnxruntime-qnn`` for ``hwaccel-qnn``), and the ``HWACCEL_*`` settings that
+    steer detection (``HWACCEL_CHROMIUM``, ``HWACCEL_QNN_BACKEND_PATH``, ...): changing any
+    re-detects."""
     settings = sorted([k, v] for k, v in os.environ.items()
                       if k.startswith("HWACCEL_") and k not in _NOT_DETECTION_SETTINGS)
-    return sorted([r.name, r.version] for r in plugins.loaded()) + [["env", *settings]]
+    loaded = plugins.loaded()
+    required = sorted({name for record in loaded for name in _requirements(record.distribution)})
+    return sorted([r.name, r.version] for r in loaded) + [
+        ["requires", *([name, _version(name)] for name in required)], ["env", *settings]]
+
+
+def _requirements(distribution: str | None) -> list[str]:
+    """The names of the distributions ``distribution`` requires (extras' ones included)."""
+    import importlib.metadata
+    import re
+
+    try:
+        requires = importlib.metadata.requires(distribution) if distribution else None
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return [re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0]
+            for requirement in requires or []]
+
+
+def _version(distribution: str) -> str | None:
+    """The installed version of a distribution, ``None`` when it is not installed."""
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def detect(plugins: Plugins, *, refresh: bool = False,

@@ -2,7 +2,12 @@
 
 A session is created with only ``QNNExecutionProvider`` (and the QNN backend library found by
 detection) and with ``session.disable_cpu_ep_fallback=1``, so that ONNX Runtime refuses a
-graph whose nodes QNN cannot all run instead of handing them to its CPU provider. If the
+graph whose nodes QNN cannot all run instead of handing them to its CPU provider. With the
+``onnxruntime-qnn`` plugin the provider is added for its registered devices
+(``SessionOptions.add_provider_for_devices``); a build with QNN inside ``onnxruntime`` takes
+it from the provider list. The HTP computes an fp32 graph in fp16
+(``enable_htp_fp16_precision``), for the SoC model detection names where it has none of its
+own (the x86_64 simulator). If the
 session still does not have QNN as its first provider (ONNX Runtime without QNN falls back to
 the CPU with only a warning), it is refused with that reason: a CPU run is never measured or
 tested as QNN.
@@ -39,6 +44,8 @@ def provider_options(hardware: HardwareInfo) -> dict[str, str]:
     options = {"backend_path": str(hardware.details["backend_path"])}
     if hardware.details.get("qnn_backend") == "htp":
         options.update(HTP_OPTIONS)
+        if hardware.details.get("soc_model"):
+            options["soc_model"] = str(hardware.details["soc_model"])
     return options
 
 
@@ -50,11 +57,18 @@ def create_session(path: Any, options: dict[str, str]) -> Any:
     """
     import onnxruntime as ort
 
+    from hwaccel_qnn.detect import plugin_devices, register_plugin
+
     session_options = ort.SessionOptions()
     session_options.add_session_config_entry(DISABLE_CPU_FALLBACK, "1")
     try:
+        register_plugin(ort)
+        devices = plugin_devices(ort)
+        if devices:
+            session_options.add_provider_for_devices(devices, options)
+        providers = None if devices else [(PROVIDER, options)]
         session = ort.InferenceSession(str(path), sess_options=session_options,
-                                       providers=[(PROVIDER, options)])
+                                       providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types (Fail, ...)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise QnnSessionError(f"onnxruntime could not create a {PROVIDER} session for "
