@@ -1,11 +1,13 @@
 """The qnn backend: detection through ONNX Runtime, the fixed-shape ONNX export and its cache,
-the QNN-only session, and the backend's absence on this machine, reported with its reason.
+the QNN-only session, and real runs on Qualcomm's HTP simulator.
 
-No Qualcomm hardware is here. Detection is tested for real (QNN absent) and with ONNX
-Runtime's ``get_available_providers`` and package location replaced by the test; the export
-and its cache run for real; the exported graph is checked against torch with ONNX Runtime's
-CPU provider *in the tests only*, to test the export, not QNN; the refusal of a session that
-does not run on QNN is tested with ``onnxruntime.InferenceSession`` replaced.
+``onnxruntime-qnn`` 2.x is installed here as a plugin execution provider whose
+``libQnnHtp.so`` runs Qualcomm's HTP compiler and operators in its x86_64 simulator: detection,
+sessions, generated tests and the benchmark run on it for real. The layout of builds that carry
+QNN inside ``onnxruntime`` (Snapdragon wheels) is tested with the plugin hidden and ONNX
+Runtime's ``get_available_providers`` and package location replaced by the test; the refusal
+of a session that does not run on QNN is tested with ``onnxruntime.InferenceSession``
+replaced.
 """
 
 from __future__ import annotations
@@ -22,11 +24,7 @@ import onnxruntime
 import pytest
 import torch
 
-from conftest import (
-    assert_benchmark_unavailable,
-    assert_generated_tests_skip,
-    workload_and_model,
-)
+from conftest import ONE_THREAD, generate_and_run, run_cli, workload_and_model
 from hwaccel import BenchmarkRequest, BenchmarkSettings, HardwareInfo
 from hwaccel.classify import classify
 from hwaccel.failures import AttributedError
@@ -47,7 +45,9 @@ from hwaccel_qnn.runtime import (
     create_session,
 )
 
-REAL_PROVIDERS = onnxruntime.get_available_providers()
+REAL_PROVIDERS = [p for p in onnxruntime.get_available_providers() if p != PROVIDER]
+"""ONNX Runtime's providers without the QNN plugin (which detection registers in-process)."""
+REAL_EP_DEVICES = onnxruntime.get_ep_devices
 HTP_LIB = "QnnHtp.dll" if sys.platform == "win32" else "libQnnHtp.so"
 CPU_LIB = "QnnCpu.dll" if sys.platform == "win32" else "libQnnCpu.so"
 
@@ -71,8 +71,19 @@ def bert(plugins):
         torch.set_num_threads(threads)
 
 
+def without_plugin(monkeypatch) -> None:
+    """A build without the ``onnxruntime-qnn`` plugin: the package cannot be imported and
+    ONNX Runtime lists neither its provider nor its devices."""
+    monkeypatch.setitem(sys.modules, "onnxruntime_qnn", None)
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: list(REAL_PROVIDERS))
+    monkeypatch.setattr(onnxruntime, "get_ep_devices", lambda: [
+        device for device in REAL_EP_DEVICES() if device.ep_name != PROVIDER])
+
+
 def with_qnn_provider(monkeypatch) -> None:
-    """Make ONNX Runtime report the QNN provider as available (its real list plus QNN)."""
+    """A build with QNN inside ``onnxruntime`` (no plugin): ONNX Runtime reports the QNN
+    provider as available (its real list plus QNN)."""
+    without_plugin(monkeypatch)
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: [PROVIDER, *REAL_PROVIDERS])
 
@@ -87,14 +98,23 @@ def qnn_device(library: Path, backend: str = "htp") -> HardwareInfo:
 # -- detection -------------------------------------------------------------------------------
 
 
-def test_qnn_is_absent_here_with_onnxruntimes_real_providers():
+def test_the_htp_here_is_qualcomms_x86_64_simulator():
+    (htp,) = detect_qnn()
+    assert htp.available and htp.device == "qnn:htp"
+    assert htp.name == "Qualcomm HTP (x86_64 simulator)"
+    assert htp.details["simulator"] is True and htp.details["soc_model"] == "60"
+    assert Path(htp.details["backend_path"]).name == HTP_LIB
+    assert Path(htp.details["backend_path"]).parent == Path(htp.details["plugin"])
+    assert PROVIDER in htp.details["providers"] and htp.details["ep_devices"]
+
+
+def test_qnn_without_the_plugin_is_absent_with_the_install_hint(monkeypatch):
+    without_plugin(monkeypatch)
     (info,) = detect_qnn()
     assert not info.available and info.backend == "qnn"
-    assert PROVIDER not in REAL_PROVIDERS
     assert info.reason == (f"onnxruntime {onnxruntime.__version__} has no {PROVIDER} "
-                           f"(providers: {', '.join(REAL_PROVIDERS)}); install onnxruntime-qnn "
-                           "on a Snapdragon device")
-    assert info.details["providers"] == REAL_PROVIDERS
+                           f"(providers: {', '.join(REAL_PROVIDERS)}); pip install "
+                           "'hwaccel[qnn]' (onnxruntime-qnn)")
 
 
 def test_qnn_present_with_its_libraries_next_to_the_onnxruntime_package(monkeypatch, tmp_path):
@@ -274,6 +294,7 @@ class RecordingSession:
 
 
 def test_a_session_not_on_qnn_is_refused(monkeypatch, tmp_path):
+    without_plugin(monkeypatch)
     RecordingSession.created = []
     monkeypatch.setattr(onnxruntime, "InferenceSession", RecordingSession)
     with pytest.raises(QnnSessionError, match=f"on CPUExecutionProvider instead of {PROVIDER}"):
@@ -284,6 +305,7 @@ def test_a_session_not_on_qnn_is_refused(monkeypatch, tmp_path):
 
 
 def test_a_session_on_qnn_is_accepted(monkeypatch, tmp_path):
+    without_plugin(monkeypatch)
     monkeypatch.setattr(onnxruntime, "InferenceSession", RecordingSession)
     monkeypatch.setattr(RecordingSession, "providers", [PROVIDER, "CPUExecutionProvider"])
     session = create_session(tmp_path / "m.onnx", {"backend_path": "libQnnHtp.so"})
@@ -291,7 +313,9 @@ def test_a_session_on_qnn_is_accepted(monkeypatch, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Specified provider")
-def test_real_onnxruntime_without_qnn_never_falls_back_to_the_cpu(bert, tmp_path):
+def test_real_onnxruntime_without_qnn_never_falls_back_to_the_cpu(bert, monkeypatch,
+                                                                   tmp_path):
+    without_plugin(monkeypatch)
     workload, model = bert
     exported = cached_export(model, workload.forward, workload.make_inputs(1, 4),
                              model_ref="tiny:bert")
@@ -331,6 +355,7 @@ def test_benchmark_path_measures_through_the_session_it_was_given(plugins, monke
     from hwaccel import onnx_export
     from hwaccel_qnn.bench import run
 
+    without_plugin(monkeypatch)
     monkeypatch.setattr(onnxruntime, "InferenceSession", QnnReportingCpuSession)
     exports = []
 
@@ -366,6 +391,7 @@ def test_benchmark_refuses_a_session_that_is_not_on_qnn(plugins, monkeypatch, tm
                                                          one_thread):
     from hwaccel_qnn.bench import run
 
+    without_plugin(monkeypatch)
     monkeypatch.setattr(onnxruntime, "InferenceSession", RecordingSession)
     monkeypatch.setattr(RecordingSession, "providers", ["CPUExecutionProvider"])
     result = run(_request(plugins, qnn_device(tmp_path / HTP_LIB)))
@@ -376,10 +402,20 @@ def test_benchmark_refuses_a_session_that_is_not_on_qnn(plugins, monkeypatch, tm
 # -- generated tests and the CLI on this machine ---------------------------------------------
 
 
-def test_generated_test_skips_with_the_reason(tmp_path):
-    assert_generated_tests_skip(
-        "qnn", f"onnxruntime {onnxruntime.__version__} has no {PROVIDER}", tmp_path)
+def test_generated_tests_run_on_the_htp_simulator(tmp_path):
+    # one row: with two or more, HTP computes rows after the first differently once the
+    # sequence is 16 tokens or longer (benchmarks/qnn_batch_rows.py)
+    run = generate_and_run(["tiny:bert"], tmp_path / "generated", backend="qnn",
+                           env={**ONE_THREAD, "HWACCEL_BATCH_SIZE": "1"})
+    assert " passed" in run.stdout and " failed" not in run.stdout, run.stdout
 
 
-def test_benchmark_cli_records_qnn_as_unavailable(tmp_db):
-    assert_benchmark_unavailable("qnn", tmp_db, f"has no {PROVIDER}")
+def test_benchmark_cli_runs_on_the_htp_simulator_and_says_so(tmp_db):
+    proc = run_cli("benchmark", "tiny:bert", "--backend", "qnn", "--batch-size", "1",
+                   "--iterations", "3", "--warmup", "1", "--db", str(tmp_db), "--json",
+                   env={**ONE_THREAD, "HWACCEL_CACHE_DIR": str(tmp_db.parent / "cache")})
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert result["success"] and result["device"] == "qnn:htp"
+    assert result["precision"] == "fp16" and result["max_abs_diff"] < 0.01
+    assert "simulator" in result["details"]["latency_of"]

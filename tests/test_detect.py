@@ -65,6 +65,18 @@ def test_a_different_plugin_set_does_not_reuse_the_cache(monkeypatch):
     assert not report.cached and "cpu" not in {h.backend for h in report.hardware}
 
 
+def test_installing_what_a_plugin_requires_does_not_reuse_the_cache(monkeypatch):
+    # hwaccel-qnn requires onnxruntime-qnn: installing or upgrading it changes detection
+    from importlib import metadata
+
+
+    detect(load(), refresh=True)
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "999.0" if name.startswith(
+        "onnxruntime-qnn") else real(name))
+    assert not detect(load()).cached
+
+
 def test_cli_detect_records_fresh_detections_only(tmp_path):
     db = tmp_path / "d.duckdb"
     env = {"HWACCEL_CACHE_DIR": str(tmp_path / "cache")}

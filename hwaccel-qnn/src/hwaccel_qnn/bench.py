@@ -6,8 +6,9 @@ time nor its memory is counted; load time then covers loading the torch model, r
 workload's call on the CPU, finding the export in the cache and creating the QNN session,
 which compiles the graph for the device. The graph is fixed to the request's batch size and
 sequence length. An fp32 graph runs in fp16 on the HTP (QNN's default there) and in fp32 on
-QNN's CPU backend; the result records which. An exporter or a QNN session that refuses the
-graph is the backend's failure (:mod:`hwaccel.failures`).
+QNN's CPU backend; the result records which, and what its latency is the latency of
+(``details.latency_of``: Qualcomm's x86_64 simulator of the HTP is not an NPU). An exporter
+or a QNN session that refuses the graph is the backend's failure (:mod:`hwaccel.failures`).
 """
 
 from __future__ import annotations
@@ -37,10 +38,21 @@ def run(request: BenchmarkRequest) -> BenchmarkResult:
                            model_ref=request.model, hardware=request.hardware)
 
     try:
-        return benchmark_workload(request, place_model=place_model,
-                                  place_inputs=lambda inputs: inputs,
-                                  precision=str(request.hardware.details.get(
-                                      "fp32_runs_as", "fp32")),
-                                  compare_reference=True)
+        result = benchmark_workload(request, place_model=place_model,
+                                    place_inputs=lambda inputs: inputs,
+                                    precision=str(request.hardware.details.get(
+                                        "fp32_runs_as", "fp32")),
+                                    compare_reference=True)
     except AttributedError as exc:  # a failure whose owner is known: recorded as such
         return failure(request, exc.category, exc.message)
+    result.details["latency_of"] = latency_of(request.hardware)
+    return result
+
+
+def latency_of(hardware: Any) -> str:
+    """What the measured latency is the latency of: the NPU, or Qualcomm's simulator of it
+    (whose compiler and operators decide compatibility and accuracy as on a device)."""
+    if hardware.details.get("simulator"):
+        return (f"Qualcomm's HTP simulator on this {hardware.details.get('machine', 'host')} "
+                f"CPU (SoC model {hardware.details.get('soc_model')}), not an NPU")
+    return str(hardware.name)
