@@ -22,6 +22,7 @@ from hwaccel.provenance import fingerprint, library_versions
 from hwaccel.runner import failure, run_job
 from hwaccel.store import Store
 from hwaccel.types import (
+    QUANTIZED_PRECISIONS,
     BenchmarkRequest,
     BenchmarkResult,
     BenchmarkSettings,
@@ -120,6 +121,13 @@ def _decided(request: BenchmarkRequest, ref: ModelRef, present: bool) -> Benchma
         return failure(request, "unavailable", f"{name} is absent: {hardware.reason}")
     if not request.classification.workload:
         return failure(request, "unsupported", request.classification.reason)
+    precision = request.settings.precision
+    if precision in QUANTIZED_PRECISIONS and precision not in request.hardware.capabilities:
+        hardware = request.hardware
+        return failure(request, "unsupported",
+                       f"{precision} runs a quantized model, and {hardware.device} does not "
+                       f"declare {precision} (its capabilities: "
+                       f"{', '.join(hardware.capabilities) or 'none'})")
     if not ref.loadable:
         missing = next(p for p in ref.components or (ref,) if not p.loadable)
         return failure(request, "model-unavailable", not_cached_message(missing.spec))

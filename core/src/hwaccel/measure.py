@@ -137,6 +137,24 @@ def max_abs_diff(reference: dict[str, Any], outputs: dict[str, Any]) -> float:
     return worst
 
 
+def embedding_similarity(workload: Any, reference: dict[str, Any] | None,
+                         outputs: dict[str, Any], inputs: dict[str, Any]) -> float | None:
+    """The lowest cosine similarity, over the batch, between the embeddings of the device's
+    outputs and of the CPU reference's, for a workload that makes embeddings (an optional
+    ``embeddings(outputs, inputs)`` method returning one vector per row, or ``None``)."""
+    import torch
+
+    embed = getattr(workload, "embeddings", None)
+    if reference is None or embed is None:
+        return None
+    expected, got = embed(reference, inputs), embed(outputs, inputs)
+    if expected is None or got is None:
+        return None
+    similarity = torch.nn.functional.cosine_similarity(
+        torch.as_tensor(got).float().flatten(1), torch.as_tensor(expected).float().flatten(1))
+    return float(similarity.min())
+
+
 def benchmark_workload(request: BenchmarkRequest, *,
                        place_model: Callable[[Any], Any],
                        place_inputs: Callable[[Any], Any],
@@ -156,6 +174,9 @@ def benchmark_workload(request: BenchmarkRequest, *,
         The memory pass (``settings.measure == "memory"``) never loads that copy.
     :param timer: the device's own per-call timer (CUDA events), recorded in ``details``
         as ``timer``; without one, calls are timed with ``time.perf_counter``.
+
+    Compared with the reference, a workload that makes embeddings also records
+    ``details["cosine_similarity"]`` (:func:`embedding_similarity`).
 
     The memory pass also records ``details["load_peak_rss_mb"]``: the process's high-water
     mark once the model is loaded (and converted), before its first call.
@@ -226,6 +247,9 @@ def benchmark_workload(request: BenchmarkRequest, *,
     with stage("outputs", HARNESS):
         shapes = workload.output_shapes(timing.last_output)
         diff = max_abs_diff(reference, timing.last_output) if reference else None
+        similarity = embedding_similarity(workload, reference, timing.last_output, cpu_inputs)
+    if similarity is not None:
+        details["cosine_similarity"] = similarity
     return BenchmarkResult(
         model=request.model, backend=request.hardware.backend, device=request.hardware.device,
         success=True, load_time_s=load_time, cold_ms=timing.cold_ms,

@@ -138,6 +138,12 @@ class TemplatePart(_Record):
     distribution_version: str | None = None
 
 
+QUANTIZED_PRECISIONS = ("int8",)
+"""Precisions that run a quantized model: only a device that declares one among its
+``capabilities`` is asked for it (a job on any other is ``unsupported``, never a float run
+recorded under that name)."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class BenchmarkSettings(_Record):
     """How one benchmark job measures: the method is the same for every backend."""

@@ -42,6 +42,9 @@ class Workload(Protocol):
     def output_shapes(self, outputs: dict[str, Any]) -> dict[str, list[int]]:
         """Return the shape of each named output."""
 
+    # Optional: ``embeddings(outputs, inputs)`` returns one vector per batch row (a sentence
+    # embedding) or None; benchmarks then record its cosine similarity to the CPU reference.
+
 
 INPUT_SOURCES = ("processor", "processor-class", "processor-settings", "synthetic")
 """Where a workload's inputs came from: the model folder's own preprocessor, the model

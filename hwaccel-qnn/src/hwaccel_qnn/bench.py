@@ -6,7 +6,9 @@ time nor its memory is counted; load time then covers loading the torch model, r
 workload's call on the CPU, finding the export in the cache and creating the QNN session,
 which compiles the graph for the device. The graph is fixed to the request's batch size and
 sequence length. An fp32 graph runs in fp16 on the HTP (QNN's default there) and in fp32 on
-QNN's CPU backend; the result records which, and what its latency is the latency of
+QNN's CPU backend; ``--precision int8`` runs its QDQ quantization (:mod:`hwaccel_qnn.quantize`,
+quantized inside the load time) on a device that declares int8. The result records the
+precision that ran, what was asked, how it was quantized, and what its latency is the latency of
 (``details.latency_of``: Qualcomm's x86_64 simulator of the HTP is not an NPU). An exporter
 or a QNN session that refuses the graph is the backend's failure (:mod:`hwaccel.failures`).
 """
@@ -21,7 +23,7 @@ from hwaccel.measure import benchmark_workload
 from hwaccel.onnx_prepare import export_first
 from hwaccel.runner import failure
 from hwaccel.workloads import load_workload
-from hwaccel_qnn.runtime import QnnModel, load_on_qnn
+from hwaccel_qnn.runtime import QnnModel, load_on_qnn, run_precision
 
 
 def run(request: BenchmarkRequest) -> BenchmarkResult:
@@ -32,20 +34,26 @@ def run(request: BenchmarkRequest) -> BenchmarkResult:
     settings = request.settings
     workload = load_workload(request.model, request.classification)
     workload.prepare()
+    placed: list[QnnModel] = []
 
     def place_model(model: Any) -> QnnModel:
-        return load_on_qnn(model, workload, settings.batch_size, settings.seq_len,
-                           model_ref=request.model, hardware=request.hardware)
+        placed.append(load_on_qnn(model, workload, settings.batch_size, settings.seq_len,
+                                  model_ref=request.model, hardware=request.hardware,
+                                  precision=settings.precision))
+        return placed[-1]
 
     try:
         result = benchmark_workload(request, place_model=place_model,
                                     place_inputs=lambda inputs: inputs,
-                                    precision=str(request.hardware.details.get(
-                                        "fp32_runs_as", "fp32")),
+                                    precision=run_precision(request.hardware,
+                                                            settings.precision),
                                     compare_reference=True)
     except AttributedError as exc:  # a failure whose owner is known: recorded as such
         return failure(request, exc.category, exc.message)
-    result.details["latency_of"] = latency_of(request.hardware)
+    result.details.update(latency_of=latency_of(request.hardware),
+                          requested_precision=settings.precision)
+    if placed and placed[-1].quantization:
+        result.details["quantization"] = placed[-1].quantization
     return result
 
 

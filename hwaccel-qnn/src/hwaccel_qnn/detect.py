@@ -205,7 +205,7 @@ def detect_qnn() -> list[HardwareInfo]:
         infos.append(HardwareInfo(
             backend=NAME, device=f"{NAME}:{backend}", index=index, available=True,
             name=name,
-            capabilities=("fp16",) if backend == "htp" else ("fp32",),
+            capabilities=("fp16", "int8") if backend == "htp" else ("fp32",),
             details={**details, "qnn_backend": backend, "backend_path": path,
                      "fp32_runs_as": precision, "static_shapes": True,
                      "ep_devices": ep_devices, **extra},

@@ -7,7 +7,11 @@ graph whose nodes QNN cannot all run instead of handing them to its CPU provider
 (``SessionOptions.add_provider_for_devices``); a build with QNN inside ``onnxruntime`` takes
 it from the provider list. The HTP computes an fp32 graph in fp16
 (``enable_htp_fp16_precision``), for the SoC model detection names where it has none of its
-own (the x86_64 simulator). If the
+own (the x86_64 simulator); ``int8`` runs the QDQ model :mod:`hwaccel_qnn.quantize` makes.
+The graph QNN compiles is kept as an EP context model (``ep.context_enable``) beside the
+export, keyed by everything that changes it, so a second session loads the compiled graph
+instead of compiling again. Graphs for the HTP are first rewritten around what it is
+known to compute wrongly (:mod:`hwaccel_qnn.graph_fixes`). If the
 session still does not have QNN as its first provider (ONNX Runtime without QNN falls back to
 the CPU with only a warning), it is refused with that reason: a CPU run is never measured or
 tested as QNN.
@@ -19,6 +23,10 @@ the exported shapes and dtypes and returns torch tensors named like the torch mo
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 from hwaccel import HardwareInfo
@@ -27,7 +35,10 @@ from hwaccel.onnx_export import CallSignature, ExportedModel, export_for
 from hwaccel_qnn.detect import PROVIDER, detect_qnn
 
 DISABLE_CPU_FALLBACK = "session.disable_cpu_ep_fallback"
-# HTP options: full clock for measurements; fp32 graphs computed in fp16 (QNN's HTP default)
+CONTEXT_ENABLE = "ep.context_enable"
+CONTEXT_FILE = "ep.context_file_path"
+CONTEXT_EMBED = "ep.context_embed_mode"  # "1": the compiled graph inside the one .onnx file
+# HTP options: full clock for measurements; float nodes computed in fp16 (QNN's HTP default)
 HTP_OPTIONS = {"htp_performance_mode": "burst", "enable_htp_fp16_precision": "1"}
 
 
@@ -49,8 +60,27 @@ def provider_options(hardware: HardwareInfo) -> dict[str, str]:
     return options
 
 
-def create_session(path: Any, options: dict[str, str]) -> Any:
+def context_path(path: Path, options: dict[str, str]) -> Path:
+    """Where the compiled graph of ``path`` under ``options`` is kept (an EP context model
+    beside it, keyed by the options and the versions of ONNX Runtime and QNN)."""
+    import importlib.metadata
+
+    import onnxruntime
+
+    try:
+        qnn = importlib.metadata.version("onnxruntime-qnn")
+    except importlib.metadata.PackageNotFoundError:
+        qnn = None
+    key = hashlib.sha256(json.dumps([sorted(options.items()), onnxruntime.__version__, qnn],
+                                    default=str).encode()).hexdigest()[:12]
+    return path.with_name(f"{path.stem}.qnn-{key}.ctx.onnx")
+
+
+def create_session(path: Any, options: dict[str, str], *, cache_context: bool = True) -> Any:
     """Return an ``onnxruntime.InferenceSession`` for ``path`` that runs on QNN.
+
+    With ``cache_context`` the first session compiles ``path`` and writes the compiled graph
+    to :func:`context_path`; later ones load that instead of compiling again.
 
     :raises QnnSessionError: when ONNX Runtime fails to create it (a node QNN cannot run, a
         backend library that does not load) or creates it on another provider.
@@ -61,6 +91,18 @@ def create_session(path: Any, options: dict[str, str]) -> Any:
 
     session_options = ort.SessionOptions()
     session_options.add_session_config_entry(DISABLE_CPU_FALLBACK, "1")
+    written: tuple[Path, Path] | None = None
+    if cache_context:
+        context = context_path(Path(path), options)
+        if context.is_file():
+            path = context
+        else:  # written under a name of this process's, then moved in place when complete
+            partial = context.with_name(f"{context.stem}.partial-{os.getpid()}.onnx")
+            partial.unlink(missing_ok=True)
+            session_options.add_session_config_entry(CONTEXT_ENABLE, "1")
+            session_options.add_session_config_entry(CONTEXT_FILE, str(partial))
+            session_options.add_session_config_entry(CONTEXT_EMBED, "1")
+            written = (partial, context)
     try:
         register_plugin(ort)
         devices = plugin_devices(ort)
@@ -74,6 +116,9 @@ def create_session(path: Any, options: dict[str, str]) -> Any:
         raise QnnSessionError(f"onnxruntime could not create a {PROVIDER} session for "
                               f"{path} with {options.get('backend_path')}: {first[:300]}"
                               ) from exc
+    finally:
+        if written and written[0].is_file():
+            os.replace(*written)
     providers = list(session.get_providers())
     if not providers or providers[0] != PROVIDER:
         raise QnnSessionError(f"onnxruntime created the session on "
@@ -85,11 +130,13 @@ def create_session(path: Any, options: dict[str, str]) -> Any:
 class QnnModel:
     """An exported model in a QNN session, called like the torch model it came from."""
 
-    def __init__(self, session: Any, exported: ExportedModel, hardware: HardwareInfo):
+    def __init__(self, session: Any, exported: ExportedModel, hardware: HardwareInfo,
+                 precision: str, quantization: dict[str, Any] | None = None):
         self.session = session
         self.exported = exported
         self.hardware = hardware
-        self.precision = str(hardware.details.get("fp32_runs_as", "fp32"))
+        self.precision = precision
+        self.quantization = quantization
         self._output_names = exported.signature.graph_output_names()
 
     @property
@@ -135,16 +182,38 @@ def default_device() -> HardwareInfo:
     return available[0]
 
 
+def run_precision(hardware: HardwareInfo, requested: str) -> str:
+    """What the device runs for ``requested``: int8 where it declares it, else the precision
+    an fp32 graph runs in there (fp16 on the HTP, fp32 on QNN's CPU backend)."""
+    if requested in hardware.capabilities and requested == "int8":
+        return requested
+    return str(hardware.details.get("fp32_runs_as", "fp32"))
+
+
 def load_on_qnn(model: Any, workload: Any, batch_size: int, seq_len: int, *, model_ref: str,
-                hardware: HardwareInfo | None = None) -> QnnModel:
+                hardware: HardwareInfo | None = None, precision: str = "fp32") -> QnnModel:
     """Export ``model`` for the workload's call at ``batch_size`` x ``seq_len`` (or take the
     cached export) and open it on a QNN device.
 
     :param workload: the pipeline workload whose ``make_inputs`` and ``forward`` fix the call.
     :param model_ref: the model reference, part of the export's cache key.
     :param hardware: the detected QNN device (default: :func:`default_device`).
+    :param precision: the precision asked for (:func:`run_precision` says what runs); int8
+        quantizes the export, calibrated on the workload's inputs.
     """
+    from hwaccel_qnn.graph_fixes import prepared_for_htp
+
     hardware = hardware or default_device()
     exported = export_for(model, workload, batch_size, seq_len, model_ref=model_ref)
-    session = create_session(exported.path, provider_options(hardware))
-    return QnnModel(session, exported, hardware)
+    ran = run_precision(hardware, precision)
+    options = provider_options(hardware)
+    graph = prepared_for_htp(exported.path) if hardware.details.get("qnn_backend") == "htp" \
+        else exported.path
+    if ran != "int8":
+        return QnnModel(create_session(graph, options), exported, hardware, ran)
+    from hwaccel_qnn.quantize import calibration_feeds, quantize_for_htp
+
+    quantized = quantize_for_htp(graph, calibration_feeds(workload, exported, batch_size,
+                                                          seq_len))
+    session = create_session(quantized.path, options)
+    return QnnModel(session, exported, hardware, ran, quantized.description)

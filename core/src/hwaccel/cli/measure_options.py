@@ -6,6 +6,11 @@ import argparse
 import math
 from typing import Any
 
+from hwaccel.types import QUANTIZED_PRECISIONS
+
+PRECISIONS = ("fp32", "fp16", "bf16", *QUANTIZED_PRECISIONS)
+"""What ``--precision`` may ask for: float formats any backend may fall back from, and the
+quantized ones, which only a device that declares them among its capabilities runs."""
 
 def add_measure_options(parser: argparse.ArgumentParser, *, timeout: float) -> None:
     """Add batch, sequence, warm-up, iteration, thread, precision and time-limit options."""
@@ -18,9 +23,10 @@ def add_measure_options(parser: argparse.ArgumentParser, *, timeout: float) -> N
     parser.add_argument("--max-seconds", type=float, default=60.0,
                         help="stop timing after this once --iterations are done")
     parser.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
-    parser.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
-                        help="weights and activations; a backend that cannot run it falls "
-                             "back to fp32 and the row records what ran")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="weights and activations; a backend that cannot run a float "
+                             "precision falls back to fp32 and the row records what ran; "
+                             "int8 (a quantized model) runs only on devices that declare it")
     parser.add_argument("--timeout", type=float, default=timeout,
                         help="seconds before a job is killed and recorded as a timeout")
     parser.add_argument("--json", action="store_true", help="print JSON")

@@ -159,6 +159,17 @@ class TextWorkload(TransformersWorkload):
             outputs = model(**inputs, **extra)
         return {name: value for name, value in outputs.items() if torch.is_tensor(value)}
 
+    def embeddings(self, outputs: dict[str, Any], inputs: dict[str, Any]) -> Any | None:
+        """One vector per row for an embedding model: its last hidden states averaged over
+        the attention mask (sentence-transformers' mean pooling); ``None`` for other models."""
+        hidden = outputs.get("last_hidden_state")
+        if self.classification.family != "embedding" or hidden is None:
+            return None
+        mask = inputs.get("attention_mask")
+        weights = (mask if mask is not None else hidden.new_ones(hidden.shape[:2]))
+        weights = weights.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
+
     def expected_shapes(self, inputs: dict[str, Any]) -> dict[str, tuple[int, ...]]:
         """Shapes implied by the config: LM logits over the vocabulary, or hidden states."""
         batch, seq = inputs["input_ids"].shape

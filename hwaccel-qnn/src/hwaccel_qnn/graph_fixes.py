@@ -1,0 +1,118 @@
+"""Graph rewrites that keep the HTP computing what the exported graph says.
+
+**Batch broadcast before a normalisation.** QNN's HTP (onnxruntime-qnn 2.7.0, QNN 2.51, the
+x86_64 simulator) computes ``LayerNormalization(Add(x[B, S, H], c[1, S, H]))`` wrongly for
+B >= 2 at many shapes (2x16x32, 4x32x32; not 2x8x32 nor 8x16x32): rows after the first come
+out as ``LayerNorm(x[b])``, without the added term. Each op alone is right, the same Add
+before any other op is right, ORT's own optimisations are not involved (it persists with
+them off), and the decomposed layer norm (ReduceMean, Sub, ...) goes wrong the same way. This
+is the pattern of a transformer's embeddings (token embeddings plus position embeddings,
+then a layer norm): tiny BERT's rows after the first differed from PyTorch by 2.25 and GPT-2's
+by 2.30, against 0.004 for the first. :func:`materialize_batch_broadcast` gives such an
+operand its full batch (a tiled constant, or ``Tile`` of a computed tensor: ``Expand`` of a
+computed tensor crashes the simulator), after which every row agrees to fp16's precision.
+``benchmarks/qnn_batch_rows.py`` measures it per row, with and without the rewrite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+NORMALISATIONS = ("LayerNormalization", "ReduceMean")
+"""Consumers after which a batch-broadcast Add/Sub goes wrong (ReduceMean: the decomposed
+layer norm of older opsets)."""
+BROADCAST_OPS = ("Add", "Sub")
+REWRITE_VERSION = 1  # part of the rewritten file's name: bump when the rewrite changes
+
+
+def _dims(value: Any) -> list[int | None]:
+    return [d.dim_value if d.HasField("dim_value") else None
+            for d in value.type.tensor_type.shape.dim]
+
+
+def materialize_batch_broadcast(model: Any) -> int:
+    """Give every batch-1 operand of an Add/Sub that feeds a normalisation the full batch of
+    the Add's output, in place; return how many operands were rewritten (0: untouched)."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    shapes = {v.name: _dims(v) for v in (*graph.value_info, *graph.input, *graph.output)}
+    initializers = {init.name: init for init in model.graph.initializer}
+    shapes.update({name: list(init.dims) for name, init in initializers.items()})
+    constants = {node.output[0]: node for node in model.graph.node if node.op_type == "Constant"
+                 and node.attribute and node.attribute[0].name == "value"}
+    shapes.update({name: list(node.attribute[0].t.dims) for name, node in constants.items()})
+    consumers: dict[str, set[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, set()).add(node.op_type)
+    nodes, rewritten = [], 0
+    for node in model.graph.node:
+        out = shapes.get(node.output[0]) if node.output else None
+        if (node.op_type in BROADCAST_OPS and out and None not in out and out[0] > 1
+                and consumers.get(node.output[0], set()) & set(NORMALISATIONS)):
+            for position, name in enumerate(node.input):
+                dims = shapes.get(name)
+                if dims is None or None in dims:
+                    continue
+                full = [1] * (len(out) - len(dims)) + list(dims)
+                if full[0] != 1:
+                    continue
+                batched = f"{name}__batch{out[0]}"
+                if name in initializers or name in constants:
+                    if batched not in initializers:
+                        array = numpy_helper.to_array(initializers[name] if name in initializers
+                                                      else constants[name].attribute[0].t)
+                        tiled = np.ascontiguousarray(np.broadcast_to(
+                            array.reshape(full), [out[0], *full[1:]]))
+                        initializers[batched] = numpy_helper.from_array(tiled, batched)
+                        model.graph.initializer.append(initializers[batched])
+                else:
+                    source = name
+                    if len(dims) < len(out):
+                        source = f"{name}__rank{len(out)}"
+                        model.graph.initializer.append(numpy_helper.from_array(
+                            np.array(full, np.int64), f"{source}__shape"))
+                        nodes.append(helper.make_node("Reshape", [name, f"{source}__shape"],
+                                                      [source], name=source))
+                    repeats = f"{batched}__repeats"
+                    model.graph.initializer.append(numpy_helper.from_array(
+                        np.array([out[0]] + [1] * (len(out) - 1), np.int64), repeats))
+                    nodes.append(helper.make_node("Tile", [source, repeats], [batched],
+                                                  name=batched))
+                node.input[position] = batched
+                rewritten += 1
+        nodes.append(node)
+    if rewritten:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return rewritten
+
+
+def prepared_for_htp(path: Path) -> Path:
+    """The graph at ``path`` with :func:`materialize_batch_broadcast` applied, written beside
+    it once (``<name>.htp<version>.onnx``); ``path`` itself when nothing needs rewriting."""
+    import os
+
+    import onnx
+
+    target = path.with_name(f"{path.stem}.htp{REWRITE_VERSION}.onnx")
+    marker = target.with_suffix(".unchanged")
+    if target.is_file():
+        return target
+    if marker.is_file():
+        return path
+    model = onnx.load(str(path))
+    if not materialize_batch_broadcast(model):
+        marker.touch()
+        return path
+    partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
+    try:
+        onnx.save(model, str(partial))
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
