@@ -26,13 +26,14 @@ $(STAMP): pyproject.toml $(wildcard core/pyproject.toml plugins/*/pyproject.toml
 
 # The main job on the embedded default: the compatibility matrix of every pipeline's example
 # models (tiny ones and the shipped MiniLM) on every detected backend, stored in DuckDB (the
-# user cache folder), then the reports (Markdown, JSON, HTML) in $(OUT). The web backend's
-# providers measure one example per pipeline (tiny:gpt2 for text), every job of that matrix
-# in one shared browser, with fewer timed calls: WebGPU runs on SwiftShader, on the CPU.
+# user cache folder), then the reports (Markdown, JSON, HTML) in $(OUT). The converted-graph
+# backends measure one example per pipeline (tiny:gpt2 for text) with fewer timed calls: the
+# web's providers, every job in one shared browser (WebGPU runs on SwiftShader, on the CPU),
+# and QNN's HTP, which on x86_64 is Qualcomm's simulator of it.
 run: install
 	$(HWACCEL) detect
-	$(HWACCEL) matrix --tests-dir $(OUT)/tests --skip-backends web
-	$(HWACCEL) matrix --tests-dir $(OUT)/tests --backends web --models tiny:gpt2 \
+	$(HWACCEL) matrix --tests-dir $(OUT)/tests --skip-backends web qnn
+	$(HWACCEL) matrix --tests-dir $(OUT)/tests --backends web qnn --models tiny:gpt2 \
 	  --pipelines vision vision-text audio multimodal diffusion moe state-space rag \
 	  --iterations 3 --warmup 1 --min-seconds 0.2
 	$(HWACCEL) report --output-dir $(OUT)

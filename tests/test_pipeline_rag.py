@@ -165,3 +165,20 @@ def test_benchmark_records_a_success(tmp_db):
     assert json.loads(row["output_shape"]) == {
         "logits": [2, 16, config.generator.vocab_size],
         "retrieval_scores": [2, config.n_docs], "retrieved_indices": [2, config.n_docs]}
+
+
+def test_left_packing_moves_padding_first_keeping_the_order_as_a_stable_sort_would():
+    """The packing is written without ``argsort`` (its stable Sort does not export to ONNX),
+    so it is checked against the stable sort it replaces, on random masks."""
+    import torch
+
+    from hwaccel_pipeline_rag.retrieval import left_pack
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        mask = (torch.rand(3, 9, generator=generator) > 0.4).long()
+        ids = torch.randint(1, 100, (3, 9), generator=generator)
+        order = torch.argsort(mask, dim=-1, stable=True)
+        packed_ids, packed_mask = left_pack(ids, mask)
+        assert torch.equal(packed_ids, ids.gather(-1, order))
+        assert torch.equal(packed_mask, mask.gather(-1, order))

@@ -30,9 +30,18 @@ MODES = ("causal", "seq2seq", "rag")
 
 
 def left_pack(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move the padding (``mask == 0``) of each row to the front, keeping the tokens' order."""
-    order = torch.argsort(mask, dim=-1, stable=True)
-    return ids.gather(-1, order), mask.gather(-1, order)
+    """Move the padding (``mask == 0``) of each row to the front, keeping the tokens' order.
+
+    Each position's place is counted (padding first, then tokens, each in order) and the row
+    scattered there: the same as a stable sort of the mask, in operators every ONNX exporter
+    converts (a stable ``argsort`` is a ``Sort`` with an out parameter, which it refuses).
+    """
+    real = (mask != 0).long()
+    padding = 1 - real
+    place = torch.where(real.bool(), padding.sum(-1, keepdim=True) + real.cumsum(-1) - 1,
+                        padding.cumsum(-1) - 1)
+    return (torch.zeros_like(ids).scatter(-1, place, ids),
+            torch.zeros_like(mask).scatter(-1, place, mask))
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
