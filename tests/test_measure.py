@@ -133,3 +133,40 @@ def test_max_abs_diff_compares_every_output_in_fp32():
     assert max_abs_diff(reference, device) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="differ in names"):
         max_abs_diff(reference, {"logits": device["logits"]})
+
+
+class _Embedder:
+    """A workload whose embedding of an output is its ``vector``; ``None`` for the rest."""
+
+    @staticmethod
+    def embeddings(outputs, inputs):
+        return outputs.get("vector")
+
+
+def test_embedding_similarity_is_the_worst_rows_cosine():
+    import torch
+
+    from hwaccel.measure import embedding_similarity
+
+    reference = {"vector": torch.tensor([[1.0, 0.0], [0.0, 2.0]])}
+    outputs = {"vector": torch.tensor([[3.0, 0.0], [1.0, 1.0]])}  # row 1 is 45 degrees off
+    similarity = embedding_similarity(_Embedder(), reference, outputs, {})
+    assert similarity == pytest.approx(2 ** -0.5)
+    assert embedding_similarity(_Embedder(), {"logits": 1}, {"logits": 1}, {}) is None
+    assert embedding_similarity(object(), reference, outputs, {}) is None  # no embeddings
+    assert embedding_similarity(_Embedder(), None, outputs, {}) is None  # nothing to compare
+
+
+def test_an_embedding_model_pools_over_its_attention_mask_and_others_make_none(plugins):
+    import torch
+
+    from hwaccel.classify import classify
+    from hwaccel.workloads import load_workload
+
+    minilm = load_workload("minilm", classify("minilm", plugins).classification)
+    hidden = torch.tensor([[[1.0, 1.0], [3.0, 5.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])  # the padded position is left out of the mean
+    pooled = minilm.embeddings({"last_hidden_state": hidden}, {"attention_mask": mask})
+    assert pooled.tolist() == [[2.0, 3.0]]
+    gpt2 = load_workload("tiny:gpt2", classify("tiny:gpt2", plugins).classification)
+    assert gpt2.embeddings({"last_hidden_state": hidden}, {"attention_mask": mask}) is None
