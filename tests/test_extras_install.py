@@ -5,7 +5,8 @@ Builds a wheel of each distribution of the repository (the core, ``plugins/*``,
 sources, creates a fresh virtual environment, installs torch the way the Makefile does (the
 pinned CPU build, first), then ``pip install --find-links WHEELS "hwaccel[rocm,qnn]"`` with
 the other dependencies from the package registry, and checks that ``hwaccel list-plugins``
-shows exactly the CPU backend, the two backends asked for and the nine pipelines.
+shows exactly the CPU backend, the two backends asked for and the nine pipelines, and that
+``hwaccel detect`` there finds QNN's HTP (Qualcomm's simulator of it, on x86_64 Linux).
 
 Nothing is kept between runs but pip's own cache: the copy, the wheels and the venv
 (about 1.7 GB) live in a temporary folder removed at the end. It takes about 100 s on a
@@ -87,6 +88,14 @@ def copy_sources(dest: Path) -> list[Path]:
     return copies
 
 
+def machine_simulates_the_htp() -> bool:
+    """True on the Linux x86_64 hosts whose ``onnxruntime-qnn`` wheel (a dependency of
+    ``hwaccel-qnn`` there) carries Qualcomm's HTP simulator."""
+    import platform
+
+    return sys.platform == "linux" and platform.machine().lower() in ("x86_64", "amd64")
+
+
 @pytest.fixture
 def workdir() -> Iterator[Path]:
     """A temporary folder removed at the end (pytest's tmp_path would keep the venv)."""
@@ -148,6 +157,18 @@ def test_hwaccel_rocm_qnn_installs_exactly_those_plugins(workdir: Path) -> None:
     assert plugins["rocm"]["distribution"] == "hwaccel-rocm"
     assert plugins["qnn"]["distribution"] == "hwaccel-qnn"
     assert {plugins[p]["kind"] for p in PIPELINES} == {"pipeline"}
+
+    start = time.perf_counter()
+    detected = subprocess.run([str(venv / "bin" / "hwaccel"), "detect", "--json"],
+                              capture_output=True, text=True, timeout=300,
+                              env={**clean_env(), "HWACCEL_CACHE_DIR": str(workdir / "cache")})
+    timings["detect"] = time.perf_counter() - start
+    assert detected.returncode == 0, detected.stderr
+    qnn = [h for h in json.loads(detected.stdout)["hardware"] if h["backend"] == "qnn"]
+    if machine_simulates_the_htp():  # onnxruntime-qnn's wheel carries the HTP simulator
+        assert [(h["device"], h["available"], h["details"]["simulator"]) for h in qnn] == [
+            ("qnn:htp", True, True)], qnn
+        assert qnn[0]["name"].startswith("Qualcomm HTP (") and "simulator" in qnn[0]["name"]
 
     none = subprocess.run([str(venv / "bin" / "hwaccel"), "list-plugins", "--json"],
                           capture_output=True, text=True, timeout=120,

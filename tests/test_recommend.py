@@ -180,3 +180,22 @@ def test_another_machines_failure_does_not_rule_out_this_machines_device(plugins
                   run_id="run-3")
     again = recommend_devices("tiny:bert", _estimator(plugins, db, cpu_record(), here))
     assert list(again.support["openvino"].ruled_out) == ["openvino:CPU"]
+
+
+def test_a_simulator_of_a_device_is_never_recommended_even_when_it_measured_fastest(plugins,
+                                                                                   tmp_path):
+    db = tmp_path / "history.duckdb"
+    report = detect(plugins)
+    cpu = report.available("cpu")[0]
+    (htp,) = report.available("qnn")  # Qualcomm's HTP simulator on this x86_64 CPU
+    assert htp.details["simulator"] is True
+    record_result(db, plugins, "tiny:bert", cpu, p50_ms=1.6)
+    record_result(db, plugins, "tiny:bert", htp, p50_ms=0.2,
+                  details={"latency_simulated": True, "latency_of": "the simulator"})
+    proc = run_cli("recommend", "tiny:bert", *NOT_WEB, "--db", str(db), "--json")
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)
+    assert "qnn:htp" not in [c["device"] for c in result["ranked"]]
+    assert result["recommended"]["device"] != "qnn:htp"
+    rejected = {r["device"]: r["reason"] for r in result["rejected"]}
+    assert "is a simulator of that hardware" in rejected["qnn:htp"]

@@ -478,3 +478,21 @@ def test_pipeline_labels_of_one_model_groups_do_not_overlap(tmp_db):
     char_w = 6.2  # an upper bound of the 11 px font's advance, as the layout assumes
     for (x1, a), (x2, b) in zip(bands, bands[1:], strict=False):
         assert x1 + len(a) * char_w / 2 < x2 - len(b) * char_w / 2, (a, b)
+
+
+def test_a_simulators_latency_is_labelled_and_never_ranked_or_compared(history, tmp_db):
+    # QNN's HTP simulator: faster than every device here, but its latency is not the NPU's
+    simulated = measured(BERT, "qnn", "qnn:htp", 0.1)
+    simulated = BenchmarkResult(**{**simulated.to_dict(), "details": {
+        "latency_simulated": True, "latency_of": "Qualcomm's HTP simulator on this x86_64 CPU"}})
+    insert(tmp_db, "run-c", (simulated, BERT))
+    data = report(history)
+    on_htp = cell(data, "tiny:bert", "qnn")
+    assert on_htp["latency_of"] == "Qualcomm's HTP simulator on this x86_64 CPU"
+    assert on_htp["speedup_vs_cpu"] is None
+    assert {f["model"]: f["backend"] for f in data["fastest"]}["tiny:bert"] == "cuda"
+    assert cell(data, "tiny:bert", "cuda")["latency_of"] is None
+    row = next(line for line in render_markdown(data).splitlines()
+               if line.startswith("| tiny:bert | text | qnn |"))
+    assert "0.100 (simulator)" in row
+    assert "0.100 (simulator)" in render_html(data)

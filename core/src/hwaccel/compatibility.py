@@ -32,6 +32,7 @@ from hwaccel.models import ModelRef, not_cached_message, resolve_model
 from hwaccel.plugins import HookError, PluginRecord, Plugins, load
 from hwaccel.report import backend_order, cell_status
 from hwaccel.runner import run_job
+from hwaccel.simulators import label
 from hwaccel.store import Store
 from hwaccel.types import BenchmarkResult, BenchmarkSettings, Classification, HardwareInfo
 
@@ -492,7 +493,8 @@ class HardwareCompatibilityReporter:
                    "load_time_s": result.load_time_s, "peak_rss_mb": result.peak_rss_mb}
         if result.success:
             self.add_error("info", "hardware_test", "stack_ok",
-                           f"{where}: {result.model} ran, p50 {result.p50_ms:.3g} ms",
+                           f"{where}: {result.model} ran, p50 {result.p50_ms:.3g} ms"
+                           f"{label(result.details)}",
                            hardware=result.backend, details=details)
         else:
             self.add_error("error", "hardware_test", error_type_of(result.error_category),

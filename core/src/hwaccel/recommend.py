@@ -26,6 +26,7 @@ from typing import Any
 from hwaccel.calibration import device_label
 from hwaccel.errors import HwaccelError, UsageError
 from hwaccel.resources import Estimator, ResourceEstimate
+from hwaccel.simulators import is_simulator
 from hwaccel.support import BackendSupport, backend_support
 from hwaccel.types import Classification, HardwareInfo
 
@@ -185,6 +186,12 @@ def recommend_devices(model: str, estimator: Estimator, *,
             continue
         if label in backend.ruled_out:
             rejected.append(Rejection(hardware.backend, label, backend.ruled_out[label]))
+            continue
+        if is_simulator(hardware):
+            rejected.append(Rejection(hardware.backend, label, (
+                f"{hardware.name} is a simulator of that hardware on this machine's CPU: "
+                "its compatibility and accuracy results hold for the device, its latency "
+                "does not, so it is not a device to run on")))
             continue
         if estimate is not None and estimate.fits is False:
             rejected.append(Rejection(hardware.backend, label,

@@ -34,7 +34,7 @@ _COLUMNS = (
     "success", "error", "error_category", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cv",
     "throughput", "load_time", "cold_ms", "memory_usage", "device_memory_usage",
     "max_abs_diff", "threads", "load_avg", "precision", "batch_size", "seq_len", "test_status",
-    "test_summary", "run_id", "timestamp", "source", "node",
+    "test_summary", "run_id", "timestamp", "source", "node", "details",
 )
 _RUN_COLUMNS = ("run_id", "command", "started", "finished", "status", "planned", "settings",
                 "node", "hwaccel_version")
@@ -126,14 +126,15 @@ def add_speedups(cells: list[dict[str, Any]]) -> None:
     """
     cpu: dict[tuple[Any, ...], dict[str, Any]] = {}
     for cell in cells:
-        if cell["backend"] == "cpu" and _timed(cell):
+        if cell["backend"] == "cpu" and _timed(cell) and not cell["latency_of"]:
             key = (cell["model"], cell["batch_size"], cell["seq_len"])
             if key not in cpu or cell["timestamp"] > cpu[key]["timestamp"]:
                 cpu[key] = cell
     for cell in cells:
         reference = cpu.get((cell["model"], cell["batch_size"], cell["seq_len"]))
         cell["speedup_vs_cpu"] = (reference["p50_ms"] / cell["p50_ms"]
-                                  if reference and _timed(cell) else None)
+                                  if reference and _timed(cell) and not cell["latency_of"]
+                                  else None)
 
 
 def summarize(cells: list[dict[str, Any]]) -> dict[str, int]:
@@ -183,10 +184,11 @@ def build_matrix(cells: list[dict[str, Any]], backends: list[str]) -> list[dict[
 
 
 def fastest(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Return, per model, its passing cell with the lowest p50 (models with none are left out)."""
+    """Return, per model, its passing cell with the lowest p50 (models with none are left out;
+    a simulator's latency is not a device's, so it is never the fastest)."""
     best: dict[str, dict[str, Any]] = {}
     for cell in cells:
-        if _timed(cell) and (cell["model"] not in best
+        if _timed(cell) and not cell["latency_of"] and (cell["model"] not in best
                              or cell["p50_ms"] < best[cell["model"]]["p50_ms"]):
             best[cell["model"]] = cell
     keys = ("model", "pipeline", "backend", "device", "p50_ms", "speedup_vs_cpu", "precision",
@@ -232,16 +234,17 @@ def trends(history: list[dict[str, Any]], cells: list[dict[str, Any]]) -> list[d
     for row in history:
         if (row["model_id"], row["hardware"], row["device"]) in wanted:
             key = (row["model_id"], row["hardware"], row["device"], row["batch_size"],
-                   row["seq_len"], row["precision"])
+                   row["seq_len"], row["precision"], simulated_latency(row))
             series[key].append({"run_id": row["run_id"], "timestamp": _iso(row["timestamp"]),
                                 "p50_ms": _number(row["p50_ms"])})
     out = []
-    for (model, backend, device, batch, seq_len, precision), points in series.items():
+    for (model, backend, device, batch, seq_len, precision, latency_of), points in \
+            series.items():
         first, last = points[0]["p50_ms"], points[-1]["p50_ms"]
         change = (last - first) / first * 100.0 if len(points) > 1 and first else None
         out.append({"model": model, "backend": backend, "device": device, "batch_size": batch,
                     "seq_len": seq_len, "precision": precision, "points": points,
-                    "change_pct": change})
+                    "change_pct": change, "latency_of": latency_of})
     order = {b: i for i, b in enumerate(backend_order(t["backend"] for t in out))}
     out.sort(key=lambda t: (t["model"] or "", order.get(t["backend"], 0), t["device"] or "",
                             t["batch_size"] or 0, t["seq_len"] or 0, t["precision"] or ""))
@@ -323,7 +326,17 @@ def _cell(row: dict[str, Any]) -> dict[str, Any]:
         "category": row["error_category"] if status == "fail" else None,
         "source": row["source"], "node": row["node"], "run_id": row["run_id"],
         "timestamp": _iso(row["timestamp"]), "speedup_vs_cpu": None,
+        "latency_of": simulated_latency(row),
     }
+
+
+def simulated_latency(row: dict[str, Any]) -> str | None:
+    """What a row's latency was measured on when that is a simulator of its device
+    (:mod:`hwaccel.simulators`), else ``None``: such a latency is labelled as the
+    simulator's and never ranked or compared with a device's."""
+    from hwaccel.simulators import simulated_latency as of_details
+
+    return of_details(row.get("details"))
 
 
 def _timed(cell: dict[str, Any]) -> bool:

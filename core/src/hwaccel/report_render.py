@@ -43,6 +43,13 @@ def fmt_ms(value: float | None) -> str:
     return f"{value:,.{digits}f}"
 
 
+def fmt_latency(value: float | None, latency_of: str | None) -> str:
+    """Milliseconds, marked as a simulator's when ``latency_of`` says they are one's."""
+    from hwaccel.simulators import LABEL
+
+    return fmt_ms(value) + (LABEL if latency_of and value is not None else "")
+
+
 def fmt_num(value: float | None, digits: int = 0) -> str:
     """Format a number with thousands separators; ``-`` when missing."""
     return "-" if value is None else f"{value:,.{digits}f}"
@@ -169,7 +176,8 @@ def _md_cells(data: dict[str, Any]) -> list[str]:
         ["model", "pipeline", "backend", "device", "status", "p50 ms", "p90 ms",
          "speed-up vs CPU", "memory MiB", "device MiB", "precision", "batch", "seq", "reason"],
         [[c["model"], c["pipeline"], c["backend"], c["device"], STATUS_TEXT[c["status"]],
-          fmt_ms(c["p50_ms"]), fmt_ms(c["p90_ms"]), fmt_speedup(c["speedup_vs_cpu"]),
+          fmt_latency(c["p50_ms"], c["latency_of"]), fmt_latency(c["p90_ms"], c["latency_of"]),
+          fmt_speedup(c["speedup_vs_cpu"]),
           fmt_num(c["memory_mib"]), fmt_num(c["device_memory_mib"]), c["precision"],
           c["batch_size"], c["seq_len"], c["reason"] and shorten(c["reason"])]
          for c in data["cells"]])
@@ -200,8 +208,10 @@ def _md_trends(data: dict[str, Any]) -> list[str]:
     return _md_table(["model", "backend", "device", "batch", "seq", "precision", "runs",
                       "first p50 ms", "last p50 ms", "change"],
                      [[t["model"], t["backend"], t["device"], t["batch_size"], t["seq_len"],
-                       t["precision"], len(t["points"]), fmt_ms(t["points"][0]["p50_ms"]),
-                       fmt_ms(t["points"][-1]["p50_ms"]), fmt_pct(t["change_pct"])]
+                       t["precision"], len(t["points"]),
+                       fmt_latency(t["points"][0]["p50_ms"], t["latency_of"]),
+                       fmt_latency(t["points"][-1]["p50_ms"], t["latency_of"]),
+                       fmt_pct(t["change_pct"])]
                       for t in series])
 
 
@@ -243,7 +253,7 @@ def render_json(data: dict[str, Any]) -> str:
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("hwaccel", "templates"),
                           autoescape=True, undefined=jinja2.StrictUndefined,
                           trim_blocks=True, lstrip_blocks=True)
-_ENV.filters.update(ms=fmt_ms, num=fmt_num, speedup=fmt_speedup, pct=fmt_pct,
+_ENV.filters.update(ms=fmt_ms, latency=fmt_latency, num=fmt_num, speedup=fmt_speedup, pct=fmt_pct,
                     shorten=shorten, matrix_text=matrix_text)
 
 
@@ -326,7 +336,9 @@ def latency_chart(data: dict[str, Any]) -> dict[str, Any] | None:
         "latency", "p50 latency per model and backend (log scale)", "p50 latency (ms)",
         cells, data["backends"], "p50_ms", log_axis,
         lambda c: f"{c['model']} on {c['backend']} ({c['device']}): p50 "
-                  f"{fmt_ms(c['p50_ms'])} ms, speed-up vs CPU {fmt_speedup(c['speedup_vs_cpu'])}")
+                  f"{fmt_ms(c['p50_ms'])} ms"
+                  + (f" in {c['latency_of']}" if c["latency_of"] else
+                     f", speed-up vs CPU {fmt_speedup(c['speedup_vs_cpu'])}"))
 
 
 def memory_chart(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -419,7 +431,8 @@ def trend_chart(data: dict[str, Any]) -> dict[str, Any] | None:
                                "title": f"{name}: {fmt_pct(trend['change_pct'])} first to last"})
         chart["points"] += [{"cx": x, "cy": y, "fill": colour,
                              "title": f"{name}, run {p['run_id']} at {p['timestamp']}: "
-                                      f"p50 {fmt_ms(p['p50_ms'])} ms"} for x, y, p in marks]
+                                      f"p50 {fmt_latency(p['p50_ms'], trend['latency_of'])} ms"}
+                            for x, y, p in marks]
         legend.append((name, colour))
     return _finish(chart, _LEFT + 64 + (len(column) - 1) * step, legend)
 

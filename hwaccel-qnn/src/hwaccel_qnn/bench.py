@@ -51,6 +51,7 @@ def run(request: BenchmarkRequest) -> BenchmarkResult:
     except AttributedError as exc:  # a failure whose owner is known: recorded as such
         return failure(request, exc.category, exc.message)
     result.details.update(latency_of=latency_of(request.hardware),
+                          latency_simulated=bool(request.hardware.details.get("simulator")),
                           requested_precision=settings.precision)
     if placed and placed[-1].quantization:
         result.details["quantization"] = placed[-1].quantization

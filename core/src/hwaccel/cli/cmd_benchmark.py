@@ -76,12 +76,15 @@ def run(args: argparse.Namespace) -> int:
                     "results": [r.to_dict() for r in results]})
     else:
         from hwaccel.cells import device_label
+        from hwaccel.simulators import label
 
         table(f"Benchmark (run {run_id[:8]}, stored in {db_path})",
               ["model", "device", "ok", "load s", "cold ms", "p50 ms", "p90 ms", "p99 ms",
                "items/s", "peak MiB", "iters", "threads", "precision", "max diff", "error"],
               [[r.model, device_label(r.backend, r.device), "yes" if r.success else "no",
-                num(r.load_time_s), num(r.cold_ms), num(r.p50_ms), num(r.p90_ms), num(r.p99_ms),
+                num(r.load_time_s), num(r.cold_ms),
+                *(f"{num(v)}{label(r.details)}" if v is not None else None
+                  for v in (r.p50_ms, r.p90_ms, r.p99_ms)),
                 num(r.throughput, 1), num(r.peak_rss_mb, 0), r.iterations or None, r.threads,
                 r.precision if r.success else None,
                 f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else None,

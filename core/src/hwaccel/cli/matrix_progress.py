@@ -76,7 +76,9 @@ class MatrixProgress:
             self.progress.advance(self.task)
         result = outcome.result
         if result.success:
-            line = (f"[green]ok[/green] p50 {num(result.p50_ms, 3)} ms, "
+            from hwaccel.simulators import label
+
+            line = (f"[green]ok[/green] p50 {num(result.p50_ms, 3)} ms{label(result.details)}, "
                     f"peak {num(result.peak_rss_mb, 0)} MiB, test "
                     f"{outcome.context.get('test_summary')}")
         else:
