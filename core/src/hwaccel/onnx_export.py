@@ -30,7 +30,7 @@ from typing import Any
 
 from hwaccel.failures import BACKEND, HARNESS, AttributedError
 
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: the conversions of hwaccel.onnx_symbolics
 OPSET = 17
 CONSTANT_TYPES = (type(None), bool, int, float, str)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
@@ -367,6 +367,9 @@ def export_onnx(model: Any, signature: CallSignature, example: dict[str, Any],
     import onnx
     import torch
 
+    from hwaccel.onnx_symbolics import register
+
+    register(OPSET)
     names = [spec.name for spec in signature.inputs]
     constants = dict(signature.constants)
 
