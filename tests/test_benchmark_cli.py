@@ -65,6 +65,21 @@ def test_a_hub_model_that_is_not_cached_is_recorded_without_running(tmp_db):
     assert row["wall_time_s"] is None  # no job process was started
 
 
+def test_a_folder_with_a_config_and_no_weights_is_unavailable_not_our_failure(tmp_db,
+                                                                             tmp_path):
+    folder = tmp_path / "only-config"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 4096,
+        "vocab_size": 200000, "n_layer": 1, "n_head": 32}))
+    proc = run_cli("benchmark", str(folder), "--backend", "cpu", "--db", str(tmp_db), *FAST)
+    assert proc.returncode == 1
+    (row,) = hardware_rows(tmp_db)
+    assert (row["success"], row["error_category"]) == (False, "model-unavailable")
+    assert row["error"].startswith(f"{folder} holds no weight file")
+    assert row["wall_time_s"] is None  # decided without building 819 M random parameters
+
+
 def test_rows_decided_without_a_job_still_carry_versions_and_fingerprint(tmp_db):
     run_cli("benchmark", "tiny:vit", "--backend", "cpu", "--db", str(tmp_db), *FAST,
             env=NO_VISION)

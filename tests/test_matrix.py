@@ -298,3 +298,25 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_measured(tmp_db):
     recorded = rows(tmp_db)
     assert 1 <= len(recorded) < 3 and all(r["success"] for r in recorded)
     assert f"{len(recorded)} of 3 cells were recorded" in err
+
+
+@pytest.mark.slow
+def test_benchmark_jobs_have_a_memory_limit_too(faulty_env, tmp_db):
+    limited = run_cli("benchmark", "tiny:bert", "--backend", "faulty:oom", "--db", str(tmp_db),
+                      "--timeout", "60", "--memory-limit", "1500", "--json", *FAST,
+                      env=faulty_env, timeout=180)
+    assert limited.returncode == 1, limited.stderr[-2000:]
+    (oom,) = json.loads(limited.stdout)["results"]
+    assert oom["error_category"] == "oom"
+    assert "over the memory limit of 1,500 MiB" in oom["error"]
+    default = run_cli("benchmark", "tiny:bert", "--backend", "cpu", "--db", str(tmp_db),
+                      *FAST, env=faulty_env, timeout=180)  # no flag: 80% of what is free
+    assert default.returncode == 0, default.stderr[-2000:]
+    limits = [json.loads(r["settings"])["memory_limit_mb"]
+              for r in rows(tmp_db, "SELECT settings FROM runs ORDER BY started")]
+    import psutil
+
+    assert 0 < limits[-1] <= psutil.virtual_memory().total / 2**20 * 0.8
+    bad = run_cli("benchmark", "tiny:bert", "--backend", "cpu", "--memory-limit", "-3",
+                  "--db", str(tmp_db))
+    assert bad.returncode == 2 and "--memory-limit must be a positive" in bad.stderr

@@ -16,7 +16,7 @@ from hwaccel.classify import classify_ref
 from hwaccel.detection import DetectionReport
 from hwaccel.errors import UsageError
 from hwaccel.jobs import JobPool
-from hwaccel.models import ModelRef, not_cached_message, resolve_model
+from hwaccel.models import ModelRef, resolve_model
 from hwaccel.plugins import HookError, Plugins
 from hwaccel.provenance import fingerprint, library_versions
 from hwaccel.runner import failure, run_job
@@ -130,16 +130,18 @@ def _decided(request: BenchmarkRequest, ref: ModelRef, present: bool) -> Benchma
                        f"{', '.join(hardware.capabilities) or 'none'})")
     if not ref.loadable:
         missing = next(p for p in ref.components or (ref,) if not p.loadable)
-        return failure(request, "model-unavailable", not_cached_message(missing.spec))
+        return failure(request, "model-unavailable", missing.unavailable_message())
     return None
 
 
 def run(jobs: list[Job], store: Store, run_id: str, timeout_s: float,
+        memory_limit_mb: float | None = None,
         on_start: Callable[[Job], None] | None = None,
         on_done: Callable[[Job, BenchmarkResult], None] | None = None) -> list[BenchmarkResult]:
-    """Run the jobs one after another, storing each result as soon as it is known."""
+    """Run the jobs one after another, storing each result as soon as it is known; a job
+    above ``memory_limit_mb`` of resident memory is killed and recorded as ``oom``."""
     results = []
-    with JobPool() as pool:
+    with JobPool(memory_limit_mb=memory_limit_mb) as pool:
         for job in jobs:
             if on_start:
                 on_start(job)

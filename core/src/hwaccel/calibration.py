@@ -320,13 +320,13 @@ class Calibrator:
             return None
 
     def _run(self, pending: list[tuple[HardwareInfo, str]]) -> None:
-        from hwaccel.jobs import JobPool
+        from hwaccel.jobs import JobPool, default_memory_limit
         from hwaccel.runner import run_job
 
         data = jsoncache.read(cache_file())
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             data = {"format": _FORMAT, "entries": {}}
-        with JobPool() as pool:
+        with JobPool(memory_limit_mb=default_memory_limit()) as pool:
             for hardware, model in pending:
                 label = device_label(hardware)
                 if self.on_measure:

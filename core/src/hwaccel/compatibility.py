@@ -28,7 +28,7 @@ from hwaccel.classify import classify_ref
 from hwaccel.detection import DetectionReport, detect
 from hwaccel.errors import HwaccelError, MissingSlotError, ModelReferenceError, UsageError
 from hwaccel.generate import parts_for, render
-from hwaccel.models import ModelRef, not_cached_message, resolve_model
+from hwaccel.models import ModelRef, resolve_model
 from hwaccel.plugins import HookError, PluginRecord, Plugins, load
 from hwaccel.report import backend_order, cell_status
 from hwaccel.runner import run_job
@@ -462,7 +462,7 @@ class HardwareCompatibilityReporter:
         if not ref.loadable:
             missing = next(p for p in ref.components or (ref,) if not p.loadable)
             self.add_error("warning", "model_integration", "model_unavailable",
-                           not_cached_message(missing.spec), details={"model": ref.spec})
+                           missing.unavailable_message(), details={"model": ref.spec})
         if not classification.workload:
             self.add_error("warning", "model_integration", "model_unclassified",
                            f"{ref.spec}: {classification.reason}",

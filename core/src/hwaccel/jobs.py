@@ -136,6 +136,14 @@ class _Zygote:
         self.log.close()
 
 
+def default_memory_limit() -> float:
+    """80% of the memory available now, in MiB: what a job may use unless told otherwise
+    (``--memory-limit``)."""
+    import psutil
+
+    return psutil.virtual_memory().available * 0.8 / 2**20
+
+
 class JobPool:
     """Runs jobs in forked children of one zygote; use as a context manager.
 

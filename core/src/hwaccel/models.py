@@ -79,10 +79,20 @@ class ModelRef:
 
     @property
     def loadable(self) -> bool:
-        """True when the weights (or a tiny build) are on this machine: nothing to download."""
+        """True when the weights (or a tiny build) are on this machine: nothing to download.
+        A folder with a config but no weight file is not: hwaccel never invents weights."""
         if self.kind == "composite":
             return all(part.loadable for part in self.components)
-        return self.is_tiny or self.path is not None
+        return self.is_tiny or (self.path is not None and holds_weights(self.path))
+
+    def unavailable_message(self) -> str:
+        """Why :attr:`loadable` is false, in one line."""
+        if self.path is not None:
+            return (f"{self.path} holds no weight file ({', '.join(WEIGHT_SUFFIXES)}), only "
+                    "its config: hwaccel runs a model's own weights and never invents them "
+                    f"(save them there, or use tiny:{self.model_type or '<model_type>'} for "
+                    "a small model with random weights)")
+        return not_cached_message(self.spec)
 
     def load_config(self) -> Any:
         """Return the transformers config object (tiny configs are shrunk; nothing remote).
@@ -103,6 +113,22 @@ class ModelRef:
             raise ModelReferenceError(not_cached_message(self.spec))
         return AutoConfig.from_pretrained(self.path, trust_remote_code=False,
                                           local_files_only=True)
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
+"""Files that hold a checkpoint's weights (one or several shards)."""
+
+
+def holds_weights(folder: str | Path) -> bool:
+    """Whether a model folder, or one of its immediate subfolders (a diffusers pipeline's
+    components), holds a weight file."""
+    root = Path(folder)
+    try:
+        bases = [root, *(entry for entry in root.iterdir() if entry.is_dir())]
+        return any(entry.suffix in WEIGHT_SUFFIXES and entry.is_file()
+                   for base in bases for entry in base.iterdir())
+    except OSError:
+        return False
 
 
 def not_cached_message(spec: str) -> str:

@@ -6,7 +6,7 @@ import argparse
 import socket
 import uuid
 
-from hwaccel.cli.measure_options import add_measure_options, settings_from
+from hwaccel.cli.measure_options import add_measure_options, memory_limit_from, settings_from
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,8 +14,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "benchmark", help="load time, latency percentiles, throughput, peak memory",
         description="Benchmark each model on each backend, one job process per pair with a "
-                    "time limit: cold first call, warm-up, then at least --iterations calls "
-                    "and --min-seconds. Every result is kept in the DuckDB history.")
+                    "time and a memory limit: cold first call, warm-up, then at least "
+                    "--iterations calls and --min-seconds. Every result is kept in the DuckDB "
+                    "history.")
     parser.add_argument("models", nargs="+", metavar="MODEL")
     parser.add_argument("--backend", dest="backends", action="append", required=True,
                         metavar="BACKEND", help="backend to measure on (each of its available "
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from hwaccel.store import Store
 
     settings = settings_from(args)
+    memory_limit = memory_limit_from(args)
     plugins = load()
     report = detect(plugins)
     jobs, errors = benchmark.plan(args.models, args.backends, plugins, report, settings,
@@ -63,10 +65,12 @@ def run(args: argparse.Namespace) -> int:
 
         store.start_run(run_id, "benchmark", len(jobs), {
             "settings": settings.to_dict(), "models": args.models, "backends": args.backends,
-            "timeout_s": args.timeout}, socket.gethostname())
+            "timeout_s": args.timeout, "memory_limit_mb": round(memory_limit)},
+            socket.gethostname())
         status = "interrupted"
         try:
-            results = benchmark.run(jobs, store, run_id, args.timeout, on_start=on_start,
+            results = benchmark.run(jobs, store, run_id, args.timeout, memory_limit,
+                                    on_start=on_start,
                                     on_done=lambda job, result: progress.advance(task))
             status = "finished"
         finally:

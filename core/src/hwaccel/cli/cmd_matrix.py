@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 import uuid
 from typing import Any
 
-from hwaccel.cli.measure_options import add_measure_options, settings_from
+from hwaccel.cli.measure_options import add_measure_options, memory_limit_from, settings_from
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,9 +36,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              "default: a one-node cluster of this machine, on loopback)")
     parser.add_argument("--resume", action="store_true",
                         help="skip cells already measured in the same configuration")
-    parser.add_argument("--memory-limit", type=float, metavar="MIB",
-                        help="kill a job above this resident memory (default: 80%% of the "
-                             "memory available at the start, on each machine)")
     parser.add_argument("--tests-dir", metavar="DIR",
                         help="keep the generated test files here (default: a temporary folder)")
     parser.add_argument("--refresh", action="store_true", help="detect hardware again")
@@ -47,23 +43,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="exit 1 when any tested cell failed")
     add_measure_options(parser, timeout=300.0)
     parser.set_defaults(handler=run)
-
-
-def _memory_limit(args: argparse.Namespace, here: bool) -> float | None:
-    """The job memory limit: ``--memory-limit``, else 80% of what is available here (or
-    ``None`` when cells run elsewhere: each machine then takes 80% of its own)."""
-    from hwaccel.errors import UsageError
-
-    if args.memory_limit is not None:
-        if not (math.isfinite(args.memory_limit) and args.memory_limit > 0):
-            raise UsageError(f"--memory-limit must be a positive number of MiB, not "
-                             f"{args.memory_limit}")
-        return args.memory_limit
-    if not here:
-        return None
-    import psutil
-
-    return psutil.virtual_memory().available * 0.8 / 2**20
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1 and not executor_class.runs_here:
         raise UsageError(f"--workers is for the local executor; {args.executor!r} runs one "
                          "timed cell per compute resource of each node")
-    memory_limit = _memory_limit(args, executor_class.runs_here)
+    memory_limit = memory_limit_from(args, executor_class.runs_here)
     plugins = load()
     with tempfile.TemporaryDirectory(prefix="hwaccel-matrix-") as tmp:
         progress = MatrixProgress(quiet=args.json, show_node=not executor_class.runs_here)

@@ -13,7 +13,8 @@ PRECISIONS = ("fp32", "fp16", "bf16", *QUANTIZED_PRECISIONS)
 quantized ones, which only a device that declares them among its capabilities runs."""
 
 def add_measure_options(parser: argparse.ArgumentParser, *, timeout: float) -> None:
-    """Add batch, sequence, warm-up, iteration, thread, precision and time-limit options."""
+    """Add batch, sequence, warm-up, iteration, thread, precision, time- and memory-limit
+    options."""
     parser.add_argument("--db", help="DuckDB file (default: in the user cache folder)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--seq-len", type=int, default=32)
@@ -29,7 +30,27 @@ def add_measure_options(parser: argparse.ArgumentParser, *, timeout: float) -> N
                              "int8 (a quantized model) runs only on devices that declare it")
     parser.add_argument("--timeout", type=float, default=timeout,
                         help="seconds before a job is killed and recorded as a timeout")
+    parser.add_argument("--memory-limit", type=float, metavar="MIB",
+                        help="kill a job above this resident memory and record it as oom "
+                             "(default: 80%% of the memory available at the start, on each "
+                             "machine)")
     parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def memory_limit_from(args: argparse.Namespace, here: bool = True) -> float | None:
+    """The job memory limit in MiB: ``--memory-limit``, else
+    :func:`hwaccel.jobs.default_memory_limit`
+    (``None`` when jobs run on other machines: each then takes its own default)."""
+    from hwaccel.errors import UsageError
+
+    if args.memory_limit is not None:
+        if not (math.isfinite(args.memory_limit) and args.memory_limit > 0):
+            raise UsageError(f"--memory-limit must be a positive number of MiB, not "
+                             f"{args.memory_limit}")
+        return float(args.memory_limit)
+    from hwaccel.jobs import default_memory_limit
+
+    return default_memory_limit() if here else None
 
 
 def settings_from(args: argparse.Namespace) -> Any:
