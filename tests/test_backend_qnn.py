@@ -531,3 +531,58 @@ def test_every_row_agrees_on_the_htp_after_the_rewrite(tmp_path):
                              cache_context=False)
     got = session.run(None, feed)[0]
     assert [float(np.abs(got[row] - expected[row]).max()) for row in range(2)] < [1e-2] * 2
+
+
+def _long_matmul(path: Path, batch: int, rows: int) -> dict[str, object]:
+    """``X[batch, rows, 32] @ W[32, 32]`` with ``W`` a constant; returns a feed."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    weight = numpy_helper.from_array(rng.standard_normal((32, 32)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "long_matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, rows, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, rows, 32])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return {"x": rng.standard_normal((batch, rows, 32)).astype(np.float32)}
+
+
+@pytest.mark.parametrize("rows, rewritten", [(1500, True), (1504, False), (1000, False)])
+def test_only_the_long_products_the_htp_gets_wrong_get_a_batched_weight(tmp_path, rows,
+                                                                        rewritten):
+    import numpy as np
+
+    from hwaccel_qnn.graph_fixes import batch_matmul_weights
+
+    path = tmp_path / "m.onnx"
+    feed = _long_matmul(path, 2, rows)
+    model = onnx.load(str(path))
+    assert batch_matmul_weights(model) == int(rewritten)
+    if rewritten:
+        (weight,) = [i for i in model.graph.initializer if i.name != "w"]
+        assert list(weight.dims) == [2, 32, 32]
+        cpu = ["CPUExecutionProvider"]
+        before = onnxruntime.InferenceSession(str(path), providers=cpu).run(None, feed)[0]
+        after = onnxruntime.InferenceSession(model.SerializeToString(),
+                                             providers=cpu).run(None, feed)[0]
+        np.testing.assert_allclose(after, before, rtol=0, atol=1e-5)
+
+
+def test_every_row_of_a_long_product_agrees_on_the_htp_after_the_rewrite(tmp_path):
+    import numpy as np
+
+    from hwaccel_qnn.graph_fixes import prepared_for_htp
+    from hwaccel_qnn.runtime import provider_options
+
+    path = tmp_path / "m.onnx"
+    feed = _long_matmul(path, 2, 1500)
+    cpu = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    expected = cpu.run(None, feed)[0]
+    (htp,) = detect_qnn()
+    session = create_session(prepared_for_htp(path), provider_options(htp),
+                             cache_context=False)
+    got = session.run(None, feed)[0]
+    scale = float(np.abs(expected).max())
+    assert [float(np.abs(got[row] - expected[row]).max()) for row in range(2)] < \
+        [scale * 1e-2] * 2

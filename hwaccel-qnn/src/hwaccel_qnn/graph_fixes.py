@@ -20,6 +20,15 @@ padding mask that way, so a batch of texts of different lengths attended with th
 text's mask: MiniLM's second row was off by 0.82 where its own fp16 error is 0.15-0.23.
 :func:`flatten_gather_indices` gathers with flattened indices and restores the shape.
 
+**Long batched products with one weight.** ``MatMul(A[B, M, K], W[K, N])`` with B >= 2 is
+wrong on the HTP when M > 1024 and M is not a multiple of 8 (2x1025, 2x1500, 3x1500; right at
+M <= 1024, at 1056 or 1504, and at B = 1): the first row is right for about M/8 positions, the
+others are mostly zeros. Whisper's 1,500 encoder frames go through every projection that way,
+so its encoder states were off by 0.11 in both rows and its logits by 0.14 in the second;
+:func:`batch_matmul_weights` gives such a weight the batch (``W[B, K, N]``), after which they
+are off by 0.003 and 0.001, as PyTorch's own fp16 is. Flattening ``A`` to ``[B*M, K]``
+instead was tried and does not help after a transpose.
+
 ``benchmarks/qnn_batch_rows.py`` measures them per row, with and without the rewrites.
 """
 
@@ -34,7 +43,11 @@ layer norm of older opsets)."""
 BROADCAST_OPS = ("Add", "Sub")
 HIGH_RANK = 5
 """The output rank from which the HTP's Gather repeats its first row."""
-REWRITE_VERSION = 2  # part of the rewritten file's name: bump when a rewrite changes
+LONG_ROWS, ROW_TILE = 1024, 8
+"""A batched MatMul with a shared weight goes wrong above LONG_ROWS rows per batch entry
+unless the row count is a multiple of ROW_TILE (the boundary measured with weights up to
+64 x 64 and batches of 2 and 3)."""
+REWRITE_VERSION = 3  # part of the rewritten file's name: bump when a rewrite changes
 
 
 def _dims(value: Any) -> list[int | None]:
@@ -98,6 +111,53 @@ def flatten_gather_indices(model: Any) -> int:
     return rewritten
 
 
+def batch_matmul_weights(model: Any) -> int:
+    """Give the 2-D weight of every MatMul whose first operand has a batch of 2 or more and
+    a row count the HTP computes wrongly (:data:`LONG_ROWS`, :data:`ROW_TILE`) that batch, in
+    place (a tiled constant, or ``Tile`` of a computed weight); return how many were
+    rewritten."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    shapes, initializers, constants = _graph_shapes(model)
+    nodes, rewritten, made = [], 0, set()
+    for node in model.graph.node:
+        a = shapes.get(node.input[0]) if node.op_type == "MatMul" else None
+        w = shapes.get(node.input[1]) if node.op_type == "MatMul" else None
+        if (not a or not w or None in a or None in w or len(a) < 3 or len(w) != 2
+                or int(np.prod(a[:-2])) <= 1 or a[-2] <= LONG_ROWS or a[-2] % ROW_TILE == 0):
+            nodes.append(node)
+            continue
+        source, batch = node.input[1], list(a[:-2])
+        batched = f"{source}__batch{'x'.join(map(str, batch))}"
+        if batched in made:
+            pass
+        elif source in initializers or source in constants:
+            array = numpy_helper.to_array(initializers[source] if source in initializers
+                                          else constants[source].attribute[0].t)
+            model.graph.initializer.append(numpy_helper.from_array(
+                np.ascontiguousarray(np.broadcast_to(array, [*batch, *array.shape])), batched))
+        else:
+            ranked = f"{batched}__ranked"
+            model.graph.initializer.extend([
+                numpy_helper.from_array(np.array([1] * len(batch) + w, np.int64),
+                                        f"{ranked}__shape"),
+                numpy_helper.from_array(np.array(batch + [1, 1], np.int64),
+                                        f"{batched}__repeats")])
+            nodes += [helper.make_node("Reshape", [source, f"{ranked}__shape"], [ranked],
+                                       name=ranked),
+                      helper.make_node("Tile", [ranked, f"{batched}__repeats"], [batched],
+                                       name=batched)]
+        made.add(batched)
+        node.input[1] = batched
+        nodes.append(node)
+        rewritten += 1
+    if rewritten:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return rewritten
+
+
 def materialize_batch_broadcast(model: Any) -> int:
     """Give every batch-1 operand of an Add/Sub that feeds a normalisation the full batch of
     the Add's output, in place; return how many operands were rewritten (0: untouched)."""
@@ -153,8 +213,9 @@ def materialize_batch_broadcast(model: Any) -> int:
 
 
 def prepared_for_htp(path: Path) -> Path:
-    """The graph at ``path`` with :func:`materialize_batch_broadcast` and
-    :func:`flatten_gather_indices` applied, written beside it once
+    """The graph at ``path`` with :func:`materialize_batch_broadcast`,
+    :func:`flatten_gather_indices` and :func:`batch_matmul_weights` applied, written beside
+    it once
     (``<name>.htp<version>.onnx``); ``path`` itself when nothing needs rewriting."""
     import os
 
@@ -167,7 +228,8 @@ def prepared_for_htp(path: Path) -> Path:
     if marker.is_file():
         return path
     model = onnx.load(str(path))
-    if not materialize_batch_broadcast(model) + flatten_gather_indices(model):
+    if not (materialize_batch_broadcast(model) + flatten_gather_indices(model)
+            + batch_matmul_weights(model)):
         marker.touch()
         return path
     partial = target.with_name(f"{target.name}.partial-{os.getpid()}")
