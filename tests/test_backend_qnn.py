@@ -586,3 +586,20 @@ def test_every_row_of_a_long_product_agrees_on_the_htp_after_the_rewrite(tmp_pat
     scale = float(np.abs(expected).max())
     assert [float(np.abs(got[row] - expected[row]).max()) for row in range(2)] < \
         [scale * 1e-2] * 2
+
+
+def test_a_refused_session_keeps_no_compiled_graph(tmp_path):
+    from onnx import TensorProto, helper
+
+    from hwaccel_qnn.runtime import provider_options
+
+    graph = helper.make_graph(  # NonZero: QNN runs the Relu, not the NonZero
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("NonZero", ["r"], ["y"])],
+        "partly", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, None)])
+    path = tmp_path / "partly.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    (htp,) = detect_qnn()
+    with pytest.raises(QnnSessionError, match="fallback to CPU EP has been explicitly disabled"):
+        create_session(path, provider_options(htp))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["partly.onnx"]

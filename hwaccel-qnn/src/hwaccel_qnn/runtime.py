@@ -112,14 +112,18 @@ def create_session(path: Any, options: dict[str, str], *, cache_context: bool = 
         session = ort.InferenceSession(str(path), sess_options=session_options,
                                        providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types (Fail, ...)
+        if written:  # a compiled graph of a refused session is never kept
+            written[0].unlink(missing_ok=True)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise QnnSessionError(f"onnxruntime could not create a {PROVIDER} session for "
                               f"{path} with {options.get('backend_path')}: {first[:300]}"
                               ) from exc
-    finally:
-        if written and written[0].is_file():
-            os.replace(*written)
     providers = list(session.get_providers())
+    if written and written[0].is_file():
+        if providers[:1] == [PROVIDER]:
+            os.replace(*written)
+        else:
+            written[0].unlink()
     if not providers or providers[0] != PROVIDER:
         raise QnnSessionError(f"onnxruntime created the session on "
                               f"{', '.join(providers) or 'no provider'} instead of {PROVIDER}; "
