@@ -27,16 +27,20 @@ $(STAMP): pyproject.toml $(wildcard core/pyproject.toml plugins/*/pyproject.toml
 # The main job on the embedded default: the compatibility matrix of every pipeline's example
 # models (tiny ones and the shipped MiniLM) on every detected backend, stored in DuckDB (the
 # user cache folder), then the reports (Markdown, JSON, HTML) in $(OUT). The converted-graph
-# backends measure one example per pipeline (tiny:gpt2 for text) with one timed call after
-# the cold one, since both run on the CPU in emulation: the web's providers, every job in one
-# shared browser (WebGPU runs on SwiftShader; a call of tiny Whisper takes it 8 s), and QNN's
-# HTP, which on x86_64 is Qualcomm's simulator of it (11 s for the same call).
+# backends, which run on this CPU in emulation, measure one example per pipeline (tiny:gpt2
+# for text) with one timed call after the cold one: the web's WebAssembly provider, every job
+# in one shared browser, and QNN's HTP, which on x86_64 is Qualcomm's simulator of it (11 s
+# for a call of tiny Whisper). WebGPU runs on SwiftShader, a software GPU that takes 3-8 s per
+# call of the other pipelines' examples: it measures the text example only (the other eight
+# take 5 more minutes: hwaccel matrix --backends web:webgpu $(CONVERTED)).
 CONVERTED := --models tiny:gpt2 --pipelines vision vision-text audio multimodal diffusion moe \
   state-space rag --iterations 1 --warmup 0 --min-seconds 0
 run: install
 	$(HWACCEL) detect
 	$(HWACCEL) matrix --tests-dir $(OUT)/tests --skip-backends web qnn
-	$(HWACCEL) matrix --tests-dir $(OUT)/tests --backends web $(CONVERTED)
+	$(HWACCEL) matrix --tests-dir $(OUT)/tests --backends web:wasm $(CONVERTED)
+	$(HWACCEL) matrix --tests-dir $(OUT)/tests --backends web:webgpu web:webnn --models tiny:gpt2 \
+	  --iterations 1 --warmup 0 --min-seconds 0
 	$(HWACCEL) matrix --tests-dir $(OUT)/tests --backends qnn $(CONVERTED)
 	$(HWACCEL) report --output-dir $(OUT)
 
