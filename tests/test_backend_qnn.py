@@ -457,6 +457,27 @@ def test_int8_on_a_device_that_does_not_declare_it_is_unsupported_not_a_float_ru
 # -- the HTP's batch-broadcast rewrite -------------------------------------------------------
 
 
+def rewritten_rows_on_the_htp(path: Path, feed: dict[str, object], *,
+                              relative: bool = False) -> list[float]:
+    """Each batch row's largest difference between the graph rewritten for the HTP, run on
+    the simulator, and the graph as written, run by ONNX Runtime's CPU provider (divided by
+    the largest expected value with ``relative``)."""
+    import numpy as np
+
+    from hwaccel_qnn.graph_fixes import prepared_for_htp
+    from hwaccel_qnn.runtime import provider_options
+
+    cpu = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    expected = cpu.run(None, feed)[0]
+    (htp,) = detect_qnn()
+    session = create_session(prepared_for_htp(path), provider_options(htp),
+                             cache_context=False)
+    got = session.run(None, feed)[0]
+    scale = float(np.abs(expected).max()) if relative else 1.0
+    return [float(np.abs(got[row] - expected[row]).max()) / scale
+            for row in range(len(expected))]
+
+
 def _add_then_layer_norm(path: Path, batch: int, computed: bool) -> dict[str, object]:
     """``LayerNorm(x[batch,16,32] + c[1,16,32])``, with ``c`` a constant or computed from an
     input (``Relu(c_in)``); returns a feed."""
@@ -517,20 +538,9 @@ def test_a_graph_of_one_row_is_left_as_exported(tmp_path):
 
 
 def test_every_row_agrees_on_the_htp_after_the_rewrite(tmp_path):
-    import numpy as np
-
-    from hwaccel_qnn.graph_fixes import prepared_for_htp
-    from hwaccel_qnn.runtime import provider_options
-
     path = tmp_path / "g.onnx"
     feed = _add_then_layer_norm(path, 2, computed=False)
-    cpu = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    expected = cpu.run(None, feed)[0]
-    (htp,) = detect_qnn()
-    session = create_session(prepared_for_htp(path), provider_options(htp),
-                             cache_context=False)
-    got = session.run(None, feed)[0]
-    assert [float(np.abs(got[row] - expected[row]).max()) for row in range(2)] < [1e-2] * 2
+    assert rewritten_rows_on_the_htp(path, feed) < [1e-2] * 2
 
 
 def _long_matmul(path: Path, batch: int, rows: int) -> dict[str, object]:
@@ -570,22 +580,9 @@ def test_only_the_long_products_the_htp_gets_wrong_get_a_batched_weight(tmp_path
 
 
 def test_every_row_of_a_long_product_agrees_on_the_htp_after_the_rewrite(tmp_path):
-    import numpy as np
-
-    from hwaccel_qnn.graph_fixes import prepared_for_htp
-    from hwaccel_qnn.runtime import provider_options
-
     path = tmp_path / "m.onnx"
     feed = _long_matmul(path, 2, 1500)
-    cpu = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    expected = cpu.run(None, feed)[0]
-    (htp,) = detect_qnn()
-    session = create_session(prepared_for_htp(path), provider_options(htp),
-                             cache_context=False)
-    got = session.run(None, feed)[0]
-    scale = float(np.abs(expected).max())
-    assert [float(np.abs(got[row] - expected[row]).max()) for row in range(2)] < \
-        [scale * 1e-2] * 2
+    assert rewritten_rows_on_the_htp(path, feed, relative=True) < [1e-2] * 2
 
 
 def test_a_refused_session_keeps_no_compiled_graph(tmp_path):
@@ -603,3 +600,39 @@ def test_a_refused_session_keeps_no_compiled_graph(tmp_path):
     with pytest.raises(QnnSessionError, match="fallback to CPU EP has been explicitly disabled"):
         create_session(path, provider_options(htp))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["partly.onnx"]
+
+
+def _mask_gather(path: Path) -> dict[str, object]:
+    """transformers' padding-mask gather: a ``[32, 1]`` table (two rows of 16 positions,
+    flattened) gathered with ``[2, 1, 1, 16]`` indices, a rank-5 output."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    indices = numpy_helper.from_array(
+        np.arange(32, dtype=np.int64).reshape(2, 1, 1, 16), "indices")
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "indices"], ["y"], axis=0)], "mask_gather",
+        [helper.make_tensor_value_info("table", TensorProto.FLOAT, [32, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1, 1, 16, 1])], [indices])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    table = np.ones((32, 1), np.float32)
+    table[16 + 11:] = 0.0  # the second text is 11 tokens long, the first 16
+    return {"table": table}
+
+
+def test_a_high_rank_gather_is_rewritten_with_flat_indices_and_keeps_its_result(tmp_path):
+    import numpy as np
+
+    from hwaccel_qnn.graph_fixes import flatten_gather_indices
+
+    path = tmp_path / "g.onnx"
+    feed = _mask_gather(path)
+    model = onnx.load(str(path))
+    assert flatten_gather_indices(model) == 1
+    assert [node.op_type for node in model.graph.node] == ["Gather", "Reshape"]
+    cpu = ["CPUExecutionProvider"]
+    before = onnxruntime.InferenceSession(str(path), providers=cpu).run(None, feed)[0]
+    after = onnxruntime.InferenceSession(model.SerializeToString(),
+                                         providers=cpu).run(None, feed)[0]
+    np.testing.assert_array_equal(after, before)
+    assert rewritten_rows_on_the_htp(path, feed) < [1e-3] * 2

@@ -70,6 +70,14 @@ def _graph_shapes(model: Any) -> tuple[dict[str, list[int | None]], dict[str, An
     return shapes, initializers, constants
 
 
+def _replace_nodes(model: Any, nodes: list[Any], rewritten: int) -> int:
+    """Make ``nodes`` the graph's nodes when a rewrite changed any; return ``rewritten``."""
+    if rewritten:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+    return rewritten
+
+
 def flatten_gather_indices(model: Any) -> int:
     """Rewrite every Gather with an output of rank :data:`HIGH_RANK` or more (and indices of
     rank 2 or more) as a Gather with flattened indices followed by a Reshape to its output
@@ -105,10 +113,7 @@ def flatten_gather_indices(model: Any) -> int:
         nodes.append(helper.make_node("Reshape", [f"{name}__flat", f"{name}__shape"], [name],
                                       name=f"{name}__shaped"))
         rewritten += 1
-    if rewritten:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-    return rewritten
+    return _replace_nodes(model, nodes, rewritten)
 
 
 def batch_matmul_weights(model: Any) -> int:
@@ -152,10 +157,7 @@ def batch_matmul_weights(model: Any) -> int:
         node.input[1] = batched
         nodes.append(node)
         rewritten += 1
-    if rewritten:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-    return rewritten
+    return _replace_nodes(model, nodes, rewritten)
 
 
 def materialize_batch_broadcast(model: Any) -> int:
@@ -206,10 +208,7 @@ def materialize_batch_broadcast(model: Any) -> int:
                 node.input[position] = batched
                 rewritten += 1
         nodes.append(node)
-    if rewritten:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-    return rewritten
+    return _replace_nodes(model, nodes, rewritten)
 
 
 def prepared_for_htp(path: Path) -> Path:
