@@ -297,7 +297,8 @@ def test_hwaccel_ray_node_starts_ray_with_the_detected_devices(tmp_path_factory)
         port = probe.getsockname()[1]
     (tmp_path / "ray").mkdir()
     env = {**os.environ, **RAY_ENV, "RAY_TMPDIR": str(tmp_path),
-           "HWACCEL_CACHE_DIR": str(tmp_path / "cache"), "HWACCEL_DISABLE_PLUGINS": "openvino,web"}
+           "HWACCEL_CACHE_DIR": str(tmp_path / "cache"),
+           "HWACCEL_DISABLE_PLUGINS": "openvino,web,qnn"}
     node = subprocess.Popen(
         [sys.executable, "-m", "hwaccel_ray.cli", "node", "--head", "--node-ip-address",
          "127.0.0.1", "--port", str(port), "--node-name", "solo-head", "--",
