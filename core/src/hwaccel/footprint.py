@@ -35,11 +35,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwaccel.models import WEIGHT_SUFFIXES
+
 #: bytes per element of each precision name hwaccel uses (and OpenVINO's element types)
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "f32": 4, "f16": 2}
 SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2,
                      "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
-WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
+# weight files other than safetensors, whose headers give exact tensor sizes
+OTHER_WEIGHT_SUFFIXES = tuple(s for s in WEIGHT_SUFFIXES if s != ".safetensors")
 _LAYERS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 _DECODER_LAYERS = ("decoder_layers", "num_decoder_layers")
 _HEADS = ("num_attention_heads", "n_head", "num_heads", "n_heads")
@@ -107,7 +110,8 @@ def checkpoint_of(folder: str | Path) -> Checkpoint | None:
     """
     root = Path(folder)
     tensors = sorted(root.rglob("*.safetensors"))
-    others = sorted(p for p in root.rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    others = sorted(p for p in root.rglob("*") if p.suffix in OTHER_WEIGHT_SUFFIXES
+                    and p.is_file())
     if not tensors and not others:
         return None
     parameters = 0

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel.failures import BACKEND, HARNESS, AttributedError
+from hwaccel.models import WEIGHT_SUFFIXES
 
 EXPORT_FORMAT = 2  # 2: the conversions of hwaccel.onnx_symbolics
 OPSET = 17
 CONSTANT_TYPES = (type(None), bool, int, float, str)
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 _KEYED_LIBRARIES = ("torch", "transformers", "diffusers", "onnx")
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from hwaccel.errors import UsageError
 from hwaccel.failures import NOT_RUN_CATEGORIES
+from hwaccel.simulators import simulated_latency
 from hwaccel.store import Store
 
 NOT_TESTED_CATEGORIES = frozenset(NOT_RUN_CATEGORIES)
@@ -234,7 +235,7 @@ def trends(history: list[dict[str, Any]], cells: list[dict[str, Any]]) -> list[d
     for row in history:
         if (row["model_id"], row["hardware"], row["device"]) in wanted:
             key = (row["model_id"], row["hardware"], row["device"], row["batch_size"],
-                   row["seq_len"], row["precision"], simulated_latency(row))
+                   row["seq_len"], row["precision"], simulated_latency(row["details"]))
             series[key].append({"run_id": row["run_id"], "timestamp": _iso(row["timestamp"]),
                                 "p50_ms": _number(row["p50_ms"])})
     out = []
@@ -326,17 +327,8 @@ def _cell(row: dict[str, Any]) -> dict[str, Any]:
         "category": row["error_category"] if status == "fail" else None,
         "source": row["source"], "node": row["node"], "run_id": row["run_id"],
         "timestamp": _iso(row["timestamp"]), "speedup_vs_cpu": None,
-        "latency_of": simulated_latency(row),
+        "latency_of": simulated_latency(row["details"]),
     }
-
-
-def simulated_latency(row: dict[str, Any]) -> str | None:
-    """What a row's latency was measured on when that is a simulator of its device
-    (:mod:`hwaccel.simulators`), else ``None``: such a latency is labelled as the
-    simulator's and never ranked or compared with a device's."""
-    from hwaccel.simulators import simulated_latency as of_details
-
-    return of_details(row.get("details"))
 
 
 def _timed(cell: dict[str, Any]) -> bool:

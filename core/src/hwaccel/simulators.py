@@ -1,5 +1,9 @@
 """Devices that are a vendor's simulator of the hardware, and latencies measured on one.
 
+hwaccel simulates nothing. Some vendors ship their own simulator of a device, which runs
+the vendor's real compiler and operators on the host CPU. This module names such a device
+and every latency measured on it as what they are.
+
 A backend may offer a device that runs the vendor's real compiler and operators in a
 simulator on the host (Qualcomm's HTP simulator inside ``onnxruntime-qnn`` on x86_64). What
 such a device says about compatibility and accuracy holds for the hardware; its latency is the
