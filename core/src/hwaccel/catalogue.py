@@ -86,19 +86,52 @@ def load_catalogue(plugins: Plugins) -> tuple[list[CatalogueEntry], list[HookErr
     return entries, errors
 
 
-def catalogue_entry(plugins: Plugins, model_id: str) -> CatalogueEntry | None:
-    """The catalogue entry of a hub id (case-insensitive), if a pipeline lists it."""
+def find_entry(entries: list[CatalogueEntry], model_id: str) -> CatalogueEntry | None:
+    """The entry of hub id ``model_id`` (case-insensitive) among ``entries``.
+
+    A bare name (no ``/``) that no entry has as its id is a legacy hub id from before the
+    hub moved such models under organisations (``bert-base-uncased`` is now
+    ``google-bert/bert-base-uncased``): it matches the entry whose id ends in ``/name``,
+    when exactly one does.
+
+    :raises ModelReferenceError: a bare name that several entries end in (the candidates
+        are named; none is picked).
+    """
     wanted = model_id.lower()
-    return next((e for e in load_catalogue(plugins)[0] if e.id.lower() == wanted), None)
+    exact = next((e for e in entries if e.id.lower() == wanted), None)
+    if exact is not None or "/" in wanted or not wanted:
+        return exact
+    renamed = [e for e in entries if e.id.lower().rsplit("/", 1)[-1] == wanted]
+    if len(renamed) > 1:
+        from hwaccel.errors import ModelReferenceError
+
+        raise ModelReferenceError(
+            f"{model_id!r} is ambiguous: the pipelines' catalogues list "
+            f"{', '.join(sorted(e.id for e in renamed))}; name one of them")
+    return renamed[0] if renamed else None
+
+
+def catalogue_entry(plugins: Plugins, model_id: str) -> CatalogueEntry | None:
+    """The catalogue entry of a hub id, or of a legacy bare name (see :func:`find_entry`),
+    if a pipeline lists it."""
+    return find_entry(load_catalogue(plugins)[0], model_id)
 
 
 def with_catalogue_config(ref: ModelRef, plugins: Plugins) -> ModelRef:
     """``ref`` itself, or for a hub id with no local files its catalogue entry's reference
-    (its published config), so that it can be classified from a config and estimated."""
+    (its published config), so that it can be classified from a config and estimated.
+    The reference keeps the name it was asked by (a legacy bare name stays as given); its
+    evidence names the catalogue id it resolved to.
+
+    :raises ModelReferenceError: a bare name that several catalogue ids end in.
+    """
     if ref.kind != "hub" or ref.config is not None:
         return ref
     entry = catalogue_entry(plugins, ref.spec)
     if entry is None:
         return ref
-    return dataclasses.replace(entry.ref(), spec=ref.spec, model_class=ref.model_class,
-                               tasks=ref.tasks)
+    found = entry.ref()
+    evidence = found.evidence if entry.id.lower() == ref.spec.lower() else \
+        f"{found.evidence}, as {entry.id!r} (the hub's current id of {ref.spec!r})"
+    return dataclasses.replace(found, spec=ref.spec, model_class=ref.model_class,
+                               tasks=ref.tasks, evidence=evidence)

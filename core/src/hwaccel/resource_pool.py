@@ -426,34 +426,50 @@ def pool_config(placements: list[tuple[str, dict[str, Any]]], estimator: Any) ->
     advised when that exceeds the free memory of the host (or of a device for the models
     placed on it).
 
+    A model whose peak is not known (no pipeline runs it, its config is not here, or its
+    device's runtime baseline is not measured) is never counted as 0: it is listed in
+    ``resource_requirements["unknown_models"]`` with the reason, the totals it would enter
+    (``max_memory_mb``, ``total_memory_mb``, its device's ``per_device_mb``) are ``None``,
+    ``known_*`` fields hold the sums over the models that are known (a lower bound), and
+    ``low_memory_mode`` is ``None`` (undecided) unless the known part alone exceeds the free
+    memory.
+
     :param placements: (model, result of ``classify_model``) pairs.
     """
     from hwaccel.resources import host_memory
 
     per_model = {}
+    unknown: dict[str, str] = {}
     resident: dict[str, float] = {}
     runtimes: dict[str, float] = {}
     activations: dict[str, float] = {}
     for model, result in placements:
         estimate = result.get("resource_estimate") or {}
-        device = estimate.get("device") or "cpu"
+        device = estimate.get("device") or None
+        known = estimate.get("peak_mb") is not None
         weights = (estimate.get("host_weights_mb") or 0.0) + \
             (estimate.get("extra_copies") or 0.0) * (estimate.get("weights_mb") or 0.0)
-        resident[device] = resident.get(device, 0.0) + weights
-        runtimes[device] = max(runtimes.get(device, 0.0), estimate.get("runtime_mb") or 0.0)
-        activations[device] = max(activations.get(device, 0.0),
-                                  (estimate.get("activations_mb") or 0.0)
-                                  + (estimate.get("kv_cache_mb") or 0.0))
+        if known:
+            resident[device] = resident.get(device, 0.0) + weights
+            runtimes[device] = max(runtimes.get(device, 0.0), estimate.get("runtime_mb") or 0.0)
+            activations[device] = max(activations.get(device, 0.0),
+                                      (estimate.get("activations_mb") or 0.0)
+                                      + (estimate.get("kv_cache_mb") or 0.0))
+        else:
+            unknown[model] = _unknown_reason(result)
         per_model[model] = {"family": result["family"], "device": device,
                             "recommended_hardware": result["recommended_hardware"],
                             "torch_device": result["torch_device"],
                             "peak_mb": estimate.get("peak_mb"),
-                            "resident_mb": round(weights, 1),
+                            "resident_mb": round(weights, 1) if known else None,
+                            "requirements_known": known,
                             "source": estimate.get("source")}
     totals = {d: runtimes[d] + resident[d] + activations[d] for d in resident}
     available, _ = host_memory(estimator.report)
-    total = max(runtimes.values(), default=0.0) + sum(resident.values()) + \
+    known_total = max(runtimes.values(), default=0.0) + sum(resident.values()) + \
         max(activations.values(), default=0.0)
+    known_max = max((e["peak_mb"] for e in per_model.values() if e["requirements_known"]),
+                    default=None)
     counts: dict[str, int] = {}
     for entry in per_model.values():
         if entry["recommended_hardware"]:
@@ -462,14 +478,28 @@ def pool_config(placements: list[tuple[str, dict[str, Any]]], estimator: Any) ->
     preferred = max(counts, key=lambda b: (counts[b], b)) if counts else None
     torch_device = next((e["torch_device"] for e in per_model.values()
                          if e["recommended_hardware"] == preferred), None)
-    low_memory = available is not None and total > available
+    exceeds = available is not None and known_total > available
+    low_memory = exceeds if not unknown or exceeds else None
+    free = f"{available:,.0f} MiB free" if available is not None else "free memory unknown"
+    if not unknown:
+        reason = f"the models together need {known_total:,.0f} MiB, {free}"
+    else:
+        missing = "; ".join(f"{m}: {why}" for m, why in unknown.items())
+        reason = (f"the memory of {len(unknown)} of {len(per_model)} models is unknown "
+                  f"({missing}), so the total is unknown"
+                  + (f"; the others alone need at least {known_total:,.0f} MiB, {free}"
+                     if totals else f"; {free}"))
+    unknown_devices = {per_model[m]["device"] for m in unknown}
     return {
         "models": per_model,
         "resource_requirements": {
-            "max_memory_mb": round(max((e["peak_mb"] or 0.0 for e in per_model.values()),
-                                       default=0.0), 1),
-            "total_memory_mb": round(total, 1),
-            "per_device_mb": {d: round(v, 1) for d, v in totals.items()},
+            "max_memory_mb": None if unknown else _round_or_none(known_max, 0.0),
+            "total_memory_mb": None if unknown else round(known_total, 1),
+            "per_device_mb": {**{d: round(v, 1) for d, v in totals.items()},
+                              **{d: None for d in unknown_devices if d is not None}},
+            "known_max_memory_mb": _round_or_none(known_max, None),
+            "known_total_memory_mb": round(known_total, 1) if totals else None,
+            "unknown_models": unknown,
             "available_memory_mb": round(available, 1) if available is not None else None},
         "hardware_recommendations": {"preferred_hardware": preferred,
                                      "torch_device": torch_device,
@@ -479,7 +509,18 @@ def pool_config(placements: list[tuple[str, dict[str, Any]]], estimator: Any) ->
             "low_memory_mode": low_memory,
             "memory_budget_mb": round(available, 1) if low_memory and available else None,
             "recommended_timeout_mins": _env_number(TIMEOUT_ENV),
-            "reason": (f"the models together need {total:,.0f} MiB, "
-                       + (f"{available:,.0f} MiB free" if available is not None
-                          else "free memory unknown"))},
+            "reason": reason},
     }
+
+
+def _round_or_none(value: float | None, empty: float | None) -> float | None:
+    return empty if value is None else round(value, 1)
+
+
+def _unknown_reason(result: dict[str, Any]) -> str:
+    """Why a classified model's memory is not known, in the estimator's own words."""
+    estimate = result.get("resource_estimate")
+    if estimate is None:
+        basis = (result.get("resource_requirements") or {}).get("basis") or []
+        return "; ".join(basis) or result.get("reason") or "not estimated"
+    return estimate.get("reason") or "no peak was estimated"
