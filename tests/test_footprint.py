@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from hwaccel.errors import ModelReferenceError
 from hwaccel.footprint import (
     checkpoint_of,
     count_tensors,
@@ -131,14 +132,19 @@ def test_the_shipped_minilm_checkpoint_is_read_from_its_safetensors_header(estim
     assert footprint.parameters == footprint.to_dict()["parameters"] > 22_000_000
 
 
-def test_weight_files_without_a_readable_header_count_by_size(tmp_path):
-    (tmp_path / "model.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{not")
+def test_a_broken_safetensors_header_is_one_line_and_other_formats_count_by_size(tmp_path):
     (tmp_path / "pytorch_model.bin").write_bytes(b"x" * 100)
     checkpoint = checkpoint_of(tmp_path)
-    assert checkpoint.parameters is None and checkpoint.bytes == 12 + 100
-    assert "unreadable" in checkpoint.source
+    assert (checkpoint.files, checkpoint.bytes, checkpoint.parameters) == (1, 100, None)
+    assert checkpoint.source == "file sizes"
+    # beside it a broken model.safetensors, the format transformers loads first
+    (tmp_path / "model.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00{not")
+    with pytest.raises(ModelReferenceError, match="model.safetensors is not a valid "
+                                                  "safetensors file") as caught:
+        checkpoint_of(tmp_path)
+    assert "\n" not in str(caught.value)
     assert checkpoint_of(tmp_path / "nothing") is None
-    with pytest.raises(ValueError, match="not JSON"):
+    with pytest.raises(ValueError, match="not a valid safetensors file"):
         read_safetensors_header(tmp_path / "model.safetensors")
 
 

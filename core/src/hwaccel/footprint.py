@@ -6,9 +6,10 @@
   with the precision a backend runs, integer buffers keep their own size. Each further use
   Tied word embeddings are counted once more apart: a converted graph (an ONNX export)
   stores the language-model head's transposed copy beside the embedding.
-* **The checkpoint** on disk, when the model's files are local: the tensors of every
-  ``*.safetensors`` file are read from its header (8 bytes of length, then JSON), other
-  weight files (``.bin``, ``.pt``) by their size.
+* **The checkpoint** on disk, when the model's files are local: the files transformers would
+  load, each once (:mod:`hwaccel.checkpoint_files`: one format, an index's shards); the
+  tensors of ``*.safetensors`` files are read from their headers (``safetensors.safe_open``),
+  other weight files (``.bin``, ``.pt``) count by their size.
 * **The KV cache** of generative models: per attention layer, keys and values of
   ``kv_heads x head_dim`` per token (for latent attention the compressed ``kv_lora_rank``
   plus the rotary part, once for all heads), for the sequence, or the sliding window (less
@@ -28,21 +29,16 @@ elsewhere (:mod:`hwaccel.calibration`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwaccel.models import WEIGHT_SUFFIXES
+from hwaccel.checkpoint_files import checkpoint_files, read_safetensors_header
+from hwaccel.errors import ModelReferenceError
 
 #: bytes per element of each precision name hwaccel uses (and OpenVINO's element types)
 DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "f32": 4, "f16": 2}
-SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2,
-                     "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
-# weight files other than safetensors, whose headers give exact tensor sizes
-OTHER_WEIGHT_SUFFIXES = tuple(s for s in WEIGHT_SUFFIXES if s != ".safetensors")
 _LAYERS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 _DECODER_LAYERS = ("decoder_layers", "num_decoder_layers")
 _HEADS = ("num_attention_heads", "n_head", "num_heads", "n_heads")
@@ -81,59 +77,35 @@ class Checkpoint:
                 "dtypes": list(self.dtypes), "source": self.source}
 
 
-def read_safetensors_header(path: Path) -> dict[str, Any]:
-    """Return the tensor table of a ``.safetensors`` file (name -> dtype, shape, offsets).
-
-    :raises ValueError: the file is not safetensors (too short, or the header is no JSON).
-    """
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) != 8:
-            raise ValueError(f"{path} is too short for a safetensors file")
-        (length,) = struct.unpack("<Q", head)
-        if length > 100 * 2**20:
-            raise ValueError(f"{path}: a safetensors header of {length} bytes is not plausible")
-        try:
-            header = json.loads(handle.read(length))
-        except ValueError:
-            raise ValueError(f"{path}: the safetensors header is not JSON") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{path}: the safetensors header is not a JSON object")
-    header.pop("__metadata__", None)
-    return header
-
-
 def checkpoint_of(folder: str | Path) -> Checkpoint | None:
-    """The weight files under ``folder`` (sub-folders too, as in a diffusers pipeline).
+    """The checkpoint in ``folder``: its weight files as
+    :func:`~hwaccel.checkpoint_files.checkpoint_files` chooses them (one format, an index's
+    shards once each), their bytes, and their tensors' elements when all are safetensors.
 
     ``None`` when the folder holds no weight file (a config alone).
+
+    :raises ModelReferenceError: a broken index or safetensors header (one line): the
+        checkpoint cannot be loaded as it is.
     """
-    root = Path(folder)
-    tensors = sorted(root.rglob("*.safetensors"))
-    others = sorted(p for p in root.rglob("*") if p.suffix in OTHER_WEIGHT_SUFFIXES
-                    and p.is_file())
-    if not tensors and not others:
+    files = checkpoint_files(folder)
+    if not files:
         return None
     parameters = 0
     dtypes: set[str] = set()
-    unreadable = False
+    tensors = [p for p in files if p.suffix == ".safetensors"]
     for path in tensors:
         try:
             header = read_safetensors_header(path)
-        except (OSError, ValueError):
-            unreadable = True
-            continue
+        except ValueError as exc:
+            raise ModelReferenceError(f"unusable checkpoint: {exc}") from None
         for entry in header.values():
-            parameters += math.prod(entry.get("shape") or [1])
-            dtypes.add(str(entry.get("dtype")))
-    size = sum(p.stat().st_size for p in (*tensors, *others))
-    exact = bool(tensors) and not others and not unreadable
-    source = ("safetensors headers" if exact
-              else "file sizes" + (" (a safetensors header was unreadable)" if unreadable
-                                   else ""))
-    return Checkpoint(files=len(tensors) + len(others), bytes=size,
+            parameters += math.prod(entry["shape"])
+            dtypes.add(entry["dtype"])
+    exact = len(tensors) == len(files)
+    return Checkpoint(files=len(files), bytes=sum(p.stat().st_size for p in files),
                       parameters=parameters if exact else None,
-                      dtypes=tuple(sorted(dtypes)), source=source)
+                      dtypes=tuple(sorted(dtypes)),
+                      source="safetensors headers" if exact else "file sizes")
 
 
 @dataclass(frozen=True)

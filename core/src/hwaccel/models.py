@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hwaccel import paths
+from hwaccel import hub_cache, paths
 from hwaccel.errors import ModelReferenceError
 
 if TYPE_CHECKING:
@@ -132,10 +132,13 @@ def holds_weights(folder: str | Path) -> bool:
 
 
 def not_cached_message(spec: str) -> str:
-    """The one-line error for a hub id that is not in the local cache."""
-    return (f"model {spec!r} is not in the local Hugging Face cache ({paths.hf_hub_cache()}); "
-            "hwaccel never downloads models: fetch it with `hf download` first, or use "
-            "tiny:<model_type>")
+    """The one-line error for a hub id that is not in the local cache (or whose cached copy
+    is refused: the reason is named)."""
+    found = hub_cache.find_snapshot(spec, CONFIG_FILES)
+    refused = f" ({found.detail})" if found.refused else ""
+    return (f"model {spec!r} is not in the local Hugging Face cache ({paths.hf_hub_cache()})"
+            f"{refused}; hwaccel never downloads models: fetch it with `hf download` first, "
+            "or use tiny:<model_type>")
 
 
 CONFIG_FILES = ("config.json", "model_index.json")
@@ -182,36 +185,17 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 
 def cached_snapshot(hub_id: str) -> Path | None:
-    """Return the cached snapshot folder of a hub model that holds a config, if any."""
-    repo = paths.hf_hub_cache() / ("models--" + hub_id.replace("/", "--"))
-    snapshots = repo / "snapshots"
-    if not snapshots.is_dir():
-        return None
-    ref = repo / "refs" / "main"
-    if ref.is_file():
-        candidate = snapshots / ref.read_text(encoding="utf-8").strip()
-        if _has_config(candidate):
-            return candidate
-    with_config = sorted((p for p in snapshots.iterdir() if _has_config(p)),
-                         key=lambda p: p.stat().st_mtime, reverse=True)
-    return with_config[0] if with_config else None
+    """Return the cached snapshot folder of a hub model that holds a config, if any: the one
+    ``refs/main`` names, found through huggingface_hub and contained in the cache folder
+    (:func:`hwaccel.hub_cache.find_snapshot`)."""
+    return hub_cache.find_snapshot(hub_id, CONFIG_FILES).snapshot
 
 
 def cached_models() -> list[str]:
-    """The hub ids of the local Hugging Face cache whose snapshot holds a config."""
-    root = paths.hf_hub_cache()
-    if not root.is_dir():
-        return []
-    found = []
-    for repo in sorted(root.glob("models--*")):
-        hub_id = repo.name[len("models--"):].replace("--", "/")
-        if _HUB_ID.match(hub_id) and cached_snapshot(hub_id) is not None:
-            found.append(hub_id)
-    return found
-
-
-def _has_config(folder: Path) -> bool:
-    return any((folder / name).is_file() for name in CONFIG_FILES)
+    """The hub ids of the local Hugging Face cache whose snapshot holds a config: the model
+    repositories huggingface_hub's scan finds intact, whose snapshot resolves in the cache."""
+    return [hub_id for hub_id in hub_cache.cached_repo_ids()
+            if _HUB_ID.match(hub_id) and cached_snapshot(hub_id) is not None]
 
 
 def _folder_ref(spec: str, kind: str, folder: Path, signal: str, evidence: str,
@@ -308,9 +292,8 @@ def resolve_model(spec: str, *, model_class: str | None = None,
             f"not a model reference: {spec!r} (expected org/name, a folder with config.json, "
             f"tiny:<model_type>, rag:<retriever>+<generator> or one of: "
             f"{', '.join(sorted(ALIASES))})")
-    snapshot = cached_snapshot(spec)
-    if snapshot is not None:
-        return _folder_ref(spec, "hub", snapshot, "hf-cache",
-                           f"config.json in the Hugging Face cache ({snapshot})", **hints)
+    cached = hub_cache.find_snapshot(spec, CONFIG_FILES)
+    if cached.snapshot is not None:
+        return _folder_ref(spec, "hub", cached.snapshot, "hf-cache", cached.detail, **hints)
     return ModelRef(spec=spec, kind="hub", signal="none",
-                    evidence="not in the local Hugging Face cache", **hints)
+                    evidence=f"not in the local Hugging Face cache: {cached.detail}", **hints)

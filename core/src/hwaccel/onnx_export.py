@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hwaccel.checkpoint_files import checkpoint_files
 from hwaccel.failures import BACKEND, HARNESS, AttributedError
-from hwaccel.models import WEIGHT_SUFFIXES
 
 EXPORT_FORMAT = 2  # 2: the conversions of hwaccel.onnx_symbolics
 OPSET = 17
@@ -320,11 +320,12 @@ def config_digest(model: Any) -> str:
 
 
 def weights_fingerprint(weights_dir: str | os.PathLike[str] | None) -> list[list[Any]]:
-    """Name, size and modification time of each weight file in a model folder."""
+    """Name, size and modification time of each file of a model folder's checkpoint (the
+    files :func:`~hwaccel.checkpoint_files.checkpoint_files` chooses, which are loaded)."""
     if not weights_dir:
         return []
     folder = Path(weights_dir)
-    files = sorted(p for p in folder.rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file())
+    files = checkpoint_files(folder)
     return [[str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns]
             for p in files]
 

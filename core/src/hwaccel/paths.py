@@ -26,8 +26,20 @@ def default_db_path() -> Path:
 
 
 def hf_hub_cache() -> Path:
-    """Return the Hugging Face hub cache folder, honouring ``HF_HUB_CACHE`` and ``HF_HOME``."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(Path.home(), ".cache", "huggingface")
-    return Path(home).expanduser() / "hub"
+    """Return the Hugging Face hub cache folder, read from the environment now, in
+    huggingface_hub's precedence: ``HF_HUB_CACHE``, ``HUGGINGFACE_HUB_CACHE``, ``HF_HOME``/hub,
+    ``XDG_CACHE_HOME``/huggingface/hub, ``~/.cache/huggingface/hub``.
+
+    huggingface_hub computes the same folder once, when it is imported
+    (``huggingface_hub.constants.HF_HUB_CACHE``); hwaccel reads it per call so that a
+    variable set later counts. An empty variable counts as unset.
+    """
+    def expand(value: str) -> str:
+        return os.path.expandvars(os.path.expanduser(value))
+
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "huggingface")
+    hub = (os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+           or os.path.join(expand(home), "hub"))
+    return Path(expand(hub))

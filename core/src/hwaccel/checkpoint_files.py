@@ -1,0 +1,103 @@
+"""Which weight files make up a model folder's checkpoint, each counted once.
+
+A folder often holds one checkpoint several times: shards and a ``consolidated.safetensors``,
+``model.safetensors`` beside ``pytorch_model.bin``, ``tf_model.h5`` and
+``flax_model.msgpack``. As transformers loads it, one format counts, the first of
+:data:`hwaccel.models.WEIGHT_SUFFIXES` the folder holds (safetensors first); when that
+format has an index (``model.safetensors.index.json``, ``pytorch_model.bin.index.json``),
+the shards its ``weight_map`` names count, once each, and nothing else.
+
+The weights are in the folder itself, or (a diffusers pipeline, whose folder holds none) in
+its component subfolders, each chosen alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hwaccel.errors import ModelReferenceError
+from hwaccel.models import WEIGHT_SUFFIXES
+
+
+def checkpoint_files(folder: str | Path) -> list[Path]:
+    """The weight files of the checkpoint in ``folder``, sorted; empty when it holds none.
+
+    :raises ModelReferenceError: an index is not valid JSON, or names a shard outside the
+        folder or missing from it (one line).
+    """
+    root = Path(folder)
+    chosen = _folder_files(root)
+    if chosen:
+        return chosen
+    return [path for sub in _subfolders(root) for path in _folder_files(sub)]
+
+
+def read_safetensors_header(path: Path) -> dict[str, dict[str, Any]]:
+    """The tensors of a ``.safetensors`` file: name -> ``{"dtype", "shape"}``, read with
+    ``safetensors.safe_open`` (the header only; no tensor is loaded).
+
+    :raises ValueError: the file is not a valid safetensors file (the reason in one line).
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            return {name: {"dtype": handle.get_slice(name).get_dtype(),
+                           "shape": list(handle.get_slice(name).get_shape())}
+                    for name in handle.keys()}
+    except (SafetensorError, OSError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ValueError(f"{path} is not a valid safetensors file: {reason}") from None
+
+
+def _subfolders(root: Path) -> list[Path]:
+    try:
+        return sorted(entry for entry in root.iterdir() if entry.is_dir())
+    except OSError:
+        return []
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """The checkpoint files directly in ``folder``: one format, its index's shards if any."""
+    try:
+        files = [entry for entry in folder.iterdir() if entry.is_file()]
+    except OSError:
+        return []
+    for suffix in WEIGHT_SUFFIXES:
+        weights = sorted(p for p in files if p.suffix == suffix)
+        if not weights:
+            continue
+        indexes = sorted(p for p in files if p.name.endswith(f"{suffix}.index.json"))
+        if not indexes:
+            return weights
+        return sorted({shard for index in indexes for shard in _shards(index, folder)})
+    return []
+
+
+def _shards(index: Path, folder: Path) -> list[Path]:
+    """The shard files an index's ``weight_map`` names, each checked to be in ``folder``."""
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelReferenceError(f"malformed checkpoint index {index}: "
+                                  f"{' '.join(str(exc).split())}") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(
+            isinstance(v, str) for v in weight_map.values()):
+        raise ModelReferenceError(f"malformed checkpoint index {index}: weight_map must map "
+                                  "tensor names to shard file names")
+    shards = []
+    for name in sorted(set(weight_map.values())):
+        relative = os.path.normpath(name)
+        if os.path.isabs(relative) or relative.split(os.sep)[0] == os.pardir:
+            raise ModelReferenceError(f"malformed checkpoint index {index}: shard {name!r} "
+                                      "lies outside its folder")
+        shard = folder / relative
+        if not shard.is_file():
+            raise ModelReferenceError(f"incomplete checkpoint in {folder}: {index.name} names "
+                                      f"{name!r}, which is missing")
+        shards.append(shard)
+    return shards

@@ -1,0 +1,135 @@
+"""Models in the local Hugging Face hub cache, found through ``huggingface_hub``.
+
+The cache folder follows huggingface_hub's own precedence (:func:`hwaccel.paths.hf_hub_cache`),
+read when asked rather than when huggingface_hub was imported. ``refs/main`` names the
+snapshot of a repository; huggingface_hub locates files in it (``try_to_load_from_cache``)
+and lists the cached repositories (``scan_cache_dir``). What it finds is used only when it
+lies inside the cache folder: a ref that names anything but a snapshot (``/etc``, ``../x``),
+or a snapshot whose files link out of the cache, is refused, never followed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hwaccel import paths
+
+REF = "main"
+
+
+@dataclass(frozen=True)
+class CachedSnapshot:
+    """Where a hub id's snapshot is in the cache (``detail`` names the file found), or why
+    none is used (``detail`` says why; ``refused`` when the cache holds one that escapes)."""
+
+    snapshot: Path | None
+    detail: str
+    refused: bool = False
+
+
+def repo_folder(hub_id: str, cache: Path) -> Path:
+    """The cache's folder of a model repository (``models--org--name``)."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    return cache / repo_folder_name(repo_id=hub_id, repo_type="model")
+
+
+def find_snapshot(hub_id: str, wanted: tuple[str, ...]) -> CachedSnapshot:
+    """The snapshot of ``hub_id`` that ``refs/main`` names (without a ref, the newest one)
+    holding one of the ``wanted`` files, contained in the cache folder.
+
+    Never raises: an absent or unreadable cache, a hostile ref or a snapshot linking out of
+    the cache gives ``snapshot=None`` and a one-line ``detail``.
+    """
+    cache = paths.hf_hub_cache()
+    repo = repo_folder(hub_id, cache)
+    snapshots = repo / "snapshots"
+    try:
+        names = sorted(entry.name for entry in snapshots.iterdir())
+    except OSError:
+        return CachedSnapshot(None, f"{hub_id} has no snapshot in {cache}")
+    ref_file = repo / "refs" / REF
+    try:
+        ref = ref_file.read_text(encoding="utf-8").strip() if ref_file.is_file() else None
+    except (OSError, UnicodeDecodeError):
+        return CachedSnapshot(None, f"{ref_file} is unreadable")
+    if ref is not None and not _plain_name(ref):
+        return CachedSnapshot(None, f"{ref_file} names {ref[:80]!r}, not a snapshot folder "
+                                    "of the cache: refused", refused=True)
+    if ref in names:
+        candidates = [ref]
+    else:  # no ref, or a ref to a commit not downloaded: the newest snapshot
+        candidates = sorted(names, key=lambda n: _mtime(snapshots / n), reverse=True)
+    for revision in candidates:
+        found = _cached_file(hub_id, revision, wanted, cache)
+        if found is None:
+            continue
+        snapshot = snapshots / revision
+        escape = _escape(snapshot, cache)
+        if escape is not None:
+            return CachedSnapshot(None, f"{escape} in the cached snapshot of {hub_id} lies "
+                                        f"outside the cache {cache}: refused", refused=True)
+        return CachedSnapshot(snapshot, f"{found.name} in the Hugging Face cache ({snapshot})")
+    return CachedSnapshot(None, f"no snapshot of {hub_id} in {cache} holds "
+                                f"{' or '.join(wanted)}")
+
+
+def cached_repo_ids() -> list[str]:
+    """The model repositories huggingface_hub's scan of the cache finds intact, sorted.
+
+    Repositories it reports corrupted are left out; an absent or unreadable cache folder
+    gives an empty list.
+    """
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        info = scan_cache_dir(paths.hf_hub_cache())
+    except (CacheNotFound, OSError, ValueError):  # ValueError: a file, or a binary ref
+        return []
+    return sorted(repo.repo_id for repo in info.repos if repo.repo_type == "model")
+
+
+def _plain_name(ref: str) -> bool:
+    """Whether a ref's content can only name a folder directly under ``snapshots``."""
+    return bool(ref) and ref not in (".", "..") and not any(c in ref for c in "/\\\0:")
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _cached_file(hub_id: str, revision: str, wanted: tuple[str, ...],
+                 cache: Path) -> Path | None:
+    """The first of ``wanted`` that huggingface_hub finds in the snapshot ``revision``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in wanted:
+        try:
+            found = try_to_load_from_cache(hub_id, name, cache_dir=cache, revision=revision)
+        except ValueError:  # an id huggingface_hub rejects (``a--b``, ``a..b``)
+            return None
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def _escape(snapshot: Path, cache: Path) -> Path | None:
+    """The first path of ``snapshot`` (itself included) that resolves outside ``cache``."""
+    try:
+        root = cache.resolve()
+        if not snapshot.resolve().is_relative_to(root):
+            return snapshot
+        for folder, dirs, files in os.walk(snapshot):
+            for name in (*dirs, *files):
+                path = Path(folder, name)
+                if not path.resolve().is_relative_to(root):
+                    return path
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop
+        return snapshot
+    return None
