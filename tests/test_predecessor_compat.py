@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+
 import pytest
 
-from conftest import cpu_record, detection_of, record_result
+from conftest import (
+    cpu_record,
+    detection_of,
+    hardware_rows,
+    make_plugin_dist,
+    pythonpath_env,
+    record_result,
+    run_cli,
+)
 from hwaccel.catalogue import CatalogueEntry, find_entry
-from hwaccel.errors import ModelReferenceError
+from hwaccel.errors import ModelReferenceError, UsageError
 from hwaccel.hardware_model_integration import HardwareAwareModelClassifier
 from hwaccel.resources import Estimator
 
@@ -80,3 +93,115 @@ def test_known_models_still_get_their_total(pool_classifier):
     needs = config["resource_requirements"]
     assert needs["total_memory_mb"] >= 300.0 and needs["unknown_models"] == {}
     assert config["resource_pool_config"]["low_memory_mode"] is False
+
+
+# ---- generated files: --device, --all-hardware, --save ------------------------------------
+
+CPU_LIKE_BACKENDS = '''
+    from hwaccel import HardwareInfo, TemplatePart, hookimpl
+
+    SNIPPETS = {
+        "imports": "import torch",
+        "availability": 'DEVICE = "cpu"\\n\\n\\ndef unavailable_reason():\\n    return None',
+        "placement": ("def place_model(m):\\n    return m\\n\\n\\n"
+                      "def place_inputs(i):\\n    return i"),
+        "synchronize": "def synchronize():\\n    pass",
+        "cleanup": "def release(m):\\n    pass",
+        "tolerance": "ATOL = 1e-5\\nRTOL = 1e-4",
+    }
+
+    @hookimpl
+    def hwaccel_detect():
+        return [HardwareInfo(backend="acme", device="acme:0", name="Acme", available=True),
+                HardwareInfo(backend="bare", device="bare:0", name="Bare", available=True)]
+
+    @hookimpl
+    def hwaccel_template(backend):
+        if backend != "acme":
+            return None
+        return TemplatePart(owner="backend", name="acme", snippets=SNIPPETS)
+'''
+
+
+def test_device_names_a_backend_or_one_of_its_devices():
+    from hwaccel.generated_run import all_hardware, device_target
+    from hwaccel.types import HardwareInfo
+
+    web = [HardwareInfo(backend="web", device="webgpu", name="WebGPU", available=True),
+           HardwareInfo(backend="web", device="webnn", name="WebNN", available=False,
+                        reason="WebNN is not supported on this platform")]
+    cuda = HardwareInfo(backend="cuda", device="cuda", name="NVIDIA", available=False,
+                        reason="no CUDA")
+    report = detection_of(cpu_record(), cuda, *web)
+    assert device_target(report, "CPU").hardware.device == "cpu"
+    assert device_target(report, "web").hardware.device == "webgpu"  # first available
+    webnn = device_target(report, "webnn")
+    assert (webnn.backend, webnn.skip_category) == ("web", "unavailable")
+    assert "not supported on this platform" in webnn.skip_reason
+    assert device_target(report, "cuda").skip_reason == "cuda: absent — no CUDA"
+    with pytest.raises(UsageError, match="unknown device 'tpu': detection knows cpu, cuda"):
+        device_target(report, "tpu")
+    targets = all_hardware(report)
+    assert [(t.backend, t.skip_category) for t in targets] == [
+        ("cpu", None), ("cuda", "unavailable"), ("web", None)]
+
+
+@pytest.fixture(scope="module")
+def generated_bert(tmp_path_factory):
+    """tiny:bert's generated CPU test file, as ``hwaccel generate`` writes it."""
+    out = tmp_path_factory.mktemp("generated")
+    proc = run_cli("generate", "tiny:bert", "--backend", "cpu", "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    (path,) = out.glob("test_*.py")
+    return path
+
+
+def _run_file(path, *args, env=None):
+    return subprocess.run([sys.executable, str(path), *args], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.slow
+def test_a_generated_file_runs_on_the_device_it_is_told(generated_bert):
+    proc = _run_file(generated_bert, "--device", "cpu")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^cpu: passed \(3 passed, ", proc.stdout, re.MULTILINE), proc.stdout
+
+
+def test_an_unknown_device_is_one_line_and_exit_2(generated_bert):
+    proc = _run_file(generated_bert, "--device", "tpu")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("hwaccel: error: unknown device 'tpu'")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_db_without_save_is_a_usage_error(generated_bert, tmp_path):
+    proc = _run_file(generated_bert, "--db", str(tmp_path / "h.duckdb"))
+    assert proc.returncode == 2 and proc.stderr.startswith("hwaccel: error: --db ")
+    assert not (tmp_path / "h.duckdb").exists()
+
+
+@pytest.mark.slow
+def test_all_hardware_runs_each_detected_backend_with_snippets_and_saves(generated_bert,
+                                                                         tmp_path):
+    root = make_plugin_dist(tmp_path / "plugin", "hwaccel-test-acme",
+                            {"acme": "hwaccel_test_acme"},
+                            {"hwaccel_test_acme.py": CPU_LIKE_BACKENDS})
+    db = tmp_path / "history.duckdb"
+    env = {**pythonpath_env(root), "HWACCEL_DISABLE_PLUGINS": "openvino,qnn,web"}
+    proc = _run_file(generated_bert, "--all-hardware", "--save", "--db", str(db), env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line)
+    assert lines["cpu"].startswith("passed (3 passed")
+    assert lines["acme"].startswith("passed (3 passed")  # rendered from acme's snippets
+    assert lines["bare"].startswith("skipped: no test snippets for this model: ")
+    assert lines["cuda"].startswith("skipped: cuda: absent — ")
+    rows = {row["hardware"]: row for row in hardware_rows(db)}
+    assert set(rows) == {"cpu", "acme", "bare", "cuda", "mps", "rocm"}
+    assert {r["model_id"] for r in rows.values()} == {"tiny:bert"}
+    assert {r["source"] for r in rows.values()} == {"generated-test"}
+    assert rows["cpu"]["success"] and rows["cpu"]["test_status"] == "passed"
+    assert rows["acme"]["success"] and rows["acme"]["device"] == "acme:0"
+    assert (rows["bare"]["success"], rows["bare"]["error_category"]) == (False, "unsupported")
+    assert (rows["cuda"]["success"], rows["cuda"]["error_category"]) == (False, "unavailable")
+    assert len({r["run_id"] for r in rows.values()}) == 1

@@ -4,6 +4,9 @@ Plugins import what they need from here::
 
     from hwaccel import hookimpl, HardwareInfo, Classification, ModelRef, TemplatePart
 
+The predecessor's platform names are here too (``from hwaccel import CUDA, CPU, MPS,
+OPENVINO, ROCM, QNN, WEBNN, WEBGPU``): backend names, and the web backend's two providers.
+
 Importing this package is cheap: no plugin is loaded and no heavy library is imported until a
 function needs it.
 """
@@ -13,6 +16,15 @@ from __future__ import annotations
 from typing import Any
 
 from hwaccel.devices import (
+    CPU,
+    CUDA,
+    MPS,
+    OPENVINO,
+    QNN,
+    ROCM,
+    WEB,
+    WEBGPU,
+    WEBNN,
     DeviceChoice,
     HardwareDetector,
     get_torch_device_with_priority,
@@ -30,6 +42,15 @@ from hwaccel.types import (
 )
 
 __all__ = [
+    "CPU",
+    "CUDA",
+    "MPS",
+    "OPENVINO",
+    "QNN",
+    "ROCM",
+    "WEB",
+    "WEBGPU",
+    "WEBNN",
     "BenchmarkRequest",
     "BenchmarkResult",
     "BenchmarkSettings",

@@ -65,6 +65,10 @@ MPS = "mps"
 OPENVINO = "openvino"
 QNN = "qnn"
 WEB = "web"
+# The web backend's providers, the predecessor's WebNN and WebGPU platforms: device names of
+# backend ``web`` (``HWACCEL_DEVICE=webnn`` runs its generated tests on that provider).
+WEBNN = "webnn"
+WEBGPU = "webgpu"
 
 DEFAULT_PRIORITY: tuple[str, ...] = (CUDA, ROCM, MPS, OPENVINO, CPU)
 """CUDA / ROCm / MPS, then OpenVINO, then the CPU."""
