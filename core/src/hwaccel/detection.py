@@ -1,16 +1,22 @@
 """Hardware detection through the backend plugins, cached on disk.
 
 Detection can take seconds (py-cpuinfo, importing torch, starting a browser), so its answer
-is cached in the hwaccel cache folder. The cache is used only while the same plugins at the
-same versions are loaded; ``refresh=True`` (``hwaccel detect --refresh``) always re-detects.
-A corrupt cache file is ignored and rewritten.
+is cached in the hwaccel cache folder. The cache is used only while it is younger than
+:data:`CACHE_MAX_AGE_S` (an hour), the same plugins at the same versions are loaded, the
+same distributions are installed (installing ``nvidia-ml-py`` or upgrading ``openvino``
+re-detects) and the same ``*_VISIBLE_DEVICES`` and detection settings are set;
+``refresh=True`` (``hwaccel detect --refresh``) always re-detects. Free memory is not taken
+from the cache: a device that shares the host's memory (the CPU, OpenVINO's CPU, unified
+memory) has it read again on every load. A corrupt cache file is ignored and rewritten.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +24,12 @@ from hwaccel import jsoncache, paths
 from hwaccel.plugins import HookError, Plugins
 from hwaccel.types import HardwareInfo
 
-_FORMAT = 3  # 2: HardwareInfo.converted_weights; 3: converted_unties_weights
+_FORMAT = 4  # 2: converted_weights; 3: converted_unties_weights; 4: installed, expiry
+CACHE_MAX_AGE_S = 3600  # a cached detection older than this is redone
+# The variables that choose which devices a runtime sees: every NAME_VISIBLE_DEVICES
+# (CUDA, HIP, ROCR, ...) and Intel Level Zero's mask.
+_DEVICE_SELECTION_SUFFIX = "_VISIBLE_DEVICES"
+_DEVICE_SELECTION = frozenset({"ZE_AFFINITY_MASK"})
 # Settings that choose where results go or how plugins load, not what detection finds (the
 # loaded plugins are part of the key already).
 _NOT_DETECTION_SETTINGS = frozenset({
@@ -68,54 +79,77 @@ def cache_file() -> Path:
 
 
 def _cache_key(plugins: Plugins) -> list[Any]:
-    """The loaded plugins and versions, the versions of what their distributions require
-    (installing ``onnxruntime-qnn`` for ``hwaccel-qnn``), and the ``HWACCEL_*`` settings that
-    steer detection (``HWACCEL_CHROMIUM``, ``HWACCEL_QNN_BACKEND_PATH``, ...): changing any
-    re-detects."""
+    """The loaded plugins and versions, every installed distribution (a plugin may probe for
+    one it does not require, as hwaccel-cuda does for ``nvidia-ml-py``), the
+    ``*_VISIBLE_DEVICES`` variables and the ``HWACCEL_*`` settings that steer detection
+    (``HWACCEL_CHROMIUM``, ``HWACCEL_QNN_BACKEND_PATH``, ...): changing any re-detects."""
     settings = sorted([k, v] for k, v in os.environ.items()
-                      if k.startswith("HWACCEL_") and k not in _NOT_DETECTION_SETTINGS)
-    loaded = plugins.loaded()
-    required = sorted({name for record in loaded for name in _requirements(record.distribution)})
-    return sorted([r.name, r.version] for r in loaded) + [
-        ["requires", *([name, _version(name)] for name in required)], ["env", *settings]]
+                      if (k.startswith("HWACCEL_") and k not in _NOT_DETECTION_SETTINGS)
+                      or k.endswith(_DEVICE_SELECTION_SUFFIX) or k in _DEVICE_SELECTION)
+    installed = hashlib.sha256("\n".join(_installed_distributions()).encode()).hexdigest()
+    return sorted([r.name, r.version] for r in plugins.loaded()) + [
+        ["installed", installed], ["env", *settings]]
 
 
-def _requirements(distribution: str | None) -> list[str]:
-    """The names of the distributions ``distribution`` requires (extras' ones included)."""
-    import importlib.metadata
-    import re
+def _installed_distributions() -> list[str]:
+    """The installed distributions with their versions: the ``*.dist-info`` and
+    ``*.egg-info`` entries of the ``site-packages`` folders on ``sys.path``, sorted.
 
+    Listing folders takes milliseconds where reading every distribution's metadata takes
+    tenths of a second; an entry's name carries the distribution's version.
+    """
+    found: set[str] = set()
+    for entry in sys.path:
+        if Path(entry).name not in ("site-packages", "dist-packages"):
+            continue
+        try:
+            found.update(name for name in os.listdir(entry)
+                         if name.endswith((".dist-info", ".egg-info")))
+        except OSError:
+            continue
+    return sorted(found)
+
+
+def _age_seconds(timestamp: str) -> float | None:
+    """Seconds since ``timestamp`` (ISO 8601 with a zone), ``None`` when unreadable."""
     try:
-        requires = importlib.metadata.requires(distribution) if distribution else None
-    except importlib.metadata.PackageNotFoundError:
-        return []
-    return [re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0]
-            for requirement in requires or []]
-
-
-def _version(distribution: str) -> str | None:
-    """The installed version of a distribution, ``None`` when it is not installed."""
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
+        then = dt.datetime.fromisoformat(timestamp)
+    except (TypeError, ValueError):
         return None
+    if then.tzinfo is None:
+        return None
+    return (dt.datetime.now(dt.timezone.utc) - then).total_seconds()
+
+
+def _with_live_host_memory(hardware: list[HardwareInfo]) -> list[HardwareInfo]:
+    """``hardware`` with the host's free memory read now on each device whose memory is
+    the host's (its total equals the host's total: the CPU, OpenVINO's CPU device, unified
+    memory); other devices keep the free memory of the detection."""
+    import psutil
+
+    memory = psutil.virtual_memory()
+    return [replace(h, memory_available_bytes=memory.available)
+            if h.memory_total_bytes == memory.total and h.memory_available_bytes is not None
+            else h for h in hardware]
 
 
 def detect(plugins: Plugins, *, refresh: bool = False,
            path: Path | None = None) -> DetectionReport:
-    """Return the hardware of every loaded backend plugin, from the cache unless stale.
+    """Return the hardware of every loaded backend plugin, from the cache unless stale
+    (older than :data:`CACHE_MAX_AGE_S`, or another key: see :func:`_cache_key`).
 
     :param path: the cache file (default :func:`cache_file`).
     """
     path = Path(path).expanduser() if path is not None else cache_file()
     key = _cache_key(plugins)
     data = None if refresh else jsoncache.read(path)
-    if isinstance(data, dict) and data.get("format") == _FORMAT and data.get("key") == key:
+    age = _age_seconds(data.get("timestamp")) if isinstance(data, dict) else None
+    if (isinstance(data, dict) and data.get("format") == _FORMAT and data.get("key") == key
+            and age is not None and 0 <= age < CACHE_MAX_AGE_S):
         try:
             return DetectionReport(
-                hardware=[HardwareInfo.from_dict(h) for h in data["hardware"]],
+                hardware=_with_live_host_memory(
+                    [HardwareInfo.from_dict(h) for h in data["hardware"]]),
                 errors=[HookError(**e) for e in data["errors"]], cached=True,
                 timestamp=data["timestamp"], cache_file=str(path))
         except (KeyError, TypeError):
