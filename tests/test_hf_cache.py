@@ -163,12 +163,14 @@ def test_an_absent_or_unusable_cache_lists_nothing(hub, setup):
     assert resolve_model("org/name").path is None
 
 
-def test_an_undecodable_ref_is_not_cached(hub):
+def test_an_undecodable_ref_is_not_cached_and_hides_no_other_model(hub):
+    """huggingface_hub's scan stops at a ref that is not text; the other models still list."""
     cache_repo(hub, "org/name", {"config.json": CONFIG}, ref=None)
     (hub / "models--org--name" / "refs").mkdir()
     (hub / "models--org--name" / "refs" / "main").write_bytes(b"\xff\xfe\x00")
+    cache_repo(hub, "org/fine", {"config.json": CONFIG})
     assert resolve_model("org/name").path is None
-    assert cached_models() == []
+    assert cached_models() == ["org/fine"]
 
 
 # -- checkpoints ---------------------------------------------------------------------------

@@ -79,16 +79,27 @@ def find_snapshot(hub_id: str, wanted: tuple[str, ...]) -> CachedSnapshot:
 def cached_repo_ids() -> list[str]:
     """The model repositories huggingface_hub's scan of the cache finds intact, sorted.
 
-    Repositories it reports corrupted are left out; an absent or unreadable cache folder
-    gives an empty list.
+    Repositories it reports corrupted are left out. One repository it cannot read (a ref
+    that is not text, a folder without permission) stops its whole scan: then the
+    ``models--*`` folder names are listed instead, for the caller to check one by one. An
+    absent cache folder, or a file in its place, gives an empty list.
     """
     from huggingface_hub import scan_cache_dir
     from huggingface_hub.errors import CacheNotFound
 
+    cache = paths.hf_hub_cache()
     try:
-        info = scan_cache_dir(paths.hf_hub_cache())
-    except (CacheNotFound, OSError, ValueError):  # ValueError: a file, or a binary ref
+        info = scan_cache_dir(cache)
+    except CacheNotFound:
         return []
+    except (OSError, ValueError):  # ValueError: the cache is a file, or a ref is not text
+        try:
+            folders = [entry.name for entry in cache.iterdir() if entry.is_dir()]
+        except OSError:
+            return []
+        prefix = "models--"
+        return sorted(name[len(prefix):].replace("--", "/") for name in folders
+                      if name.startswith(prefix))
     return sorted(repo.repo_id for repo in info.repos if repo.repo_type == "model")
 
 
