@@ -3,7 +3,8 @@
 Planning happens before any job starts: every model is resolved and classified and every
 backend name checked, so bad input fails at once and nothing half-runs. Each job then runs in
 its own process (:func:`hwaccel.runner.run_job`) and its result, success or failure, is
-written to the store by this process as soon as it arrives.
+written to the database by this process as soon as it arrives, the database opened for that
+write only (so other hwaccel processes can use it between writes).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from hwaccel.classify import classify_ref
 from hwaccel.detection import DetectionReport
@@ -134,19 +136,22 @@ def _decided(request: BenchmarkRequest, ref: ModelRef, present: bool) -> Benchma
     return None
 
 
-def run(jobs: list[Job], store: Store, run_id: str, timeout_s: float,
+def run(jobs: list[Job], db_path: Path, run_id: str, timeout_s: float,
         memory_limit_mb: float | None = None,
         on_start: Callable[[Job], None] | None = None,
         on_done: Callable[[Job, BenchmarkResult], None] | None = None) -> list[BenchmarkResult]:
-    """Run the jobs one after another, storing each result as soon as it is known; a job
-    above ``memory_limit_mb`` of resident memory is killed and recorded as ``oom``."""
+    """Run the jobs one after another, storing each result in the database at ``db_path``
+    as soon as it is known; a job above ``memory_limit_mb`` of resident memory is killed and
+    recorded as ``oom``."""
     results = []
     with JobPool(memory_limit_mb=memory_limit_mb) as pool:
         for job in jobs:
             if on_start:
                 on_start(job)
             result = stamped(job.skip or run_job(job.request, timeout_s, pool), job.request)
-            store.insert_result(result, job.request.classification, run_id, source="benchmark")
+            with Store(db_path) as store:
+                store.insert_result(result, job.request.classification, run_id,
+                                    source="benchmark")
             results.append(result)
             if on_done:
                 on_done(job, result)

@@ -12,9 +12,10 @@ run one at a time by default; with several workers, cells of different compute r
 (``HardwareInfo.compute_resource``) run at once, each pinned by :func:`plan` to CPU cores of
 its own: an accelerator's cell takes one core, the host-CPU cell the rest, so two timed cells
 never share a core. Every result is written by this process as soon as it is known (a killed
-run loses at most the cells in flight); ``resume`` skips cells whose configuration key is
-already in the database. :meth:`MatrixRun.stop` (Ctrl-C) kills the jobs in flight and
-records nothing for them.
+run loses at most the cells in flight), the database opened for that write only so that other
+hwaccel processes can write and read it between writes; ``resume`` skips cells whose
+configuration key is already in the database. :meth:`MatrixRun.stop` (Ctrl-C) kills the jobs
+in flight and records nothing for them.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class MatrixRun:
 
     Cells decided in advance are recorded at once; the others go to ``executor`` (such as
     :class:`~hwaccel.executors.LocalExecutor`), which reports each finished cell back to this
-    process, the only one that writes the database.
+    process, the only one that writes this run's rows (opening the database per write).
 
     :param on_done: called with each :class:`CellOutcome` once it is recorded.
     """
@@ -143,7 +144,7 @@ class MatrixRun:
 
     def already_measured(self) -> set[str]:
         """The configuration keys of these cells that the database already holds."""
-        with Store(self.db_path, wait_s=30) as store:
+        with Store(self.db_path) as store:
             return store.finished_config_keys([c.key for c in self.cells])
 
     def execute(self, cells: list[Cell]) -> list[CellOutcome]:
@@ -156,7 +157,7 @@ class MatrixRun:
                                cell_context(c, self.node))
                    for c in cells if c.skip is not None]
         if decided:
-            with self._write, Store(self.db_path, wait_s=30) as store:
+            with self._write, Store(self.db_path) as store:
                 store.insert_rows("hardware_results", [
                     result_row(o.result, o.cell.request.classification, self.run_id,
                                **o.context) for o in decided])
@@ -178,7 +179,7 @@ class MatrixRun:
     def record(self, outcome: CellOutcome) -> None:
         """Write one finished cell to the database, then report it; thread-safe."""
         with self._write:
-            with Store(self.db_path, wait_s=30) as store:
+            with Store(self.db_path) as store:
                 store.insert_result(outcome.result, outcome.cell.request.classification,
                                     self.run_id, **outcome.context)
         self._done(outcome)

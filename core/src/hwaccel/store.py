@@ -1,15 +1,22 @@
 """The DuckDB history of benchmark results and hardware detections.
 
-One file (``--db``, default under the user cache folder). DuckDB lets one process hold a
-file for writing, so the process that runs ``hwaccel`` owns the database and job processes
-hand their results back to it. Tables follow the predecessor's schema (``hardware_results``,
+One file (``--db``, default under the user cache folder). DuckDB lets one process at a time
+open a file for writing, and none read it meanwhile, so every ``hwaccel`` process opens the
+database only for one batch of writes (or one read) and closes it at once; job processes hand
+their results back to the ``hwaccel`` process that started them. An open that finds the file
+held by another process retries for up to ``HWACCEL_DB_WAIT_S`` seconds (default
+:data:`DEFAULT_WAIT_S`), then fails with one line naming the holder. So several
+``benchmark`` and ``matrix`` runs can share one database while ``history`` and ``report``
+read it. Tables follow the predecessor's schema (``hardware_results``,
 ``hardware_detection``) with the measurement columns added; ``schema_version`` records the
 migrations applied.
 
 Writes are short: every result is committed as soon as it is known, so a killed run loses at
 most the job in flight. Several rows at once go in as one statement (``INSERT ... SELECT
 UNNEST``), which is atomic and about 200 times faster than row by row. ``runs`` holds one row
-per ``hwaccel benchmark`` or ``hwaccel matrix`` run: what was planned and how it ended.
+per ``hwaccel benchmark`` or ``hwaccel matrix`` run: what was planned, how it ended, and the
+process that owns it (:mod:`hwaccel.run_owner`). Every open for writing marks ``interrupted``
+the ``running`` runs of this host whose process is gone.
 
 Units: ``load_time`` and ``inference_time`` (the mean latency) are seconds,
 ``memory_usage`` is the peak resident memory of the job's memory pass in MiB, ``*_ms`` columns are
@@ -20,11 +27,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import random
+import re
 import time
 from pathlib import Path
 from typing import Any
 
-from hwaccel.errors import HwaccelError
+from hwaccel import run_owner
+from hwaccel.errors import HwaccelError, UsageError
 from hwaccel.types import BenchmarkResult, Classification, HardwareInfo
 
 MIGRATIONS: tuple[str, ...] = (
@@ -71,8 +82,32 @@ MIGRATIONS: tuple[str, ...] = (
         hwaccel_version VARCHAR
     );
     """,
+    """
+    ALTER TABLE runs ADD COLUMN host VARCHAR;
+    ALTER TABLE runs ADD COLUMN pid INTEGER;
+    ALTER TABLE runs ADD COLUMN process_started DOUBLE;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+#: seconds an open waits for another process to release the file, unless HWACCEL_DB_WAIT_S
+#: says otherwise; far above the longest batch another process holds it for
+DEFAULT_WAIT_S = 60.0
+WAIT_ENV = "HWACCEL_DB_WAIT_S"
+
+
+def wait_seconds() -> float:
+    """Return how long an open waits for the file: ``HWACCEL_DB_WAIT_S``, else the default."""
+    text = os.environ.get(WAIT_ENV, "").strip()
+    if not text:
+        return DEFAULT_WAIT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise UsageError(f"{WAIT_ENV} must be a number of seconds (0 or more), not {text!r}")
+    return seconds
 
 
 def _now() -> dt.datetime:
@@ -117,21 +152,24 @@ def result_row(result: BenchmarkResult, classification: Classification | None, r
 
 
 class Store:
-    """An open hwaccel database; use as a context manager so the file is released.
+    """An open hwaccel database; use as a context manager, and briefly, so the file is
+    released for the other processes.
 
     :param read_only: open without the write lock (no migrations); for queries.
-    :param wait_s: while another process holds the file, retry for this many seconds
-        before giving up with a clear error.
+    :param wait_s: while another process holds the file, retry for this many seconds before
+        giving up with a clear error (default: :func:`wait_seconds`).
     """
 
-    def __init__(self, path: Path | str, *, read_only: bool = False, wait_s: float = 0.0):
+    def __init__(self, path: Path | str, *, read_only: bool = False,
+                 wait_s: float | None = None):
         import duckdb
 
         self.path = Path(path).expanduser()
         if read_only and not self.path.is_file():
             raise HwaccelError(f"no database at {self.path} (run 'hwaccel matrix' or "
                                "'hwaccel benchmark' first, or pass --db)")
-        deadline = time.monotonic() + wait_s
+        wait = wait_seconds() if wait_s is None else wait_s
+        deadline = time.monotonic() + wait
         while True:
             try:
                 if not read_only:
@@ -143,14 +181,24 @@ class Store:
                 if "lock" not in message.lower():
                     raise HwaccelError(f"cannot open database {self.path}: {message}") from None
                 if time.monotonic() >= deadline:
-                    raise HwaccelError(f"database {self.path} is in use by another process "
-                                       f"({message})") from None
-                time.sleep(0.1)
+                    raise HwaccelError(self._held_message(message, wait)) from None
+                time.sleep(random.uniform(0.05, 0.15))  # noqa: S311 - spreads the retries
             except (duckdb.Error, OSError) as exc:
                 raise HwaccelError(f"cannot open database {self.path}: "
                                    f"{str(exc).splitlines()[0]}") from None
         if not read_only:
-            self.migrate()
+            try:
+                self.migrate()
+                self.mark_gone_runs()
+            except BaseException:
+                self.conn.close()
+                raise
+
+    def _held_message(self, message: str, wait: float) -> str:
+        found = re.search(r"\(PID (\d+)\)", message)
+        holder = run_owner.describe(int(found[1])) if found else "another process"
+        return (f"database {self.path} is held by {holder}; still held after {wait:g} s "
+                f"of waiting ({WAIT_ENV}), try again once it has finished")
 
     def __enter__(self) -> Store:
         return self
@@ -215,18 +263,37 @@ class Store:
 
     def start_run(self, run_id: str, command: str, planned: int, settings: dict[str, Any],
                   node: str) -> None:
-        """Record that a run began, with what it planned and how it measures."""
+        """Record that a run began, with what it planned, how it measures, and this process
+        as its owner."""
         from importlib.metadata import version
 
+        owner = run_owner.this_process()
         self._insert("runs", {"run_id": run_id, "command": command, "started": _now(),
                               "status": "running", "planned": planned,
                               "settings": json.dumps(settings, sort_keys=True), "node": node,
-                              "hwaccel_version": version("hwaccel-core")}, returning=None)
+                              "hwaccel_version": version("hwaccel-core"), "host": owner.host,
+                              "pid": owner.pid, "process_started": owner.started},
+                     returning=None)
 
     def finish_run(self, run_id: str, status: str) -> None:
         """Record how a run ended: ``finished`` or ``interrupted``."""
         self.conn.execute("UPDATE runs SET finished = ?, status = ? WHERE run_id = ?",
                           [_now(), status, run_id])
+
+    def mark_gone_runs(self) -> list[str]:
+        """Mark ``interrupted`` the ``running`` runs of this host whose process is gone (or
+        whose pid now belongs to another process); return their ids. Runs of other hosts,
+        and runs recorded before owners were (no pid), are left as they are."""
+        host = run_owner.this_process().host
+        running = self.conn.execute(
+            "SELECT run_id, pid, process_started FROM runs "
+            "WHERE status = 'running' AND host = ? AND pid IS NOT NULL", [host]).fetchall()
+        gone = [run_id for run_id, pid, started in running if run_owner.is_gone(pid, started)]
+        if gone:
+            self.conn.execute("UPDATE runs SET status = 'interrupted', finished = ? "
+                              "WHERE status = 'running' AND list_contains(?, run_id)",
+                              [_now(), gone])
+        return gone
 
     def finished_config_keys(self, keys: list[str]) -> set[str]:
         """Return those of ``keys`` for which a result is already recorded."""

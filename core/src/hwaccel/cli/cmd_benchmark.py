@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import socket
 import uuid
+from pathlib import Path
 
 from hwaccel.cli.measure_options import add_measure_options, memory_limit_from, settings_from
 
@@ -51,29 +52,30 @@ def run(args: argparse.Namespace) -> int:
     jobs, errors = benchmark.plan(args.models, args.backends, plugins, report, settings,
                                   every_device=True)
     warn_errors(errors)
-    db_path = args.db or default_db_path()
+    db_path = Path(args.db or default_db_path())
     run_id = uuid.uuid4().hex
-    with Store(db_path) as store, Progress(
-            SpinnerColumn(), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=err_console, transient=True, disable=args.json) as progress:
-        task = progress.add_task("benchmark", total=len(jobs))
-
-        def on_start(job: benchmark.Job) -> None:
-            progress.update(task, description=f"{job.request.model} on "
-                                              f"{job.request.hardware.device}")
-
+    with Store(db_path) as store:  # opened for each write only: other runs share the file
         store.start_run(run_id, "benchmark", len(jobs), {
             "settings": settings.to_dict(), "models": args.models, "backends": args.backends,
             "timeout_s": args.timeout, "memory_limit_mb": round(memory_limit)},
             socket.gethostname())
-        status = "interrupted"
-        try:
-            results = benchmark.run(jobs, store, run_id, args.timeout, memory_limit,
+    status = "interrupted"
+    try:
+        with Progress(SpinnerColumn(), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=err_console, transient=True, disable=args.json) as progress:
+            task = progress.add_task("benchmark", total=len(jobs))
+
+            def on_start(job: benchmark.Job) -> None:
+                progress.update(task, description=f"{job.request.model} on "
+                                                  f"{job.request.hardware.device}")
+
+            results = benchmark.run(jobs, db_path, run_id, args.timeout, memory_limit,
                                     on_start=on_start,
                                     on_done=lambda job, result: progress.advance(task))
-            status = "finished"
-        finally:
+        status = "finished"
+    finally:
+        with Store(db_path) as store:
             store.finish_run(run_id, status)
     if args.json:
         print_json({"db": str(db_path), "run_id": run_id,

@@ -1,7 +1,9 @@
 """``hwaccel history`` and ``hwaccel query``: read the DuckDB history.
 
-Both open the database read-only, so nothing a user types can change or damage it; a query
-also cannot touch a file or run without end (:mod:`hwaccel.user_query`).
+Both open the database read-only, so nothing a user types can change or damage it, and only
+while they read, so they work during a run (waiting, bounded, for a write in progress); a
+query also cannot touch a file or run without end (:mod:`hwaccel.user_query`). A run's status
+is ``running``, ``finished`` or ``interrupted`` (Ctrl-C, or its process found gone).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from hwaccel.user_query import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S
 
 _NOT_RUN = ", ".join(f"'{category}'" for category in NOT_RUN_CATEGORIES)
 RUNS_SQL = f"""
-SELECT r.run_id, coalesce(s.command, r.source) AS command,
-       coalesce(s.started, r.first) AS started, s.status, r.cells, r.passed, r.failed,
-       r.not_tested, r.models, r.backends
+SELECT coalesce(s.run_id, r.run_id) AS run_id, coalesce(s.command, r.source) AS command,
+       coalesce(s.started, r.first) AS started, s.status, s.planned,
+       coalesce(r.cells, 0) AS cells, coalesce(r.passed, 0) AS passed,
+       coalesce(r.failed, 0) AS failed, coalesce(r.not_tested, 0) AS not_tested,
+       coalesce(r.models, 0) AS models, r.backends
 FROM (SELECT run_id, any_value(source) AS source, min(timestamp) AS first,
              count(*) AS cells,
              count(*) FILTER (WHERE success) AS passed,
@@ -25,7 +29,7 @@ FROM (SELECT run_id, any_value(source) AS source, min(timestamp) AS first,
              count(DISTINCT model_id) AS models,
              string_agg(DISTINCT hardware, ',' ORDER BY hardware) AS backends
       FROM hardware_results GROUP BY run_id) r
-LEFT JOIN runs s USING (run_id)
+FULL JOIN runs s ON s.run_id = r.run_id
 ORDER BY started DESC
 LIMIT ?
 """
@@ -45,8 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``history`` and ``query``."""
     history = sub.add_parser(
         "history", help="past runs, or the recorded rows of a model, backend or run",
-        description="Without filters: one line per run (newest first) with its counts. With "
-                    "--model, --backend or --run: the recorded rows themselves.")
+        description="Without filters: one line per run (newest first) with its status, the "
+                    "cells it planned and the counts of its recorded rows. With --model, "
+                    "--backend or --run: the recorded rows themselves.")
     history.add_argument("--model", help="rows of this model")
     history.add_argument("--backend", help="rows of this backend")
     history.add_argument("--run", help="rows of this run (a prefix of its id is enough)")
@@ -74,7 +79,7 @@ def _open(args: argparse.Namespace):  # noqa: ANN202 - a Store, imported lazily
     from hwaccel.paths import default_db_path
     from hwaccel.store import Store
 
-    return Store(args.db or default_db_path(), read_only=True, wait_s=10)
+    return Store(args.db or default_db_path(), read_only=True)
 
 
 def _show(rows: list[dict], title: str, as_json: bool) -> None:

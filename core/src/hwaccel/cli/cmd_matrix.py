@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace, settings: Any, executor: Any, memory_limit: f
         todo = [c for c in cells if c.key not in done]
         progress.note(f"resume: {len(cells) - len(todo)} of {len(cells)} cells already "
                       "measured in this configuration")
-    with Store(db_path, wait_s=30) as store:
+    with Store(db_path) as store:
         store.start_run(run_id, "matrix", len(todo), {
             "settings": settings.to_dict(), "models": models, "workers": args.workers,
             "concurrency": concurrency, "timeout_s": args.timeout, "executor": executor.name,
@@ -138,7 +138,7 @@ def _run(args: argparse.Namespace, settings: Any, executor: Any, memory_limit: f
             outcomes = runner.execute(todo)
         status = "finished"
     finally:
-        with Store(db_path, wait_s=30) as store:
+        with Store(db_path) as store:
             store.finish_run(run_id, status)
         if status == "interrupted":
             progress.note(f"interrupted: {len(runner.outcomes)} of {len(todo)} cells were "

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     compatibility = _compatibility(args, db_path)
     # With findings to report, a missing database is an empty history, not an error.
     read_only = db_path.is_file() or compatibility is None
-    with Store(db_path, read_only=read_only, wait_s=10) as store:
+    with Store(db_path, read_only=read_only) as store:
         data = build_report(store, run_ids=_resolve_runs(store, args.runs or []) or None)
     if compatibility is not None:
         data["compatibility"] = compatibility
