@@ -17,7 +17,10 @@ OUT ?= build/run
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml $(wildcard core/pyproject.toml plugins/*/pyproject.toml pipelines/*/pyproject.toml hwaccel-*/pyproject.toml)
+# VERSION is the one place the version is written: every pyproject's version and the pins
+# between them (hwaccel-core==X) are set from it first (.ci/sync_version.py).
+$(STAMP): VERSION pyproject.toml $(wildcard core/pyproject.toml plugins/*/pyproject.toml pipelines/*/pyproject.toml hwaccel-*/pyproject.toml)
+	$(PYTHON) .ci/sync_version.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
