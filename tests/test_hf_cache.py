@@ -261,3 +261,25 @@ def test_a_broken_checkpoint_is_one_line_from_the_cli(hub, tmp_path):
     assert done.returncode == 2, done.stderr
     assert len(lines) == 1 and lines[0].startswith("hwaccel: error: ")
     assert "not a valid safetensors file" in lines[0]
+
+
+@pytest.mark.parametrize("files", [
+    {"model.safetensors": b"\x10\x00\x00\x00\x00\x00\x00\x00{"},
+    {"model.safetensors": b"x", "model.safetensors.index.json": b"{not json"},
+])
+def test_a_broken_checkpoint_is_recorded_model_unavailable_without_running(hub, tmp_db,
+                                                                           files):
+    """The model's own broken files: not the harness's failure, and no job is started."""
+    from conftest import hardware_rows, run_cli
+
+    cache_repo(hub, "org/broken", {"config.json": CONFIG, **files})
+    ref = resolve_model("org/broken")
+    assert not ref.loadable and "\n" not in ref.unavailable_message()
+    done = run_cli("benchmark", "org/broken", "--backend", "cpu", "--db", str(tmp_db),
+                   "--iterations", "2", "--warmup", "1", env={"HF_HUB_CACHE": str(hub)},
+                   timeout=120)
+    assert done.returncode == 1, done.stderr
+    (row,) = hardware_rows(tmp_db)
+    assert (row["success"], row["error_category"]) == (False, "model-unavailable")
+    assert row["error"] == ref.unavailable_message()
+    assert row["wall_time_s"] is None

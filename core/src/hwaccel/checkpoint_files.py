@@ -3,7 +3,7 @@
 A folder often holds one checkpoint several times: shards and a ``consolidated.safetensors``,
 ``model.safetensors`` beside ``pytorch_model.bin``, ``tf_model.h5`` and
 ``flax_model.msgpack``. As transformers loads it, one format counts, the first of
-:data:`hwaccel.models.WEIGHT_SUFFIXES` the folder holds (safetensors first); when that
+:data:`WEIGHT_SUFFIXES` the folder holds (safetensors first); when that
 format has an index (``model.safetensors.index.json``, ``pytorch_model.bin.index.json``),
 the shards its ``weight_map`` names count, once each, and nothing else.
 
@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel.errors import ModelReferenceError
-from hwaccel.models import WEIGHT_SUFFIXES
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
+"""Files that hold a checkpoint's weights (one or several shards), the preferred format first."""
 
 
 def checkpoint_files(folder: str | Path) -> list[Path]:
@@ -33,6 +35,21 @@ def checkpoint_files(folder: str | Path) -> list[Path]:
     if chosen:
         return chosen
     return [path for sub in _subfolders(root) for path in _folder_files(sub)]
+
+
+def unusable_checkpoint(folder: str | Path) -> str | None:
+    """Why the checkpoint in ``folder`` cannot be loaded as it is (a broken index, a missing
+    shard, a broken safetensors header), in one line; ``None`` when its files read (or when
+    there are none, which :func:`checkpoint_files` reports as an empty list)."""
+    try:
+        for path in checkpoint_files(folder):
+            if path.suffix == ".safetensors":
+                read_safetensors_header(path)
+    except ModelReferenceError as exc:
+        return str(exc)
+    except ValueError as exc:
+        return f"unusable checkpoint: {exc}"
+    return None
 
 
 def read_safetensors_header(path: Path) -> dict[str, dict[str, Any]]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwaccel import hub_cache, paths
+from hwaccel.checkpoint_files import WEIGHT_SUFFIXES, unusable_checkpoint
 from hwaccel.errors import ModelReferenceError
 
 if TYPE_CHECKING:
@@ -80,13 +81,18 @@ class ModelRef:
     @property
     def loadable(self) -> bool:
         """True when the weights (or a tiny build) are on this machine: nothing to download.
-        A folder with a config but no weight file is not: hwaccel never invents weights."""
+        A folder with a config but no weight file is not: hwaccel never invents weights; nor
+        is one whose checkpoint is broken (an index or a safetensors header)."""
         if self.kind == "composite":
             return all(part.loadable for part in self.components)
-        return self.is_tiny or (self.path is not None and holds_weights(self.path))
+        return self.is_tiny or (self.path is not None and holds_weights(self.path)
+                                and unusable_checkpoint(self.path) is None)
 
     def unavailable_message(self) -> str:
         """Why :attr:`loadable` is false, in one line."""
+        problem = unusable_checkpoint(self.path) if self.path is not None else None
+        if problem is not None:
+            return f"{problem} (the model's own files: hwaccel never repairs weights)"
         if self.path is not None:
             return (f"{self.path} holds no weight file ({', '.join(WEIGHT_SUFFIXES)}), only "
                     "its config: hwaccel runs a model's own weights and never invents them "
@@ -113,10 +119,6 @@ class ModelRef:
             raise ModelReferenceError(not_cached_message(self.spec))
         return AutoConfig.from_pretrained(self.path, trust_remote_code=False,
                                           local_files_only=True)
-
-
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf")
-"""Files that hold a checkpoint's weights (one or several shards)."""
 
 
 def holds_weights(folder: str | Path) -> bool:
