@@ -21,11 +21,25 @@ FAST = ("--iterations", "1", "--warmup", "0", "--min-seconds", "0")
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 
 
-def start_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """Start ``python -m hwaccel ARGS`` without waiting for it."""
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """Start ``python -m hwaccel ARGS`` without waiting for it; Ctrl-C reaches it as from a
+    terminal even when these tests run in the background of a script (which ignores it)."""
     return subprocess.Popen([sys.executable, "-m", "hwaccel", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **ONE_THREAD, **(env or {})})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **ONE_THREAD},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def start_slow_benchmark(db) -> tuple[subprocess.Popen[str], str]:
+    """Start a benchmark that times for a minute; return it and its run id once it runs."""
+    proc = start_cli("benchmark", "tiny:bert", "--backend", "cpu", "--min-seconds", "60",
+                     "--max-seconds", "120", "--db", str(db), "--json")
+    deadline = time.monotonic() + 60
+    while not db.is_file() or not stored_runs(db):
+        assert proc.poll() is None and time.monotonic() < deadline, "the run did not start"
+        time.sleep(0.2)
+    (run_id,) = stored_runs(db)
+    assert stored_runs(db)[run_id]["status"] == "running"
+    return proc, run_id
 
 
 def history(db) -> list[dict]:
@@ -88,15 +102,8 @@ def _pretend_owner(db, run_id: str, host: str, pid: int, started: float) -> None
 
 
 def test_a_killed_run_is_marked_interrupted_and_live_runs_are_left_alone(tmp_db):
-    slow = start_cli("benchmark", "tiny:bert", "--backend", "cpu", "--min-seconds", "60",
-                     "--db", str(tmp_db), "--json")
+    slow, killed = start_slow_benchmark(tmp_db)
     try:
-        deadline = time.monotonic() + 60
-        while not tmp_db.is_file() or not stored_runs(tmp_db):
-            assert slow.poll() is None and time.monotonic() < deadline, "the run did not start"
-            time.sleep(0.2)
-        (killed,) = stored_runs(tmp_db)
-        assert stored_runs(tmp_db)[killed]["status"] == "running"
         slow.send_signal(signal.SIGKILL)
         slow.wait()
     finally:
@@ -121,6 +128,19 @@ def test_a_killed_run_is_marked_interrupted_and_live_runs_are_left_alone(tmp_db)
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_ctrl_c_marks_a_benchmark_interrupted(tmp_db):
+    proc, run_id = start_slow_benchmark(tmp_db)
+    try:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130 and err.strip() == "hwaccel: interrupted", err
+    run = stored_runs(tmp_db)[run_id]
+    assert run["status"] == "interrupted" and run["finished"] is not None
 
 
 HOLDER = ("import sys, time; from hwaccel.store import Store; s = Store(sys.argv[1]); "
