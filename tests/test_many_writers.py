@@ -125,6 +125,10 @@ def test_a_killed_run_is_marked_interrupted_and_live_runs_are_left_alone(tmp_db)
         assert runs[killed]["finished"] is not None and runs["live"]["finished"] is None
         listed = {r["run_id"]: r["status"] for r in history(tmp_db)}
         assert listed[killed] == "interrupted"  # listed although it stored no row
+        report = run_cli("report", "--db", str(tmp_db), "--run", killed[:8], "--json")
+        assert report.returncode == 0, report.stderr
+        assert [(r["run_id"], r["status"], r["rows"]) for r in json.loads(report.stdout)
+                ["runs"]] == [(killed, "interrupted", 0)]
     finally:
         sleeper.kill()
         sleeper.wait()

@@ -51,13 +51,18 @@ def _formats(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _resolve_runs(store: Any, prefixes: list[str]) -> list[str]:
+    """Return the run id each prefix names, among runs with rows and those in ``runs`` (an
+    interrupted run may have recorded nothing)."""
     from hwaccel.errors import UsageError
 
+    sources = ["SELECT run_id FROM hardware_results"]
+    if store.query("SELECT 1 FROM information_schema.tables WHERE table_name = 'runs'"):
+        sources.append("SELECT run_id FROM runs")
     found = []
     for prefix in prefixes:
         ids = [r["run_id"] for r in store.query(
-            "SELECT DISTINCT run_id FROM hardware_results WHERE starts_with(run_id, ?)",
-            [prefix])]
+            f"SELECT DISTINCT run_id FROM ({' UNION '.join(sources)}) "
+            "WHERE starts_with(run_id, ?)", [prefix])]
         if len(ids) != 1:
             raise UsageError(f"run {prefix!r} matches {len(ids)} runs; give more of its id")
         found.extend(ids)
