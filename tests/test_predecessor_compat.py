@@ -17,6 +17,7 @@ from conftest import (
     pythonpath_env,
     record_result,
     run_cli,
+    run_with_expected_shapes,
 )
 from hwaccel.catalogue import CatalogueEntry, find_entry
 from hwaccel.errors import ModelReferenceError, UsageError
@@ -205,3 +206,31 @@ def test_all_hardware_runs_each_detected_backend_with_snippets_and_saves(generat
     assert (rows["bare"]["success"], rows["bare"]["error_category"]) == (False, "unsupported")
     assert (rows["cuda"]["success"], rows["cuda"]["error_category"]) == (False, "unavailable")
     assert len({r["run_id"] for r in rows.values()}) == 1
+
+
+# ---- XCLIP and the other contrastive models listed only as base models --------------------
+
+@pytest.mark.parametrize("model_type", ["xclip", "aimv2", "groupvit"])
+def test_base_only_dual_encoders_are_vision_text(plugins, model_type):
+    from hwaccel.classify import classify
+
+    got = classify(f"tiny:{model_type}", plugins).classification
+    assert (got.family, got.pipeline, got.subfamily) == ("multimodal", "vision-text",
+                                                         "dual_encoder")
+    assert got.plugin == "vision-text" and got.workload
+    assert "contrastive dual encoder" in got.reason
+
+
+@pytest.mark.parametrize("model_type", ["clap", "bridgetower"])
+def test_base_only_types_without_text_and_visual_features_stay_unknown(plugins, model_type):
+    from hwaccel.classify import classify
+
+    got = classify(f"tiny:{model_type}", plugins).classification
+    assert (got.family, got.pipeline) == ("unknown", None)
+
+
+def test_xclip_runs_on_clips_of_frames(one_torch_thread):
+    workload, inputs, outputs = run_with_expected_shapes("tiny:xclip")
+    pixels = inputs["pixel_values"]
+    assert pixels.dim() == 5 and pixels.shape[:2] == (2, workload.num_frames)
+    assert tuple(outputs["logits_per_video"].shape) == (2, inputs["input_ids"].shape[0])

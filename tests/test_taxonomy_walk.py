@@ -14,7 +14,9 @@ import pytest
 from hwaccel.classify import classify
 from hwaccel.plugins import load
 
-# TAXONOMY.md, "The reference rule", rows 2-7, and the state-space / moe refinements.
+# TAXONOMY.md, "The reference rule", rows 2-7, and the state-space / moe refinements; row 2
+# also takes a type listed only as a base model whose base class has text and image (or
+# video) features: a CLIP-like contrastive model published without a zero-shot task (X-CLIP).
 ROW2 = {"ZERO_SHOT_IMAGE_CLASSIFICATION", "ZERO_SHOT_OBJECT_DETECTION", "RETRIEVAL"}
 ROW3 = {"IMAGE_TEXT_TO_TEXT", "MULTIMODAL_LM", "VISUAL_QUESTION_ANSWERING",
         "DOCUMENT_QUESTION_ANSWERING", "VISION_2_SEQ"}
@@ -61,6 +63,23 @@ def _experts(model_type: str) -> int:
     return max(found)
 
 
+def _dual_encoder(model_type: str) -> bool:
+    """Row 2 for base-only types: the base class has text and image or video features."""
+    import transformers
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+    names = MODEL_MAPPING_NAMES.get(model_type, ())
+    for name in [names] if isinstance(names, str) else names:
+        try:
+            cls = getattr(transformers, name)
+        except Exception:  # noqa: BLE001 - a class that cannot be imported has no features
+            continue
+        if hasattr(cls, "get_text_features") and (
+                hasattr(cls, "get_image_features") or hasattr(cls, "get_video_features")):
+            return True
+    return False
+
+
 def expected(model_type: str, tasks: set[str]) -> tuple[str, str | None, str | None]:
     """(family, subfamily, pipeline) by TAXONOMY.md; subfamily only for the text families."""
     if model_type == "rag":
@@ -79,6 +98,8 @@ def expected(model_type: str, tasks: set[str]) -> tuple[str, str | None, str | N
         family, sub = "text_generation", "causal_lm"
     elif tasks & ROW7:
         family, sub = "embedding", "masked_lm" if "MASKED_LM" in tasks else "encoder"
+    elif tasks == {"BASE"} and _dual_encoder(model_type):
+        return "multimodal", None, "vision-text"
     else:
         return "unknown", None, None
     if model_type in RECURRENT:

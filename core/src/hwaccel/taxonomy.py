@@ -1,7 +1,9 @@
 """The reference rule of ``TAXONOMY.md``: family, subfamily and pipeline of a model type.
 
 The rule is data-driven: it looks only at the set of auto-model tasks that list a model type
-(from :mod:`hwaccel.autotables`) and, for mixture-of-experts, at the default config. Pipeline
+(from :mod:`hwaccel.autotables`), for mixture-of-experts at the default config, and for a
+model type listed only as a base model at whether its base class embeds text and images or
+videos (a contrastive dual encoder, :func:`is_vision_text_dual_encoder`). Pipeline
 plugins call :func:`reference_label` and claim the models whose pipeline is theirs, so the order
 of precedence between pipelines lives in one place.
 """
@@ -9,6 +11,7 @@ of precedence between pipelines lives in one place.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +43,15 @@ EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_
                "n_experts", "num_experts_per_layer")
 
 
+# A model type that transformers lists only as a base model (``MODEL_MAPPING_NAMES``) is
+# still a CLIP-like image-text (or video-text) model when its base class embeds both kinds
+# into one space: what the zero-shot pipelines call (X-CLIP, AIMv2, GroupViT,
+# VisionTextDualEncoder are published without a zero-shot task).
+BASE_ONLY = frozenset({"BASE"})
+TEXT_FEATURES = "get_text_features"
+VISUAL_FEATURES = ("get_image_features", "get_video_features")
+
+
 @dataclass(frozen=True)
 class Label:
     """The three labels of a model type and the rule that produced them."""
@@ -56,6 +68,25 @@ def _meets(tasks: frozenset[str], names: set[str]) -> bool:
 
 def _is_vision(tasks: frozenset[str]) -> bool:
     return any(fnmatch.fnmatchcase(t, p) for t in tasks for p in VISION_TASK_PATTERNS)
+
+
+@functools.cache
+def is_vision_text_dual_encoder(model_type: str) -> bool:
+    """True when the base model class of ``model_type`` (the installed transformers') has
+    :data:`TEXT_FEATURES` and one of :data:`VISUAL_FEATURES`: a contrastive dual encoder."""
+    try:
+        import transformers
+        from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+        names = MODEL_MAPPING_NAMES.get(model_type) or ()
+        for name in (names,) if isinstance(names, str) else names:
+            cls = getattr(transformers, name, None)
+            if cls is not None and hasattr(cls, TEXT_FEATURES) \
+                    and any(hasattr(cls, method) for method in VISUAL_FEATURES):
+                return True
+    except Exception:  # noqa: BLE001 - a class that cannot be imported declares nothing
+        return False
+    return False
 
 
 def max_experts(config: dict[str, Any]) -> int:
@@ -129,6 +160,10 @@ def reference_label(model_type: str, tasks: frozenset[str],
     elif _meets(tasks, EMBEDDING_TASKS):
         sub = "masked_lm" if "MASKED_LM" in tasks else "encoder"
         label = Label("embedding", sub, "text", "rule 7: encoder task")
+    elif tasks == BASE_ONLY and is_vision_text_dual_encoder(model_type):
+        return Label("multimodal", None, "vision-text",
+                     "rule 2: a base model only, with text and image or video features "
+                     "(a contrastive dual encoder)")
     else:
         return Label("unknown", None, None, "no rule matches the model type's tasks")
     if model_type in STATE_SPACE_TYPES:

@@ -65,14 +65,21 @@ TEXT_PER_IMAGE_KEY = "max_text_len"  # detectors that read one prompt per image
 IDS_SUFFIX = "_input_ids"
 # Prompt groups (``<group>_input_ids``) whose prompts are the text queries, one per query.
 QUERY_GROUPS = ("classes",)
+# A dual encoder listed only as a base model (X-CLIP) runs its base class, which is the
+# contrastive model itself.
+BASE_TASK = "BASE"
+# A model class with this method embeds clips: its pixels are (batch, frames, C, H, W).
+VIDEO_FEATURES = "get_video_features"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "spiece.model")
 
 
 def class_names(task: str, model_type: str) -> tuple[str, ...]:
-    """The class names ``task``'s auto table lists for ``model_type`` (first is the default)."""
+    """The class names ``task``'s auto table lists for ``model_type`` (first is the default;
+    task ``BASE`` is the base-model table)."""
     from transformers.models.auto import modeling_auto
 
-    table = getattr(modeling_auto, f"MODEL_FOR_{task}_MAPPING_NAMES", None) or {}
+    name = "MODEL_MAPPING_NAMES" if task == BASE_TASK else f"MODEL_FOR_{task}_MAPPING_NAMES"
+    table = getattr(modeling_auto, name, None) or {}
     value = table.get(model_type, ())
     return (value,) if isinstance(value, str) else tuple(value)
 
@@ -139,6 +146,8 @@ class VisionTextWorkload(TransformersWorkload):
 
         task = task_of(self.subfamily)
         names = class_names(task, self.model_type)
+        if not names and self.subfamily == "dual_encoder":
+            names = class_names(BASE_TASK, self.model_type)
         if not names:
             raise HwaccelError(f"model type {self.model_type!r} has no {task} model class")
         own = [name for name in self.ref.architectures if name in names]
@@ -156,13 +165,17 @@ class VisionTextWorkload(TransformersWorkload):
 
     @property
     def media(self) -> str:
-        """``video`` for models that take clips (``pixel_values_videos``), else ``image``."""
-        return "video" if VIDEO_KEY in self.forward_parameters else "image"
+        """``video`` for models that take clips (``pixel_values_videos``, or a model class
+        that embeds videos, :data:`VIDEO_FEATURES`), else ``image``."""
+        if VIDEO_KEY in self.forward_parameters or hasattr(self.model_class, VIDEO_FEATURES):
+            return "video"
+        return "image"
 
     @property
     def pixel_key(self) -> str:
-        """The forward argument that takes the pixels."""
-        return VIDEO_KEY if self.media == "video" else "pixel_values"
+        """The forward argument that takes the pixels (``pixel_values_videos`` where the
+        forward has it, else ``pixel_values``)."""
+        return VIDEO_KEY if VIDEO_KEY in self.forward_parameters else "pixel_values"
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -313,7 +326,7 @@ class VisionTextWorkload(TransformersWorkload):
                                      return_tensors="pt"))
             if self.pixel_key not in encoded and "pixel_values" in encoded:
                 encoded[self.pixel_key] = encoded.pop("pixel_values")
-            return self._tensors(encoded)
+            return self._as_clips(self._tensors(encoded), count, layout.frames)
         self.input_source = "synthetic"
         pixels = scaled_pixels(images)
         if not (grid and patch):
@@ -324,6 +337,16 @@ class VisionTextWorkload(TransformersWorkload):
         return {"pixel_values": cut.contiguous(),
                 "pixel_attention_mask": torch.ones(count, grid * grid, dtype=torch.long),
                 "spatial_shapes": torch.tensor([[grid, grid]] * count)}
+
+    def _as_clips(self, tensors: dict[str, Any], count: int,
+                  frames: int | None) -> dict[str, Any]:
+        """Clips as (count, frames, C, H, W): an image processor (X-CLIP ships CLIP's) gives
+        the frames of every clip as one flat batch of images."""
+        pixels = tensors.get(self.pixel_key)
+        if frames and pixels is not None and pixels.dim() == 4 \
+                and pixels.shape[0] == count * frames:
+            tensors[self.pixel_key] = pixels.reshape(count, frames, *pixels.shape[1:])
+        return tensors
 
     def _tensors(self, encoded: dict[str, Any]) -> dict[str, Any]:
         """The tensors of a processor's output."""
@@ -367,7 +390,9 @@ class VisionTextWorkload(TransformersWorkload):
 
         Dual encoders: ``logits_per_<media> (media, texts)``, ``logits_per_text (texts,
         media)``, ``text_embeds (texts, dim)`` and ``<media>_embeds (media, dim)``, the
-        media being images or videos; a Q-Former embeds each image as its
+        media being images or videos (no ``text_embeds`` shape for videos: X-CLIP's are
+        ``(videos, texts, dim)``, each text conditioned on each video); a Q-Former embeds
+        each image as its
         ``num_query_tokens`` queries (``image_embeds (images, queries, dim)``).
         Open-vocabulary detectors with one prompt per query: ``logits (images, patches,
         queries)`` and ``pred_boxes (images, patches, 4)``, one prediction per
@@ -390,5 +415,8 @@ class VisionTextWorkload(TransformersWorkload):
         media = self.media
         queries = _int(getattr(self.config, "num_query_tokens", None))
         per_image = (queries, image_dim) if queries else (image_dim,)
-        return {f"logits_per_{media}": (images, texts), "logits_per_text": (texts, images),
-                "text_embeds": (texts, text_dim), f"{media}_embeds": (images, *per_image)}
+        shapes = {f"logits_per_{media}": (images, texts), "logits_per_text": (texts, images),
+                  "text_embeds": (texts, text_dim), f"{media}_embeds": (images, *per_image)}
+        if media == "video":  # a video-text model may embed each text per video (X-CLIP's
+            del shapes["text_embeds"]  # prompt generator): its text embeddings are not fixed
+        return shapes
