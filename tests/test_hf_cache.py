@@ -106,6 +106,21 @@ def test_a_ref_that_escapes_the_cache_is_refused(hub, tmp_path, hostile):
     assert cached_models() == []
 
 
+@pytest.mark.parametrize("kind", ["link out of the cache", "folder"])
+def test_a_ref_that_is_no_short_file_in_the_cache_is_refused(hub, tmp_path, kind):
+    cache_repo(hub, "org/name", {"config.json": CONFIG}, ref=None)
+    ref_file = hub / "models--org--name" / "refs" / "main"
+    ref_file.parent.mkdir()
+    if kind == "link out of the cache":
+        (tmp_path / "elsewhere").write_text(SHA)
+        ref_file.symlink_to(tmp_path / "elsewhere")
+    else:
+        ref_file.mkdir()
+    ref = resolve_model("org/name")
+    assert ref.path is None and "refused" in ref.evidence
+    assert "refused" in not_cached_message("org/name")
+
+
 def test_a_snapshot_linking_out_of_the_cache_is_refused(hub, tmp_path):
     secret = tmp_path / "secret.json"
     secret.write_bytes(CONFIG)

@@ -17,6 +17,7 @@ from pathlib import Path
 from hwaccel import paths
 
 REF = "main"
+_REF_BYTES = 1024  # a commit hash is 40 characters: more is read no further
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,9 @@ def find_snapshot(hub_id: str, wanted: tuple[str, ...]) -> CachedSnapshot:
         return CachedSnapshot(None, f"{hub_id} has no snapshot in {cache}")
     ref_file = repo / "refs" / REF
     try:
-        ref = ref_file.read_text(encoding="utf-8").strip() if ref_file.is_file() else None
+        ref = _read_ref(ref_file, cache)
     except (OSError, UnicodeDecodeError):
-        return CachedSnapshot(None, f"{ref_file} is unreadable")
+        return CachedSnapshot(None, f"{ref_file} is unreadable: refused", refused=True)
     if ref is not None and not _plain_name(ref):
         return CachedSnapshot(None, f"{ref_file} names {ref[:80]!r}, not a snapshot folder "
                                     "of the cache: refused", refused=True)
@@ -103,6 +104,17 @@ def cached_repo_ids() -> list[str]:
         return sorted(name[len(prefix):].replace("--", "/") for name in folders
                       if name.startswith(prefix))
     return sorted(repo.repo_id for repo in info.repos if repo.repo_type == "model")
+
+
+def _read_ref(ref_file: Path, cache: Path) -> str | None:
+    """The commit a ref file names (``None`` without one); a ref is a short text file in the
+    cache: one that links out of it, or is not a regular file, raises OSError."""
+    if not ref_file.exists() and not ref_file.is_symlink():
+        return None
+    if not ref_file.is_file() or not ref_file.resolve().is_relative_to(cache.resolve()):
+        raise OSError(f"{ref_file} is not a file in the cache")
+    with open(ref_file, "rb") as handle:
+        return handle.read(_REF_BYTES).decode("utf-8").strip()
 
 
 def _plain_name(ref: str) -> bool:
