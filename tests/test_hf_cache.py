@@ -242,12 +242,15 @@ def test_a_bin_index_counts_its_shards_by_size(tmp_path):
     assert (checkpoint.files, checkpoint.bytes, checkpoint.parameters) == (2, 42, None)
 
 
-def test_a_diffusers_pipeline_counts_its_components(tmp_path):
+def test_a_diffusers_pipeline_counts_its_components_without_variants(tmp_path):
     for component, seed in (("unet", 4), ("vae", 5)):
         (tmp_path / component).mkdir()
         save_file(tensors(seed, (6, 2)),
                   tmp_path / component / "diffusion_pytorch_model.safetensors")
-    assert checkpoint_of(tmp_path).parameters == 24
+        save_file({k: v.half() for k, v in tensors(seed, (6, 2)).items()},
+                  tmp_path / component / "diffusion_pytorch_model.fp16.safetensors")
+    checkpoint = checkpoint_of(tmp_path)
+    assert (checkpoint.parameters, checkpoint.files, checkpoint.dtypes) == (24, 2, ("F32",))
 
 
 @pytest.mark.parametrize("index, message", [

@@ -5,7 +5,8 @@ A folder often holds one checkpoint several times: shards and a ``consolidated.s
 ``flax_model.msgpack``. As transformers loads it, one format counts, the first of
 :data:`WEIGHT_SUFFIXES` the folder holds (safetensors first); when that
 format has an index (``model.safetensors.index.json``, ``pytorch_model.bin.index.json``),
-the shards its ``weight_map`` names count, once each, and nothing else.
+the shards its ``weight_map`` names count, once each, and nothing else; without an index, a
+variant (``model.fp16.safetensors``) beside the plain file does not count.
 
 The weights are in the folder itself, or (a diffusers pipeline, whose folder holds none) in
 its component subfolders, each chosen alike.
@@ -89,9 +90,17 @@ def _folder_files(folder: Path) -> list[Path]:
             continue
         indexes = sorted(p for p in files if p.name.endswith(f"{suffix}.index.json"))
         if not indexes:
-            return weights
+            return _without_variants(weights)
         return sorted({shard for index in indexes for shard in _shards(index, folder)})
     return []
+
+
+def _without_variants(weights: list[Path]) -> list[Path]:
+    """The files less the variants of another (``model.fp16.safetensors`` beside
+    ``model.safetensors``): diffusers and transformers load the plain one unless asked."""
+    names = {p.name for p in weights}
+    return [p for p in weights
+            if Path(p.stem).suffix == "" or f"{Path(p.stem).stem}{p.suffix}" not in names]
 
 
 def _shards(index: Path, folder: Path) -> list[Path]:
