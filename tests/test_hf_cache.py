@@ -301,3 +301,13 @@ def test_a_broken_checkpoint_is_recorded_model_unavailable_without_running(hub, 
     assert (row["success"], row["error_category"]) == (False, "model-unavailable")
     assert row["error"] == ref.unavailable_message()
     assert row["wall_time_s"] is None
+
+
+def test_calibration_never_picks_an_example_whose_checkpoint_is_broken(hub):
+    from hwaccel.calibration import Calibrator
+
+    cache_repo(hub, "org/broken", {"config.json": CONFIG,
+                                   "model.safetensors": b"\x10\x00\x00\x00\x00\x00\x00\x00{"})
+    cache_repo(hub, "org/fine", {"config.json": CONFIG, "pytorch_model.bin": b"w" * 64})
+    assert Calibrator._size("org/broken") == -1
+    assert Calibrator._size("org/fine") == 64

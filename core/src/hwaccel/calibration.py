@@ -184,8 +184,8 @@ class Calibrator:
     @staticmethod
     def _size(model: str) -> int:
         """Bytes of an example's weight files (both parts of a composition): 0 for models
-        built from a config (tiny ones), -1 for one that cannot be resolved (never chosen).
-        Only file headers are read."""
+        built from a config (tiny ones), -1 for one that cannot be resolved or whose
+        checkpoint is broken (never chosen). Only file headers are read."""
         from hwaccel.errors import HwaccelError
         from hwaccel.footprint import checkpoint_of
         from hwaccel.models import resolve_model
@@ -200,7 +200,10 @@ class Calibrator:
                 if not part.is_tiny:
                     return -1
                 continue
-            checkpoint = checkpoint_of(part.path)
+            try:
+                checkpoint = checkpoint_of(part.path)
+            except HwaccelError:
+                return -1
             total += checkpoint.bytes if checkpoint else 0
         return total
 
