@@ -12,6 +12,7 @@ import pytest
 from conftest import (
     cpu_record,
     detection_of,
+    generate_and_run,
     hardware_rows,
     make_plugin_dist,
     pythonpath_env,
@@ -234,3 +235,24 @@ def test_xclip_runs_on_clips_of_frames(one_torch_thread):
     pixels = inputs["pixel_values"]
     assert pixels.dim() == 5 and pixels.shape[:2] == (2, workload.num_frames)
     assert tuple(outputs["logits_per_video"].shape) == (2, inputs["input_ids"].shape[0])
+
+
+@pytest.mark.slow
+def test_xclips_generated_test_passes(tmp_path):
+    run = generate_and_run(["tiny:xclip"], tmp_path / "generated")
+    assert re.search(r"(?<![0-9])5 passed", run.stdout), run.stdout[-2000:]
+    assert "skipped" not in run.stdout
+
+
+# ---- the predecessor's platform constants -----------------------------------------------
+
+def test_the_platform_constants_name_backends_and_the_web_providers(plugins):
+    from hwaccel import CPU, CUDA, MPS, OPENVINO, QNN, ROCM, WEBGPU, WEBNN
+    from hwaccel.devices import select_device
+    from hwaccel_web.detect import PROVIDERS
+
+    backends = {p.name for p in plugins.loaded() if p.kind == "backend"}
+    assert {CPU, CUDA, MPS, OPENVINO, QNN, ROCM} <= backends
+    assert {WEBNN, WEBGPU} <= set(PROVIDERS)  # the devices the web backend detects
+    choice = select_device(detection_of(cpu_record()), [CUDA, OPENVINO, CPU])
+    assert choice.backend == CPU

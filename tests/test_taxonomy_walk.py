@@ -72,11 +72,11 @@ def _dual_encoder(model_type: str) -> bool:
     for name in [names] if isinstance(names, str) else names:
         try:
             cls = getattr(transformers, name)
+            if hasattr(cls, "get_text_features") and (
+                    hasattr(cls, "get_image_features") or hasattr(cls, "get_video_features")):
+                return True
         except Exception:  # noqa: BLE001 - a class that cannot be imported has no features
             continue
-        if hasattr(cls, "get_text_features") and (
-                hasattr(cls, "get_image_features") or hasattr(cls, "get_video_features")):
-            return True
     return False
 
 
@@ -98,7 +98,7 @@ def expected(model_type: str, tasks: set[str]) -> tuple[str, str | None, str | N
         family, sub = "text_generation", "causal_lm"
     elif tasks & ROW7:
         family, sub = "embedding", "masked_lm" if "MASKED_LM" in tasks else "encoder"
-    elif tasks == {"BASE"} and _dual_encoder(model_type):
+    elif not tasks and _dual_encoder(model_type):  # in no MODEL_FOR_<TASK> table
         return "multimodal", None, "vision-text"
     else:
         return "unknown", None, None
