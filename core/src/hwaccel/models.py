@@ -20,7 +20,6 @@ classification stays cheap; loading weights is the pipelines' business.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,13 +111,17 @@ class ModelRef:
             from hwaccel.tiny import tiny_config
 
             return tiny_config(self.model_type or "")
-        if self.path is None:
-            if self.config is not None and self.model_type:  # a published config, no files
+        if self.path is None and (self.config is None or not self.model_type):
+            raise ModelReferenceError(not_cached_message(self.spec))
+        try:
+            if self.path is None:  # a published config, no files
                 return AutoConfig.for_model(self.model_type, **{
                     k: v for k, v in self.config.items() if k != "model_type"})
-            raise ModelReferenceError(not_cached_message(self.spec))
-        return AutoConfig.from_pretrained(self.path, trust_remote_code=False,
-                                          local_files_only=True)
+            return AutoConfig.from_pretrained(self.path, trust_remote_code=False,
+                                              local_files_only=True)
+        except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
+            raise ModelReferenceError(f"transformers refuses the config of {self.spec}: "
+                                      f"{first_line(exc)}") from None
 
 
 def holds_weights(folder: str | Path) -> bool:
@@ -144,23 +147,39 @@ def not_cached_message(spec: str) -> str:
 
 
 CONFIG_FILES = ("config.json", "model_index.json")
+MAX_REFERENCE_CHARS = 1024
+"""Longest model reference accepted (a folder path included); longer ones are refused
+before any file system call."""
+_HUB_PART_CHARS = 96  # the hub's limit on an organisation's or a repository's name
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line (its first non-empty line, at most 300 characters)."""
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()),
+                type(exc).__name__)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def check_reference_text(spec: str) -> None:
+    """Refuse a reference that cannot name a model: longer than :data:`MAX_REFERENCE_CHARS`
+    or holding a non-printable character (a control character, a line or paragraph
+    separator), before anything reads the file system. The reference is not echoed."""
+    if len(spec) > MAX_REFERENCE_CHARS:
+        raise ModelReferenceError(f"model reference of {len(spec):,} characters: at most "
+                                  f"{MAX_REFERENCE_CHARS:,} are accepted")
+    bad = next((i for i, char in enumerate(spec) if not char.isprintable()), None)
+    if bad is not None:
+        raise ModelReferenceError(f"model reference holds the non-printable character "
+                                  f"U+{ord(spec[bad]):04X} at position {bad + 1}: not a "
+                                  "model name or folder")
 
 
 def read_json_object(config_file: Path) -> dict[str, Any]:
-    """Read a JSON object from a model's config file; raise a one-line error if broken."""
-    try:
-        data = json.loads(config_file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ModelReferenceError(f"malformed {config_file}: not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise ModelReferenceError(
-            f"malformed {config_file}: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except OSError as exc:
-        raise ModelReferenceError(f"cannot read {config_file}: {exc.strerror}") from None
-    if not isinstance(data, dict):
-        raise ModelReferenceError(f"malformed {config_file}: expected a JSON object")
-    return data
+    """Read a JSON object from a model's config file and check its sizes
+    (:func:`hwaccel.config_checks.load_config_json`); raise a one-line error if broken."""
+    from hwaccel.config_checks import load_config_json
+
+    return load_config_json(config_file)
 
 
 def read_config(folder: Path) -> dict[str, Any]:
@@ -274,22 +293,30 @@ def resolve_model(spec: str, *, model_class: str | None = None,
     hints: dict[str, Any] = {"model_class": model_class, "tasks": tuple(tasks)}
     if not spec:
         raise ModelReferenceError("empty model reference")
+    check_reference_text(spec)
     if spec.startswith(TINY_PREFIX):
         return _tiny_ref(spec, **hints)
     if spec.startswith(RAG_PREFIX):
         return _composite_ref(spec, **hints)
     if spec in ALIASES:
         return _alias_ref(spec, **hints)
-    path = Path(spec).expanduser()
-    looks_like_path = spec.startswith((".", "/", "~")) or "\\" in spec or path.exists()
-    if looks_like_path:
-        if not path.exists():
-            raise ModelReferenceError(f"no such model folder: {spec}")
-        if not path.is_dir():
-            raise ModelReferenceError(f"{spec} is a file; give the folder holding config.json")
-        return _folder_ref(spec, "local", path.resolve(), "local",
-                           f"config.json in {path.resolve()}", **hints)
-    if not _HUB_ID.match(spec):
+    try:
+        path = Path(spec).expanduser()
+        looks_like_path = spec.startswith((".", "/", "~")) or "\\" in spec or path.exists()
+        if looks_like_path:
+            if not path.exists():
+                raise ModelReferenceError(f"no such model folder: {spec}")
+            if not path.is_dir():
+                raise ModelReferenceError(f"{spec} is a file; give the folder holding "
+                                          "config.json")
+            folder = path.resolve()
+            return _folder_ref(spec, "local", folder, "local", f"config.json in {folder}",
+                               **hints)
+    except (OSError, RuntimeError) as exc:  # a name too long, a loop of links, no home
+        raise ModelReferenceError(f"cannot use {spec} as a model folder: "
+                                  f"{getattr(exc, 'strerror', None) or first_line(exc)}"
+                                  ) from None
+    if not _HUB_ID.match(spec) or any(len(p) > _HUB_PART_CHARS for p in spec.split("/")):
         raise ModelReferenceError(
             f"not a model reference: {spec!r} (expected org/name, a folder with config.json, "
             f"tiny:<model_type>, rag:<retriever>+<generator> or one of: "

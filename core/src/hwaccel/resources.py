@@ -186,7 +186,8 @@ class Estimator:
         :raises ModelReferenceError: no config of the model is on this machine or in a
             catalogue.
         :raises HwaccelError: the model has no workload (no pipeline runs it), or its
-            config cannot be read.
+            config cannot be read, or the model refuses to be built from it (heads that do
+            not divide the width where the architecture needs it).
         """
         key = (model, seq_len)
         if key not in self._footprints:
@@ -199,7 +200,16 @@ class Estimator:
                                           f"{not_cached_message(model)}; no pipeline "
                                           "catalogue lists it either")
             like = next((f for (m, _), f in self._footprints.items() if m == model), None)
-            self._footprints[key] = footprint_of(self.workload(model), seq_len, like=like)
+            try:
+                self._footprints[key] = footprint_of(self.workload(model), seq_len, like=like)
+            except (ValueError, TypeError, ArithmeticError, RuntimeError, IndexError) as exc:
+                if ref.is_tiny:  # hwaccel's own tiny config: not the user's to fix
+                    raise
+                from hwaccel.errors import ModelReferenceError
+                from hwaccel.models import first_line
+
+                raise ModelReferenceError(f"cannot build {model} from its config: "
+                                          f"{first_line(exc)}") from None
         return self._footprints[key]
 
     def workload(self, model: str) -> Any:
