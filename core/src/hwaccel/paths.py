@@ -7,15 +7,32 @@ from pathlib import Path
 
 
 def cache_dir() -> Path:
-    """Return the cache folder (``HWACCEL_CACHE_DIR``, else the user cache dir), created."""
+    """Return the cache folder (``HWACCEL_CACHE_DIR``, else the user cache dir), created.
+
+    :raises UsageError: the folder cannot be created or written (it lies under a regular
+        file, under ``/proc``, or is read-only): one line naming the variable that chose it.
+    """
     override = os.environ.get("HWACCEL_CACHE_DIR")
     if override:
-        path = Path(override).expanduser()
+        path, chosen_by = Path(override).expanduser(), "HWACCEL_CACHE_DIR"
     else:
         import platformdirs
 
         path = Path(platformdirs.user_cache_dir("hwaccel", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+        chosen_by = "XDG_CACHE_HOME" if os.environ.get("XDG_CACHE_HOME") else "the home folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        usable = path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+        reason = "it is not a writable folder"
+    except FileExistsError:
+        usable, reason = False, "it is a file, not a folder"
+    except (OSError, RuntimeError) as exc:
+        usable, reason = False, getattr(exc, "strerror", None) or str(exc)
+    if not usable:
+        from hwaccel.errors import UsageError
+
+        raise UsageError(f"cannot use the cache folder {path} (from {chosen_by}): {reason}; "
+                         "set HWACCEL_CACHE_DIR to a writable folder")
     return path
 
 

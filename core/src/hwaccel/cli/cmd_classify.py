@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("models", nargs="*", metavar="MODEL")
     parser.add_argument("--from-file", dest="from_file", metavar="FILE",
                         help="read more models from FILE, one per line ('#' comments; '-' is "
-                             "standard input)")
+                             "standard input; a regular file of at most 1 MiB)")
     parser.add_argument("--class", dest="model_class", help="the model class name, as evidence")
     parser.add_argument("--task", dest="tasks", action="append", default=[],
                         help="a task (fill-mask, text-generation, ...), as evidence; repeatable")
@@ -23,23 +23,56 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+MAX_LIST_BYTES = 2**20
+"""Largest model list read by ``--from-file`` (tens of thousands of references)."""
+
+
 def read_model_list(path: str) -> list[str]:
-    """Models from a file (or ``-`` for standard input): one per line, ``#`` starts a comment."""
+    """Models from a file (or ``-`` for standard input): one per line (``\\n`` or ``\\r\\n``
+    ends a line, no other separator does), ``#`` starts a comment.
+
+    Only a regular file (or standard input) of at most :data:`MAX_LIST_BYTES` is read, so a
+    FIFO or a device never blocks; a line that cannot be a reference (a control character,
+    a Unicode line separator, longer than a reference may be) refuses the whole list, and
+    the error names its line, never its content.
+    """
+    import os
+    import stat
     import sys
-    from pathlib import Path
 
     from hwaccel.errors import UsageError
+    from hwaccel.models import MAX_REFERENCE_CHARS
 
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        if path == "-":
+            raw = sys.stdin.buffer.read(MAX_LIST_BYTES + 1)
+        else:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                raise UsageError(f"--from-file: {path} is not a regular file")
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_LIST_BYTES + 1)
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise UsageError(f"--from-file: no such file: {path}") from None
     except UnicodeDecodeError:
         raise UsageError(f"--from-file: {path} is not UTF-8 text") from None
     except OSError as exc:
         raise UsageError(f"--from-file: cannot read {path}: {exc.strerror}") from None
-    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
-    return [line for line in lines if line]
+    if len(raw) > MAX_LIST_BYTES:
+        raise UsageError(f"--from-file: {path} is larger than {MAX_LIST_BYTES // 2**20} MiB: "
+                         "not a model list")
+    models = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r").split("#", 1)[0].strip(" \t")
+        bad = next((char for char in line if not char.isprintable()), None)
+        if bad is not None or len(line) > MAX_REFERENCE_CHARS:
+            why = (f"it holds the non-printable character U+{ord(bad):04X}" if bad is not None
+                   else f"it is longer than {MAX_REFERENCE_CHARS:,} characters")
+            raise UsageError(f"--from-file: {path} is not a model list: line {number} is not "
+                             f"a model reference ({why})")
+        if line:
+            models.append(line)
+    return models
 
 
 def run(args: argparse.Namespace) -> int:
