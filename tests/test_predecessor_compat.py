@@ -256,3 +256,21 @@ def test_the_platform_constants_name_backends_and_the_web_providers(plugins):
     assert {WEBNN, WEBGPU} <= set(PROVIDERS)  # the devices the web backend detects
     choice = select_device(detection_of(cpu_record()), [CUDA, OPENVINO, CPU])
     assert choice.backend == CPU
+
+
+def test_a_named_gpu_the_tests_cannot_target_is_refused_not_run_elsewhere(plugins, tmp_path):
+    from pathlib import Path
+
+    from conftest import cuda_records
+    from hwaccel.classify import classify
+    from hwaccel.generated_run import GeneratedFile, _run_one, device_target
+
+    report = detection_of(cpu_record(), *cuda_records([8000, 8000]))
+    assert device_target(report, "cuda:0").chosen is False
+    second = device_target(report, "cuda:1")
+    assert second.chosen and second.hardware.device == "cuda:1"
+    classification = classify("tiny:bert", plugins).classification
+    file = GeneratedFile(Path("test_hf_tiny_bert_cpu.py"), "tiny:bert", "cpu",
+                         classification.to_dict())
+    with pytest.raises(UsageError, match="first visible device, not on 'cuda:1'"):
+        _run_one(file, second, classification, plugins, tmp_path, None, 60.0)

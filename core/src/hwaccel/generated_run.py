@@ -7,7 +7,9 @@ same inputs:
 * no option: the file's own tests run in this process under pytest, as always (extra
   arguments after ``--`` go to pytest);
 * ``--device NAME``: NAME is a backend (``cuda``) or one of its devices as detection names
-  it (``cuda:1``, ``webnn``, ``openvino:GPU.0``). The file's own backend runs this file;
+  it (``webnn``, ``cuda:1``); a device other than the backend's first available one only
+  where the backend's tests read ``HWACCEL_DEVICE`` (the web providers; a GPU is chosen
+  with the backend's own visibility setting instead). The file's own backend runs this file;
   another backend runs the same model's test rendered from its own plugin's snippets (the
   file ``hwaccel generate MODEL --backend NAME`` writes), in a temporary folder. On absent
   hardware the test skips with the reason, as every generated test does;
@@ -72,6 +74,7 @@ class Target:
     hardware: HardwareInfo | None
     skip_category: str | None = None
     skip_reason: str | None = None
+    chosen: bool = False  # a device the user named that is not the backend's default one
 
 
 def main(argv: list[str] | None, file: GeneratedFile, *, batch_size: int, seq_len: int,
@@ -82,8 +85,7 @@ def main(argv: list[str] | None, file: GeneratedFile, *, batch_size: int, seq_le
     parser.add_argument("--seq-len", type=int, default=seq_len)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--device", metavar="NAME",
-                       help="run on this backend or device (cuda, cuda:1, openvino:GPU.0, "
-                            "webnn...)")
+                       help="run on this backend (cuda, openvino...) or device (webnn...)")
     where.add_argument("--all-hardware", action="store_true",
                        help="run on every detected backend; the absent ones are skipped")
     parser.add_argument("--save", action="store_true",
@@ -163,7 +165,8 @@ def device_target(report: DetectionReport, name: str) -> Target:
     if named:
         found = named[0]
         if found.available:
-            return Target(found.backend, found)
+            default = report.available(found.backend)[0]
+            return Target(found.backend, found, chosen=found is not default)
         return Target(found.backend, found, "unavailable",
                       f"{device_label(found)}: absent — "
                       f"{found.reason or 'reported unavailable without a reason'}")
@@ -206,6 +209,10 @@ def _run_one(file: GeneratedFile, target: Target, classification: Classification
         except (MissingSlotError, UsageError) as exc:
             return _not_run("unsupported", f"no test snippets for this model: {exc}")
         path = write_test(source, tmp, file_name(file.model, target.backend, set()))
+    if target.chosen and DEVICE_ENV not in path.read_text(encoding="utf-8"):
+        raise UsageError(f"backend {target.backend}'s generated tests run on its first "
+                         f"visible device, not on {target.hardware.device!r} by name: choose "
+                         "the device with the backend's own setting (see its README section)")
     env = {DEVICE_ENV: target.hardware.device} if target.hardware else {}
     test = run_generated_test(path, timeout_s, pool, env=env)
     line = f"{test.status} ({test.summary}, {test.wall_s:.1f} s)"
