@@ -109,6 +109,24 @@ def test_heads_that_the_model_needs_to_divide_the_width_are_the_configs_error(tm
     assert f"cannot build {folder}" in line and "attention heads" in line
 
 
+def test_a_config_that_transformers_refuses_is_one_usage_line(tmp_path, capsys):
+    """768.0 passes hwaccel's checks (published configs hold integral floats) and transformers'
+    field types refuse it for BERT's width: the refusal is the config's error, not exit 70."""
+    folder = _write_config(tmp_path / "model", json.dumps({**BERT, "hidden_size": 768.0}))
+    line = _one_error_line(capsys, main(["resources", str(folder), "--backend", "cpu"]))
+    assert f"transformers refuses the config of {folder}" in line and "hidden_size" in line
+
+
+def test_a_published_config_is_held_to_the_same_checks():
+    from hwaccel.errors import ModelReferenceError
+    from hwaccel.models import ModelRef
+
+    ref = ModelRef(spec="org/model", kind="hub", model_type="bert",
+                   config={"model_type": "bert", "num_hidden_layers": 10**6})
+    with pytest.raises(ModelReferenceError, match="num_hidden_layers is 1000000"):
+        ref.load_config()
+
+
 # the defaults of these model types are what published checkpoints hold: each must pass the
 # checks (heads that do not divide the width, a float position count, a layer count per
 # part, 16,384 experts, a head_dim of 0)

@@ -113,15 +113,22 @@ class ModelRef:
             return tiny_config(self.model_type or "")
         if self.path is None and (self.config is None or not self.model_type):
             raise ModelReferenceError(not_cached_message(self.spec))
+        if self.path is None:  # a published config (a catalogue's), held to a file's rules
+            from hwaccel.config_checks import check_sizes
+
+            check_sizes(self.config, f"the published config of {self.spec}")
         try:
             if self.path is None:  # a published config, no files
                 return AutoConfig.for_model(self.model_type, **{
                     k: v for k, v in self.config.items() if k != "model_type"})
             return AutoConfig.from_pretrained(self.path, trust_remote_code=False,
                                               local_files_only=True)
-        except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
+        except Exception as exc:  # noqa: BLE001 - transformers' refusal of the user's config
+            # (a ValueError, huggingface_hub's StrictDataclassError for a field's type, ...)
+            from hwaccel.failures import one_line
+
             raise ModelReferenceError(f"transformers refuses the config of {self.spec}: "
-                                      f"{first_line(exc)}") from None
+                                      f"{one_line(exc)}") from None
 
 
 def holds_weights(folder: str | Path) -> bool:
@@ -151,13 +158,6 @@ MAX_REFERENCE_CHARS = 1024
 """Longest model reference accepted (a folder path included); longer ones are refused
 before any file system call."""
 _HUB_PART_CHARS = 96  # the hub's limit on an organisation's or a repository's name
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's message as one line (its first non-empty line, at most 300 characters)."""
-    text = next((line.strip() for line in str(exc).splitlines() if line.strip()),
-                type(exc).__name__)
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def check_reference_text(spec: str) -> None:
@@ -313,8 +313,10 @@ def resolve_model(spec: str, *, model_class: str | None = None,
             return _folder_ref(spec, "local", folder, "local", f"config.json in {folder}",
                                **hints)
     except (OSError, RuntimeError) as exc:  # a name too long, a loop of links, no home
+        from hwaccel.failures import one_line
+
         raise ModelReferenceError(f"cannot use {spec} as a model folder: "
-                                  f"{getattr(exc, 'strerror', None) or first_line(exc)}"
+                                  f"{getattr(exc, 'strerror', None) or one_line(exc)}"
                                   ) from None
     if not _HUB_ID.match(spec) or any(len(p) > _HUB_PART_CHARS for p in spec.split("/")):
         raise ModelReferenceError(

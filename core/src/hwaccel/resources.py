@@ -206,10 +206,10 @@ class Estimator:
                 if ref.is_tiny:  # hwaccel's own tiny config: not the user's to fix
                     raise
                 from hwaccel.errors import ModelReferenceError
-                from hwaccel.models import first_line
+                from hwaccel.failures import one_line
 
                 raise ModelReferenceError(f"cannot build {model} from its config: "
-                                          f"{first_line(exc)}") from None
+                                          f"{one_line(exc)}") from None
         return self._footprints[key]
 
     def workload(self, model: str) -> Any:
