@@ -169,6 +169,23 @@ def test_resources_of_a_huge_but_valid_config_is_computed_quickly(tmp_path, caps
     assert elapsed < 60
 
 
+def test_a_footprint_that_takes_too_long_is_refused(tmp_path, capsys, monkeypatch):
+    """Switch Transformers builds one module per expert: within the size limits, a config can
+    still take minutes on the meta device; the footprint's time limit ends it with one line
+    (here the limit is lowered so that 512 experts exceed it)."""
+    from hwaccel import resources
+
+    monkeypatch.setattr(resources, "FOOTPRINT_SECONDS", 0.2)
+    folder = _write_config(tmp_path / "model", json.dumps(
+        {"model_type": "switch_transformers", "num_layers": 4, "num_decoder_layers": 4,
+         "architectures": ["SwitchTransformersForConditionalGeneration"],
+         "num_experts": 512, "d_model": 64, "d_ff": 64, "num_heads": 4, "d_kv": 16}))
+    start = time.monotonic()
+    line = _one_error_line(capsys, main(["resources", str(folder), "--backend", "cpu"]))
+    assert "too large to count" in line and "0.2 s" in line
+    assert time.monotonic() - start < 30
+
+
 # ---- references --------------------------------------------------------------------------
 
 

@@ -27,10 +27,11 @@ the CPU cores a job uses, the largest batch that fits the free memory, and wheth
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,40 @@ from hwaccel.footprint import DTYPE_BYTES, Footprint, footprint_of
 from hwaccel.models import ModelRef
 from hwaccel.plugins import Plugins
 from hwaccel.types import Classification, HardwareInfo
+
+#: longest a model's footprint may take to compute (its skeleton built on the meta device):
+#: the config checks bound every size, but modules built one per expert (Switch
+#: Transformers) still multiply; published models take under a few seconds
+FOOTPRINT_SECONDS = 30
+
+
+class _TooLong(BaseException):
+    """Raised by :func:`_time_limit` (a BaseException: no ``except Exception`` swallows it)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block with :class:`_TooLong` after ``seconds`` (a real-time timer, on
+    the main thread of a Unix process; elsewhere the block runs unbounded)."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "setitimer") or \
+            threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise _TooLong
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
 
 #: settings of a default estimate, the same as ``hwaccel benchmark``'s defaults
 DEFAULT_BATCH = 1
@@ -201,7 +236,16 @@ class Estimator:
                                           "catalogue lists it either")
             like = next((f for (m, _), f in self._footprints.items() if m == model), None)
             try:
-                self._footprints[key] = footprint_of(self.workload(model), seq_len, like=like)
+                with _time_limit(FOOTPRINT_SECONDS):
+                    self._footprints[key] = footprint_of(self.workload(model), seq_len,
+                                                         like=like)
+            except _TooLong:
+                from hwaccel.errors import ModelReferenceError
+
+                raise ModelReferenceError(
+                    f"{model} is too large to count: building it on the meta device took "
+                    f"over {FOOTPRINT_SECONDS} s (its config declares too many layers or "
+                    "experts to estimate)") from None
             except (ValueError, TypeError, ArithmeticError, RuntimeError, IndexError) as exc:
                 if ref.is_tiny:  # hwaccel's own tiny config: not the user's to fix
                     raise
