@@ -15,7 +15,9 @@ from hwaccel.classify import classify
 from hwaccel.errors import UsageError
 from hwaccel.generate import file_name, render, write_test
 
-EVIL = "evil'\"\"\" name\nimport os; os.system('echo pwned') # \\ \u2028 end"
+# Quotes, a backslash and code: everything printable a folder name may hold (a line break or
+# another non-printable character is refused as a reference before anything is rendered).
+EVIL = "evil'\"\"\" name); import os; os.system('echo pwned') # \\ end"
 ABSENT_BACKEND = '''
     from hwaccel import HardwareInfo, TemplatePart, hookimpl
 
@@ -81,6 +83,17 @@ def test_a_model_name_cannot_inject_code(plugins, tmp_path):
     name = file_name(str(evil), "cpu", set())
     assert name.startswith("test_hf_") and name.endswith("_cpu.py")
     assert set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789_.")
+
+
+@pytest.mark.parametrize("separator", ["\n", "\u2028", "\r"])
+def test_a_model_name_with_a_line_break_is_refused_before_rendering(plugins, tmp_path, separator):
+    folder = tmp_path / f"evil{separator}import os"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    proc = run_cli("generate", str(folder), "--backend", "cpu", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "non-printable character" in proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("name", ["../escape.py", "/tmp/abs.py", "sub/dir.py", "test_x.sh"])
