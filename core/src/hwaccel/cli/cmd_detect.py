@@ -9,8 +9,11 @@ import uuid
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the command."""
     parser = sub.add_parser("detect", help="hardware present, with capabilities and memory",
-                            description="Detect every backend's devices (cached; --refresh to "
-                                        "detect again). Fresh detections are kept in the "
+                            description="Detect every backend's devices. The result is "
+                                        "cached for an hour and detected again sooner when "
+                                        "the installed distributions or a *_VISIBLE_DEVICES "
+                                        "variable change (--refresh: now); free host memory "
+                                        "is read live. Fresh detections are kept in the "
                                         "database.")
     parser.add_argument("--refresh", action="store_true", help="ignore the cache")
     parser.add_argument("--db", help="DuckDB file (default: in the user cache folder)")
