@@ -80,6 +80,28 @@ def test_a_folder_with_a_config_and_no_weights_is_unavailable_not_our_failure(tm
     assert row["wall_time_s"] is None  # decided without building 819 M random parameters
 
 
+@pytest.mark.slow
+def test_a_wide_gpt2_checkpoint_over_the_memory_limit_is_recorded_as_oom(tmp_db, tmp_path):
+    """The issue's case: width 4096 and a 200,000-token vocabulary (3.3 GB of fp32
+    parameters, those the checkpoint lacks initialised by transformers) under 1,500 MiB."""
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "wide-gpt2"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 4096,
+        "vocab_size": 200000, "n_layer": 1, "n_head": 32}))
+    save_file({"transformer.ln_f.weight": torch.ones(4096),
+               "transformer.ln_f.bias": torch.zeros(4096)}, str(folder / "model.safetensors"))
+    proc = run_cli("benchmark", str(folder), "--backend", "cpu", "--db", str(tmp_db),
+                   "--memory-limit", "1500", *FAST, timeout=180)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    (row,) = hardware_rows(tmp_db)
+    assert (row["success"], row["error_category"]) == (False, "oom")
+    assert "over the memory limit of 1,500 MiB" in row["error"]
+
+
 def test_rows_decided_without_a_job_still_carry_versions_and_fingerprint(tmp_db):
     run_cli("benchmark", "tiny:vit", "--backend", "cpu", "--db", str(tmp_db), *FAST,
             env=NO_VISION)
