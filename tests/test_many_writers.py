@@ -109,6 +109,11 @@ def test_a_killed_run_is_marked_interrupted_and_live_runs_are_left_alone(tmp_db)
     finally:
         slow.kill()
         slow.wait()
+    # readers, which cannot write, already show it interrupted; the table says running
+    assert {r["run_id"]: r["status"] for r in history(tmp_db)}[killed] == "interrupted"
+    report = run_cli("report", "--db", str(tmp_db), "--run", killed[:8], "--json")
+    assert [r["status"] for r in json.loads(report.stdout)["runs"]] == ["interrupted"]
+    assert stored_runs(tmp_db)[killed]["status"] == "running"
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         here = socket.gethostname()

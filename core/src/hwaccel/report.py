@@ -369,8 +369,9 @@ def _fetch_runs(store: Store, run_ids: list[str] | None) -> list[dict[str, Any]]
     if "run_id" not in _table_columns(store, "runs"):
         return []
     where = "WHERE list_contains(?, run_id)" if run_ids else ""
-    return store.query(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs {where} ORDER BY started",
-                       [run_ids] if run_ids else None)
+    return store.with_gone_runs_interrupted(
+        store.query(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs {where} ORDER BY started",
+                    [run_ids] if run_ids else None))
 
 
 def _check_run_ids(run_ids: list[str], rows: list[dict[str, Any]],

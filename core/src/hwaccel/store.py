@@ -280,15 +280,32 @@ class Store:
         self.conn.execute("UPDATE runs SET finished = ?, status = ? WHERE run_id = ?",
                           [_now(), status, run_id])
 
-    def mark_gone_runs(self) -> list[str]:
-        """Mark ``interrupted`` the ``running`` runs of this host whose process is gone (or
-        whose pid now belongs to another process); return their ids. Runs of other hosts,
-        and runs recorded before owners were (no pid), are left as they are."""
+    def gone_runs(self) -> list[str]:
+        """The ids of the ``running`` runs of this host whose process is gone (or whose pid
+        now belongs to another process). Runs of other hosts, and runs recorded before
+        owners were (no pid), are not among them. Readers show these as ``interrupted``;
+        the next open for writing records it (:meth:`mark_gone_runs`)."""
+        if "pid" not in {row[0] for row in self.conn.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'"
+        ).fetchall()}:
+            return []
         host = run_owner.this_process().host
         running = self.conn.execute(
             "SELECT run_id, pid, process_started FROM runs "
             "WHERE status = 'running' AND host = ? AND pid IS NOT NULL", [host]).fetchall()
-        gone = [run_id for run_id, pid, started in running if run_owner.is_gone(pid, started)]
+        return [run_id for run_id, pid, started in running if run_owner.is_gone(pid, started)]
+
+    def with_gone_runs_interrupted(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows`` (each with ``run_id`` and ``status``) with the status of a gone run
+        (:meth:`gone_runs`) read as ``interrupted``, for readers that cannot write it."""
+        gone = set(self.gone_runs()) if any(r.get("status") == "running" for r in rows) \
+            else set()
+        return [{**row, "status": "interrupted"} if row.get("status") == "running"
+                and row.get("run_id") in gone else row for row in rows]
+
+    def mark_gone_runs(self) -> list[str]:
+        """Mark ``interrupted`` the runs :meth:`gone_runs` finds; return their ids."""
+        gone = self.gone_runs()
         if gone:
             self.conn.execute("UPDATE runs SET status = 'interrupted', finished = ? "
                               "WHERE status = 'running' AND list_contains(?, run_id)",

@@ -3,7 +3,8 @@
 Both open the database read-only, so nothing a user types can change or damage it, and only
 while they read, so they work during a run (waiting, bounded, for a write in progress); a
 query also cannot touch a file or run without end (:mod:`hwaccel.user_query`). A run's status
-is ``running``, ``finished`` or ``interrupted`` (Ctrl-C, or its process found gone).
+is ``running``, ``finished`` or ``interrupted`` (Ctrl-C, or its process found gone:
+shown at once, recorded by the next command that writes).
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def run_history(args: argparse.Namespace) -> int:
                                           args.run, args.run, args.limit])
             _show(rows, "Recorded rows (newest first)", args.json)
         else:
-            _show(store.query(RUNS_SQL, [args.limit]), "Runs (newest first)", args.json)
+            runs = store.with_gone_runs_interrupted(store.query(RUNS_SQL, [args.limit]))
+            _show(runs, "Runs (newest first)", args.json)
     return 0
 
 
