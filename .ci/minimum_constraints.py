@@ -12,18 +12,9 @@ import sys
 from pathlib import Path
 
 import tomllib
+from sync_version import pyprojects  # the same folder: scripts run as .ci/NAME.py
 
-ROOT = Path(__file__).resolve().parent.parent
 LOWER_BOUND = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*?>=\s*([^,;\s]+)")
-
-
-def pyprojects() -> list[Path]:
-    """Every distribution's ``pyproject.toml``: the root (meta-package) and the others."""
-    found = [ROOT / "pyproject.toml", ROOT / "core" / "pyproject.toml"]
-    for pattern in ("plugins/*/pyproject.toml", "pipelines/*/pyproject.toml",
-                    "hwaccel-*/pyproject.toml"):
-        found += sorted(ROOT.glob(pattern))
-    return found
 
 
 def runtime_requirements(path: Path) -> list[str]:
