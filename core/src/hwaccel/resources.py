@@ -65,26 +65,29 @@ class _TooLong(BaseException):
 
 @contextlib.contextmanager
 def _time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the block with :class:`_TooLong` after ``seconds`` (a real-time timer, on
-    the main thread of a Unix process; elsewhere the block runs unbounded)."""
-    import signal
+    """End the block with :class:`_TooLong` once ``seconds`` have passed, checked each time
+    this thread registers a module parameter (what a skeleton's build is made of).
+
+    The check raises at a point of the build where any constructor may raise, never from a
+    signal in the middle of arbitrary code (which can land in a weakref callback, where it is
+    ignored, or leave a library's state half-changed)."""
     import threading
+    import time
 
-    if not hasattr(signal, "setitimer") or \
-            threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    from torch.nn.modules.module import register_module_parameter_registration_hook
 
-    def expire(signum: int, frame: Any) -> None:
-        raise _TooLong
+    deadline = time.monotonic() + seconds
+    thread = threading.get_ident()
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    def check(module: Any, name: str, parameter: Any) -> None:
+        if threading.get_ident() == thread and time.monotonic() > deadline:
+            raise _TooLong
+
+    handle = register_module_parameter_registration_hook(check)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        handle.remove()
 
 
 #: settings of a default estimate, the same as ``hwaccel benchmark``'s defaults
