@@ -181,7 +181,7 @@ def test_a_file_held_past_the_bound_fails_in_one_line(tmp_db):
         assert store.query("SELECT count(*) AS n FROM runs") == [{"n": 0}]
 
 
-@pytest.mark.parametrize("value", ["soon", "-1", "inf"])
+@pytest.mark.parametrize("value", ["soon", "-1", "inf", "nan"])
 def test_a_bad_wait_setting_is_a_usage_error(tmp_db, value):
     Store(tmp_db).close()
     proc = run_cli("history", "--db", str(tmp_db), env={"HWACCEL_DB_WAIT_S": value})

@@ -183,9 +183,11 @@ def test_settings_come_from_the_environment_and_bad_values_are_one_clear_error(m
     monkeypatch.setenv("RESOURCE_POOL_TIMEOUT_MINS", "2")
     pool = _pool()
     assert (pool.low_memory, pool.memory_budget_mb, pool.idle_timeout_s) == (True, 512, 120)
-    monkeypatch.setenv("RESOURCE_POOL_MAX_MEMORY_MB", "lots")
-    with pytest.raises(UsageError, match="RESOURCE_POOL_MAX_MEMORY_MB='lots' is not a number"):
-        _ = _pool().memory_budget_mb
+    for bad in ("lots", "nan", "-5", "0"):  # NaN passed a plain `<= 0` check
+        monkeypatch.setenv("RESOURCE_POOL_MAX_MEMORY_MB", bad)
+        with pytest.raises(UsageError, match=f"RESOURCE_POOL_MAX_MEMORY_MB must be a finite "
+                                             f"number above 0, not '{bad}'"):
+            _ = _pool().memory_budget_mb
     with pytest.raises(UsageError, match="unknown hardware preference gpu"):
         _pool(low_memory=False).get_model(None, "m", lambda: 1, {"gpu": 0})
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwaccel.devices import TORCH_BACKENDS, HardwareDetector, device_string, select_device
+from hwaccel.env_numbers import env_number
 from hwaccel.errors import UsageError
 
 MIB = 2**20
@@ -50,19 +51,6 @@ TIMEOUT_ENV = "RESOURCE_POOL_TIMEOUT_MINS"
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _env_number(name: str) -> float | None:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise UsageError(f"{name}={value!r} is not a number") from None
-    if number <= 0:
-        raise UsageError(f"{name} must be above 0, not {value}")
-    return number
 
 
 @dataclass
@@ -134,7 +122,7 @@ class ResourcePool:
                  clock: Callable[[], float] = time.monotonic):
         self.detector = detector or HardwareDetector()
         self.low_memory = _env_flag(LOW_MEMORY_ENV) if low_memory is None else low_memory
-        minutes = _env_number(TIMEOUT_ENV)
+        minutes = env_number(TIMEOUT_ENV)
         self.idle_timeout_s = idle_timeout_s if idle_timeout_s is not None else (
             minutes * 60 if minutes else None)
         self._budget = memory_budget_mb
@@ -155,7 +143,7 @@ class ResourcePool:
         if self._budget is None:
             from hwaccel.resources import host_memory
 
-            self._budget = _env_number(BUDGET_ENV) or host_memory(self.detector.detect())[0]
+            self._budget = env_number(BUDGET_ENV) or host_memory(self.detector.detect())[0]
         return self._budget
 
     def memory_in_use_mb(self, device: str | None = None) -> float:
@@ -508,7 +496,7 @@ def pool_config(placements: list[tuple[str, dict[str, Any]]], estimator: Any) ->
         "resource_pool_config": {
             "low_memory_mode": low_memory,
             "memory_budget_mb": round(available, 1) if low_memory and available else None,
-            "recommended_timeout_mins": _env_number(TIMEOUT_ENV),
+            "recommended_timeout_mins": env_number(TIMEOUT_ENV),
             "reason": reason},
     }
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import random
 import re
 import time
@@ -35,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel import run_owner
-from hwaccel.errors import HwaccelError, UsageError
+from hwaccel.env_numbers import env_number
+from hwaccel.errors import HwaccelError
 from hwaccel.types import BenchmarkResult, Classification, HardwareInfo
 
 MIGRATIONS: tuple[str, ...] = (
@@ -98,16 +98,8 @@ WAIT_ENV = "HWACCEL_DB_WAIT_S"
 
 def wait_seconds() -> float:
     """Return how long an open waits for the file: ``HWACCEL_DB_WAIT_S``, else the default."""
-    text = os.environ.get(WAIT_ENV, "").strip()
-    if not text:
-        return DEFAULT_WAIT_S
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
-        raise UsageError(f"{WAIT_ENV} must be a number of seconds (0 or more), not {text!r}")
-    return seconds
+    seconds = env_number(WAIT_ENV, allow_zero=True)
+    return DEFAULT_WAIT_S if seconds is None else seconds
 
 
 def _now() -> dt.datetime:
