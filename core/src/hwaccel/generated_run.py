@@ -35,7 +35,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from hwaccel.errors import HwaccelError, MissingSlotError, UsageError
 
@@ -46,14 +46,6 @@ if TYPE_CHECKING:
 
 SOURCE = "generated-test"
 DEFAULT_TIMEOUT_S = 300.0
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors as one ``hwaccel: error:`` line and exit 2, as everywhere in hwaccel."""
-
-    def error(self, message: str) -> NoReturn:
-        """Print ``hwaccel: error: MESSAGE`` and exit 2."""
-        self.exit(2, f"hwaccel: error: {message} (see '{self.prog} --help')\n")
 
 
 @dataclass(frozen=True)
@@ -80,7 +72,9 @@ class Target:
 def main(argv: list[str] | None, file: GeneratedFile, *, batch_size: int, seq_len: int,
          description: str | None = None) -> int:
     """Parse a generated file's options and run its tests (see the module docstring)."""
-    parser = _Parser(prog=file.path.name, description=description)
+    from hwaccel.cli import OneLineParser
+
+    parser = OneLineParser(prog=file.path.name, description=description)
     parser.add_argument("--batch-size", type=int, default=batch_size)
     parser.add_argument("--seq-len", type=int, default=seq_len)
     where = parser.add_mutually_exclusive_group()

@@ -30,7 +30,7 @@ COMMANDS = (cmd_plugins, cmd_detect, cmd_classify, cmd_recommend, cmd_resources,
             cmd_benchmark, cmd_matrix, cmd_history, cmd_report)
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line, like every other hwaccel error."""
 
     def error(self, message: str) -> NoReturn:
@@ -40,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser with one sub-command per command module."""
-    parser = _Parser(
+    parser = OneLineParser(
         prog="hwaccel",
         description="Which hardware should this Hugging Face model run on? Detect, classify, "
                     "generate runnable tests and benchmark, measured.")
