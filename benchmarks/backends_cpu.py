@@ -13,7 +13,7 @@ The model is a ``BertModel`` from a config (hidden 768, 12 layers, 12 heads, int
    ``torch`` loads the saved model (``from_pretrained``), ``openvino`` reads and compiles the
    IR for its ``CPU`` device, ``onnxruntime`` opens the ONNX file with the CPU execution
    provider. Each uses the method of ``hwaccel benchmark``: one cold call, then
-   ``hwaccel.measure.time_calls`` with the default ``BenchmarkSettings`` (3 warm-up calls, at
+   ``hwaccel.kit.measure.time_calls`` with the default ``BenchmarkSettings`` (3 warm-up calls, at
    least 20 timed calls and 1 s) and ``summarize`` for p50/p90/p99 and the coefficient of
    variation.
 3. Every runtime gets the same thread count (default: the physical cores, as the CPU
@@ -127,7 +127,7 @@ def measure(runtime: str, workdir: Path, threads: int) -> dict:
     else:
         import numpy as np
         import onnxruntime as ort
-    from hwaccel.measure import process_memory_mb, summarize, time_calls
+    from hwaccel.kit.measure import process_memory_mb, summarize, time_calls
     from hwaccel.types import BenchmarkSettings
 
     settings = BenchmarkSettings(batch_size=BATCH, seq_len=SEQ, threads=threads)

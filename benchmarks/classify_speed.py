@@ -25,8 +25,8 @@ import time
 SWEEP = r"""
 import json, sys, time
 t0 = time.perf_counter()
-from hwaccel import autotables
-from hwaccel.classify import classify
+from hwaccel.kit import autotables
+from hwaccel.models.classify import classify
 from hwaccel.plugins import load
 
 plugins = load()

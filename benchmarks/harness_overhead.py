@@ -62,7 +62,7 @@ def bare(model_path: str, threads: int, seq_len: int) -> None:
 
 def model_path(spec: str) -> str:
     """The local folder of a model reference, resolved by hwaccel (offline)."""
-    from hwaccel.models import resolve_model
+    from hwaccel.models.resolve import resolve_model
 
     ref = resolve_model(spec)
     if ref.path is None:

@@ -4,7 +4,8 @@ For a zoo of models across the nine pipelines (tiny ones, and full-size configs 
 weights saved as real checkpoints: bert-base, gpt2, vit-base, whisper-tiny, clip-base,
 t5-small, mamba-130m, plus the shipped MiniLM) and every backend present, it
 
-1. estimates the inference peak with :class:`hwaccel.resources.Estimator` (a fresh cache and
+1. estimates the inference peak with :class:`hwaccel.estimates.resources.Estimator` (a fresh cache
+and
    an empty history, so the runtime baselines are measured in this run and no measured peak
    of the model itself can stand in for the estimate);
 2. measures the peak in a separate process, exactly as ``hwaccel benchmark`` does (a timing
@@ -98,12 +99,12 @@ def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from hwaccel.calibration import SETTINGS, device_label, with_helpers
-    from hwaccel.detection import detect
-    from hwaccel.jobs import JobPool
+    from hwaccel.estimates.calibration import SETTINGS, device_label, with_helpers
+    from hwaccel.estimates.resources import Estimator
+    from hwaccel.hardware.detection import detect
     from hwaccel.plugins import load
-    from hwaccel.resources import Estimator
-    from hwaccel.runner import run_job
+    from hwaccel.running.jobs import JobPool
+    from hwaccel.running.runner import run_job
     from hwaccel.types import BenchmarkRequest
 
     torch.set_num_threads(1)

@@ -32,7 +32,7 @@ def read_list(path: Path) -> list[tuple[str, str, str, str | None]]:
 def main(argv: list[str]) -> int:
     os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="hwaccel-empty-hf-")
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from hwaccel.classify import classify
+    from hwaccel.models.classify import classify
     from hwaccel.plugins import load
 
     paths = [a for a in argv if not a.startswith("--")]

@@ -23,9 +23,9 @@ def row_diffs(model_ref: str, batch: int, length: int
     import onnxruntime as ort
     import torch
 
-    from hwaccel.classify import classify
+    from hwaccel.kit.workloads import load_workload
+    from hwaccel.models.classify import classify
     from hwaccel.plugins import load
-    from hwaccel.workloads import load_workload
     from hwaccel_qnn.runtime import create_session, default_device, load_on_qnn, provider_options
 
     workload = load_workload(model_ref, classify(model_ref, load()).classification)

@@ -23,9 +23,9 @@ def main() -> int:
 
     import torch
 
-    from hwaccel.classify import classify
+    from hwaccel.kit.workloads import load_workload
+    from hwaccel.models.classify import classify
     from hwaccel.plugins import load
-    from hwaccel.workloads import load_workload
     from hwaccel_pipeline_rag.documents import DOCUMENTS, QUESTIONS
     from hwaccel_qnn.runtime import default_device, load_on_qnn
 

@@ -48,12 +48,13 @@ def main() -> int:
                         help="a sweep's --json: sweep only the types that ran there")
     args = parser.parse_args()
 
-    from hwaccel import autotables, benchmark
-    from hwaccel.classify import classify
-    from hwaccel.detection import detect
-    from hwaccel.jobs import JobPool
+    from hwaccel.hardware.detection import detect
+    from hwaccel.kit import autotables
+    from hwaccel.kit.failures import failure
+    from hwaccel.models.classify import classify
     from hwaccel.plugins import load
-    from hwaccel.runner import failure
+    from hwaccel.running import benchmark
+    from hwaccel.running.jobs import JobPool
     from hwaccel.types import BenchmarkResult, BenchmarkSettings
 
     plugins = load()

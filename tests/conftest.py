@@ -149,8 +149,8 @@ def workload_and_model(spec: str, plugins: Any, *, prepare: bool = False) -> tup
 
     :param prepare: call the workload's ``prepare()`` before loading the model.
     """
-    from hwaccel.classify import classify
-    from hwaccel.workloads import load_workload
+    from hwaccel.kit.workloads import load_workload
+    from hwaccel.models.classify import classify
 
     workload = load_workload(spec, classify(spec, plugins).classification)
     if prepare:
@@ -174,7 +174,7 @@ def tiny_workloads(model_types: Iterable[str], plugins: Any, *,
 def run_with_expected_shapes(spec: str) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Load ``spec``'s workload, run its model once on inputs at batch 2 and length 8, check
     the outputs have the shapes the workload expects; return (workload, inputs, outputs)."""
-    from hwaccel.workloads import load_workload
+    from hwaccel.kit.workloads import load_workload
 
     workload = load_workload(spec)
     inputs = workload.make_inputs(2, 8)
@@ -315,7 +315,7 @@ def cuda_records(free_mib: list[int], total_mib: int = 16384) -> list[Any]:
 
 def detection_of(*hardware: Any) -> Any:
     """A detection report holding exactly these records."""
-    from hwaccel.detection import DetectionReport
+    from hwaccel.hardware.detection import DetectionReport
 
     return DetectionReport(hardware=list(hardware), timestamp="2026-12-02T00:00:00+00:00")
 
@@ -329,9 +329,9 @@ def record_result(db: Path, plugins: Any, model: str, hardware: Any, *,
     """Store one measurement of ``model`` on the detected device ``hardware`` as a matrix
     cell does: stamped with the current library versions and the device's fingerprint, a
     failure when ``category`` is given."""
-    from hwaccel.classify import classify
-    from hwaccel.provenance import fingerprint, library_versions
-    from hwaccel.store import Store
+    from hwaccel.history.provenance import fingerprint, library_versions
+    from hwaccel.history.store import Store
+    from hwaccel.models.classify import classify
     from hwaccel.types import BenchmarkResult
 
     failed = category is not None

@@ -28,7 +28,7 @@ def save(model_type: str, class_name: str, folder: Path, **overrides) -> Path:
     import torch
     import transformers
 
-    from hwaccel.tiny import tiny_config
+    from hwaccel.kit.tiny import tiny_config
 
     config = tiny_config(model_type)
     for key, value in overrides.items():

@@ -6,8 +6,8 @@ import ast
 
 import pytest
 
-from hwaccel import autotables, autotables_source
-from hwaccel.taxonomy import EXPERT_KEYS
+from hwaccel.kit import autotables, autotables_source
+from hwaccel.kit.taxonomy import EXPERT_KEYS
 
 
 @pytest.fixture(scope="module")

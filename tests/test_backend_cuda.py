@@ -31,7 +31,7 @@ from hwaccel import (
     HardwareInfo,
     torchgpu,
 )
-from hwaccel.pipeline_parts import BACKEND_SLOTS
+from hwaccel.kit.pipeline_parts import BACKEND_SLOTS
 from hwaccel_cuda import bench as cuda_bench
 from hwaccel_cuda import hwaccel_benchmark, hwaccel_detect, hwaccel_template
 from hwaccel_cuda.detect import detect_cuda, read_nvml
@@ -394,9 +394,9 @@ def measured(monkeypatch):
                                device=request.hardware.device, success=True,
                                precision=kwargs["precision"])
 
-    import hwaccel.measure
+    import hwaccel.kit.measure
 
-    monkeypatch.setattr(hwaccel.measure, "benchmark_workload", benchmark_workload)
+    monkeypatch.setattr(hwaccel.kit.measure, "benchmark_workload", benchmark_workload)
     return calls
 
 
@@ -415,7 +415,7 @@ def test_benchmark_uses_the_requested_index_and_resets_peak_memory(monkeypatch, 
 
 
 def test_calls_are_timed_by_the_cuda_events(monkeypatch):
-    from hwaccel.measure import time_calls
+    from hwaccel.kit.measure import time_calls
 
     monkeypatch.setattr(torch.cuda, "Event", FakeCudaEvent)
     FakeCudaEvent.log.clear()
@@ -460,12 +460,12 @@ def test_an_index_beyond_the_visible_devices_is_a_clear_failure(monkeypatch, mea
 
 def test_out_of_memory_is_its_own_failure_category(monkeypatch, measured):
     patch_torch(monkeypatch, [T4])
-    import hwaccel.measure
+    import hwaccel.kit.measure
 
     def oom(request, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(hwaccel.measure, "benchmark_workload", oom)
+    monkeypatch.setattr(hwaccel.kit.measure, "benchmark_workload", oom)
     result = hwaccel_benchmark(request=request_for(0))
     assert (result.success, result.error_category) == (False, "out-of-memory")
     assert result.error == "cuda:0: CUDA out of memory. Tried to allocate 2.00 GiB"

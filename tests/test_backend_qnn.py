@@ -26,9 +26,8 @@ import torch
 
 from conftest import ONE_THREAD, generate_and_run, run_cli, workload_and_model
 from hwaccel import BenchmarkRequest, BenchmarkSettings, HardwareInfo
-from hwaccel.classify import classify
-from hwaccel.failures import AttributedError
-from hwaccel.onnx_export import (
+from hwaccel.kit.failures import AttributedError
+from hwaccel.kit.onnx_export import (
     CallSignature,
     ExportedModel,
     ExportError,
@@ -37,6 +36,7 @@ from hwaccel.onnx_export import (
     cached_export,
     capture,
 )
+from hwaccel.models.classify import classify
 from hwaccel_qnn.detect import BACKEND_PATH_ENV, PROVIDER, detect_qnn
 from hwaccel_qnn.runtime import (
     DISABLE_CPU_FALLBACK,
@@ -352,7 +352,7 @@ def _request(plugins, hardware: HardwareInfo) -> BenchmarkRequest:
 
 def test_benchmark_path_measures_through_the_session_it_was_given(plugins, monkeypatch,
                                                                    tmp_path, one_thread):
-    from hwaccel import onnx_export
+    from hwaccel.kit import onnx_export
     from hwaccel_qnn.bench import run
 
     without_plugin(monkeypatch)

@@ -31,7 +31,7 @@ from hwaccel import (
     Classification,
     HardwareInfo,
 )
-from hwaccel.pipeline_parts import BACKEND_SLOTS
+from hwaccel.kit.pipeline_parts import BACKEND_SLOTS
 from hwaccel_cuda.detect import detect_cuda
 from hwaccel_rocm import bench as rocm_bench
 from hwaccel_rocm import hwaccel_benchmark, hwaccel_detect, hwaccel_template
@@ -339,9 +339,9 @@ def measured(monkeypatch):
                                device=request.hardware.device, success=True,
                                precision=kwargs["precision"])
 
-    import hwaccel.measure
+    import hwaccel.kit.measure
 
-    monkeypatch.setattr(hwaccel.measure, "benchmark_workload", benchmark_workload)
+    monkeypatch.setattr(hwaccel.kit.measure, "benchmark_workload", benchmark_workload)
     return calls
 
 

@@ -371,7 +371,7 @@ def test_the_generated_test_follows_the_provider_it_is_given(tmp_path, ort_web):
 def test_webnn_runs_in_the_packaged_chromium(monkeypatch, packaged, ort_web, plugins,
                                              one_thread):
     from hwaccel import BenchmarkRequest, BenchmarkSettings
-    from hwaccel.classify import classify
+    from hwaccel.models.classify import classify
     from hwaccel_web.bench import run
 
     monkeypatch.setenv(CHROMIUM_ENV, str(packaged))

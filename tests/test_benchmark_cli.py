@@ -124,7 +124,7 @@ def test_unknown_precision_is_a_usage_error(tmp_db):
 
 
 def _report(*records):
-    from hwaccel.detection import DetectionReport
+    from hwaccel.hardware.detection import DetectionReport
     from hwaccel.types import HardwareInfo
 
     return DetectionReport(hardware=[HardwareInfo(**r) for r in records])
@@ -148,7 +148,7 @@ SELECTOR_REPORT = (
     (["acc:first", "cpu"], False, [("first", None), ("cpu", None)]),
 ])
 def test_backend_device_selector_and_every_device(plugins, backends, every, expected):
-    from hwaccel.benchmark import plan
+    from hwaccel.running.benchmark import plan
     from hwaccel.types import BenchmarkSettings
 
     jobs, _ = plan(["tiny:bert"], backends, plugins, _report(*SELECTOR_REPORT),
@@ -162,8 +162,8 @@ def test_backend_device_selector_and_every_device(plugins, backends, every, expe
 
 
 def test_a_device_selector_naming_no_device_is_a_usage_error(plugins):
-    from hwaccel.benchmark import plan
     from hwaccel.errors import UsageError
+    from hwaccel.running.benchmark import plan
     from hwaccel.types import BenchmarkSettings
 
     with pytest.raises(UsageError, match=r"backend 'acc' has no device 'fourth' \(its "

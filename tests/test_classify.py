@@ -10,7 +10,7 @@ import json
 import pytest
 
 from conftest import run_cli
-from hwaccel.classify import classify, model_type_from_name
+from hwaccel.models.classify import classify, model_type_from_name
 from hwaccel.plugins import load
 
 # (model_type, family, subfamily or None to skip, pipeline) from TAXONOMY.md's examples
@@ -89,8 +89,7 @@ def test_cli_classifies_hub_names_offline_by_name():
     ("google/vit-base-patch16-224", "vit"), ("sentence-transformers/all-MiniLM-L6-v2", "bert"),
     ("hf-internal-testing/tiny-random-gpt2", "gpt2"), ("unrelated-words-only", None)])
 def test_model_type_from_name(name, model_type):
-    from hwaccel import autotables
-
+    from hwaccel.kit import autotables
     assert model_type_from_name(name, autotables.load().config_types) == model_type
 
 
@@ -142,8 +141,7 @@ def test_explicit_task_outranks_the_name(plugins):
     ("Helsinki-NLP/opus-mt-en-de", "marian"), ("microsoft/trocr-base", "vision-encoder-decoder"),
     ("acme/optimus-prime", None)])
 def test_model_type_from_name_joins_words_and_knows_naming_patterns(name, model_type):
-    from hwaccel import autotables
-
+    from hwaccel.kit import autotables
     assert model_type_from_name(name, autotables.load().config_types) == model_type
 
 

@@ -9,20 +9,20 @@ from pathlib import Path
 import pytest
 
 from conftest import ONE_THREAD, cpu_record, detection_of, make_plugin_dist
-from hwaccel.classify import classify
-from hwaccel.compatibility import (
+from hwaccel.compat.compatibility import (
     LOW_MEMORY_FRACTION,
     RECOMMENDATIONS,
     SEVERITIES,
     CompatibilityError,
     HardwareCompatibilityReporter,
 )
-from hwaccel.detection import detect
-from hwaccel.devices import HardwareDetector
 from hwaccel.errors import HwaccelError, ModelReferenceError, UsageError
-from hwaccel.models import resolve_model
+from hwaccel.hardware.detection import detect
+from hwaccel.hardware.devices import HardwareDetector
+from hwaccel.history.store import Store
+from hwaccel.models.classify import classify
+from hwaccel.models.resolve import resolve_model
 from hwaccel.plugins import Plugins, load, load_plugins, make_plugin_manager
-from hwaccel.store import Store
 from hwaccel.types import BenchmarkResult
 
 BROKEN_IMPORT = "raise RuntimeError('broken at import')\n"
@@ -254,8 +254,7 @@ def test_an_oom_row_is_memory_pressure_and_only_the_latest_row_counts(plugins, t
 
 
 def test_a_failed_construction_in_the_resource_pool_is_an_error_finding(plugins, monkeypatch):
-    from hwaccel import resource_pool
-
+    from hwaccel.compat import resource_pool
     pool = resource_pool.ResourcePool(detector=HardwareDetector(detection_of(cpu_record())))
     monkeypatch.setattr(resource_pool, "_GLOBAL", pool)
 

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run_cli
 from hwaccel import detect_available_hardware
-from hwaccel.detection import cache_file, detect
+from hwaccel.hardware.detection import cache_file, detect
 from hwaccel.plugins import load
 
 

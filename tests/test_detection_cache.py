@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hwaccel.detection import cache_file, detect
+from hwaccel.hardware.detection import cache_file, detect
 from hwaccel.plugins import load
 
 

@@ -11,8 +11,9 @@ import logging
 
 import pytest
 
-from hwaccel.detection import DetectionReport
-from hwaccel.devices import (
+from hwaccel.errors import UsageError
+from hwaccel.hardware.detection import DetectionReport
+from hwaccel.hardware.devices import (
     DEFAULT_PRIORITY,
     TORCH_PRIORITY,
     DeviceChoice,
@@ -20,7 +21,6 @@ from hwaccel.devices import (
     NoDeviceError,
     select_device,
 )
-from hwaccel.errors import UsageError
 from hwaccel.plugins import HookError
 from hwaccel.types import HardwareInfo
 
@@ -183,7 +183,7 @@ def test_names_are_case_insensitive_and_duplicates_ignored():
 
 def test_the_predecessor_api_returns_the_string_and_logs_each_fallback(caplog):
     detector = HardwareDetector(report(gpu("cuda", 0), absent("mps", "not macOS"), CPU))
-    with caplog.at_level(logging.WARNING, logger="hwaccel.devices"):
+    with caplog.at_level(logging.WARNING, logger="hwaccel.hardware.devices"):
         device = detector.get_torch_device_with_priority(priority_list=["mps", "cuda", "cpu"],
                                                          preferred_index=1)
     assert device == "cuda:0"

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from hwaccel import failures
-from hwaccel.failures import AttributedError, attribute, blame_reference, stage
+from hwaccel.kit import failures
+from hwaccel.kit.failures import AttributedError, attribute, blame_reference, stage
 
 
 def raise_from(module_name: str, exc: BaseException) -> BaseException:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from hwaccel.errors import ModelReferenceError
-from hwaccel.footprint import (
+from hwaccel.estimates.footprint import (
     checkpoint_of,
     count_tensors,
     read_safetensors_header,
@@ -25,7 +25,7 @@ from hwaccel.footprint import (
 @pytest.fixture(scope="module")
 def estimator(plugins):
     from conftest import cpu_record, detection_of
-    from hwaccel.resources import Estimator
+    from hwaccel.estimates.resources import Estimator
 
     return Estimator(plugins, detection_of(cpu_record()), measure=False)
 
@@ -93,7 +93,7 @@ def test_untied_weights_are_what_an_onnx_export_holds(estimator, model, tied, on
     import onnx
     from onnx import numpy_helper
 
-    from hwaccel.onnx_export import export_for
+    from hwaccel.kit.onnx_export import export_for
 
     workload = estimator.workload(model)
     exported = export_for(workload.load_model(), workload, 1, 8, model_ref=model)
@@ -173,7 +173,7 @@ def test_sliding_window_layers_keep_only_the_window(estimator, tmp_path, one_thr
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from hwaccel.tiny import tiny_config
+    from hwaccel.kit.tiny import tiny_config
 
     config = tiny_config("gemma2")
     config.sliding_window = 4

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import generate_and_run, make_plugin_dist, pythonpath_env, run_cli
-from hwaccel.classify import classify
 from hwaccel.errors import UsageError
-from hwaccel.generate import file_name, render, write_test
+from hwaccel.generating.generate import file_name, render, write_test
+from hwaccel.models.classify import classify
 
 # Quotes, a backslash and code: everything printable a folder name may hold (a line break or
 # another non-printable character is refused as a reference before anything is rendered).

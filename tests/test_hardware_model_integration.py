@@ -10,7 +10,7 @@ import pytest
 from conftest import cpu_record, detection_of, record_result
 from hwaccel import HardwareAwareModelClassifier, get_hardware_aware_model_classification
 from hwaccel.errors import UsageError
-from hwaccel.resources import Estimator
+from hwaccel.estimates.resources import Estimator
 
 
 @pytest.fixture(scope="module")
@@ -118,12 +118,12 @@ def test_classifications_are_kept_in_the_model_database(plugins, tmp_path, monke
     stored = json.loads(path.read_text())["classifications"]
     assert len(stored) == 1 and next(iter(stored.values()))["family"] == "text_generation"
 
-    import hwaccel.classify
+    import hwaccel.models.classify
 
     def refuse(*_args, **_kwargs):
         raise AssertionError("classified again instead of read from the model database")
 
-    monkeypatch.setattr(hwaccel.classify, "classify_ref", refuse)
+    monkeypatch.setattr(hwaccel.models.classify, "classify_ref", refuse)
     second = HardwareAwareModelClassifier(model_db_path=path, plugins=plugins, measure=False)
     assert second._classification("tiny:gpt2", None, ())["subfamily"] == "causal_lm"
 

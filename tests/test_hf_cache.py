@@ -16,11 +16,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from hwaccel import paths
-from hwaccel.checkpoint_files import checkpoint_files
 from hwaccel.errors import ModelReferenceError
-from hwaccel.footprint import checkpoint_of
-from hwaccel.models import cached_models, not_cached_message, resolve_model
+from hwaccel.estimates.footprint import checkpoint_of
+from hwaccel.kit import paths
+from hwaccel.models.checkpoint_files import checkpoint_files
+from hwaccel.models.resolve import cached_models, not_cached_message, resolve_model
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 CACHE_VARS = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME")
@@ -304,7 +304,7 @@ def test_a_broken_checkpoint_is_recorded_model_unavailable_without_running(hub, 
 
 
 def test_calibration_never_picks_an_example_whose_checkpoint_is_broken(hub):
-    from hwaccel.calibration import Calibrator
+    from hwaccel.estimates.calibration import Calibrator
 
     cache_repo(hub, "org/broken", {"config.json": CONFIG,
                                    "model.safetensors": b"\x10\x00\x00\x00\x00\x00\x00\x00{"})

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import run_cli
-from hwaccel.store import Store
+from hwaccel.history.store import Store
 from hwaccel.types import BenchmarkResult, Classification
 
 BERT = Classification(model="tiny:bert", family="embedding", subfamily="masked_lm",

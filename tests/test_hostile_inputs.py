@@ -92,7 +92,7 @@ def test_malformed_json_is_one_usage_line(command, text, expected, tmp_path, cap
 
 
 def test_an_oversized_config_is_refused_without_parsing(tmp_path, capsys):
-    from hwaccel.config_checks import MAX_CONFIG_BYTES
+    from hwaccel.models.config_checks import MAX_CONFIG_BYTES
 
     padding = " " * MAX_CONFIG_BYTES
     folder = _write_config(tmp_path / "model", '{"model_type": "bert"' + padding + "}")
@@ -119,7 +119,7 @@ def test_a_config_that_transformers_refuses_is_one_usage_line(tmp_path, capsys):
 
 def test_a_published_config_is_held_to_the_same_checks():
     from hwaccel.errors import ModelReferenceError
-    from hwaccel.models import ModelRef
+    from hwaccel.models.resolve import ModelRef
 
     ref = ModelRef(spec="org/model", kind="hub", model_type="bert",
                    config={"model_type": "bert", "num_hidden_layers": 10**6})
@@ -141,7 +141,7 @@ REAL_TYPES = ("bert", "gpt2", "llama", "mistral", "mixtral", "qwen2", "qwen2_moe
 def test_real_default_configs_pass_the_checks(tmp_path):
     from transformers import CONFIG_MAPPING
 
-    from hwaccel.models import read_config
+    from hwaccel.models.resolve import read_config
 
     checked = 0
     for model_type in REAL_TYPES:
@@ -173,8 +173,7 @@ def test_a_footprint_that_takes_too_long_is_refused(tmp_path, capsys, monkeypatc
     """Switch Transformers builds one module per expert: within the size limits, a config can
     still take minutes on the meta device; the footprint's time limit ends it with one line
     (here the limit is lowered so that 512 experts exceed it)."""
-    from hwaccel import resources
-
+    from hwaccel.estimates import resources
     monkeypatch.setattr(resources, "FOOTPRINT_SECONDS", 0.2)
     folder = _write_config(tmp_path / "model", json.dumps(
         {"model_type": "switch_transformers", "num_layers": 4, "num_decoder_layers": 4,

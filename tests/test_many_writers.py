@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from conftest import run_cli
-from hwaccel.store import Store
+from hwaccel.history.store import Store
 
 FAST = ("--iterations", "1", "--warmup", "0", "--min-seconds", "0")
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
@@ -152,7 +152,7 @@ def test_ctrl_c_marks_a_benchmark_interrupted(tmp_db):
     assert run["status"] == "interrupted" and run["finished"] is not None
 
 
-HOLDER = ("import sys, time; from hwaccel.store import Store; s = Store(sys.argv[1]); "
+HOLDER = ("import sys, time; from hwaccel.history.store import Store; s = Store(sys.argv[1]); "
           "print('ready', flush=True); time.sleep(60)")
 
 

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from conftest import ONE_THREAD, make_plugin_dist, pythonpath_env, run_cli
-from hwaccel.matrix import HOST_CPU, assign_cores, example_models
+from hwaccel.running.matrix import HOST_CPU, assign_cores, example_models
 
 FAST = ("--iterations", "3", "--min-seconds", "0", "--warmup", "1")
 
@@ -104,7 +104,7 @@ def hwaccel_benchmark(request):
     import os
     import time
 
-    from hwaccel.measure import summarize, time_calls
+    from hwaccel.kit.measure import summarize, time_calls
 
     began = time.time()
     timing = time_calls(lambda: time.sleep(0.02), warmup=1, min_iterations=3,
@@ -155,7 +155,7 @@ def test_one_worker_or_one_lane_pins_nothing():
 
 
 def test_every_pipeline_names_example_models_of_its_own_pipeline(plugins):
-    from hwaccel.classify import classify
+    from hwaccel.models.classify import classify
 
     pipelines = [r.name for r in plugins.loaded() if r.kind == "pipeline"]
     assert len(pipelines) == 9

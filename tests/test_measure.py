@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from hwaccel.measure import percentile, summarize, time_calls
+from hwaccel.kit.measure import percentile, summarize, time_calls
 
 SAMPLES = [
     [1.0, 2.0],
@@ -126,7 +126,7 @@ def test_max_abs_diff_compares_every_output_in_fp32():
     import numpy as np
     import torch
 
-    from hwaccel.measure import max_abs_diff
+    from hwaccel.kit.measure import max_abs_diff
 
     reference = {"logits": torch.tensor([[1.0, 2.0]]), "boxes": torch.zeros(1, 4)}
     device = {"logits": np.array([[1.0, 2.5]], dtype=np.float16), "boxes": torch.zeros(1, 4)}
@@ -146,7 +146,7 @@ class _Embedder:
 def test_embedding_similarity_is_the_worst_rows_cosine():
     import torch
 
-    from hwaccel.measure import embedding_similarity
+    from hwaccel.kit.measure import embedding_similarity
 
     reference = {"vector": torch.tensor([[1.0, 0.0], [0.0, 2.0]])}
     outputs = {"vector": torch.tensor([[3.0, 0.0], [1.0, 1.0]])}  # row 1 is 45 degrees off
@@ -160,8 +160,8 @@ def test_embedding_similarity_is_the_worst_rows_cosine():
 def test_an_embedding_model_pools_over_its_attention_mask_and_others_make_none(plugins):
     import torch
 
-    from hwaccel.classify import classify
-    from hwaccel.workloads import load_workload
+    from hwaccel.kit.workloads import load_workload
+    from hwaccel.models.classify import classify
 
     minilm = load_workload("minilm", classify("minilm", plugins).classification)
     hidden = torch.tensor([[[1.0, 1.0], [3.0, 5.0], [100.0, 100.0]]])

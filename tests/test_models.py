@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli
 from hwaccel.errors import ModelReferenceError
-from hwaccel.models import resolve_model
+from hwaccel.models.resolve import resolve_model
 
 MISSING = "./no-such-model-folder-4f1c9e"
 
@@ -178,7 +178,7 @@ MODEL_CLASSES = {"bert": "BertModel", "gpt2": "GPT2Model", "t5": "T5Model"}
 
 @pytest.mark.parametrize("model_type", sorted(TINY_SIZES))
 def test_tiny_config_is_tiny(model_type):
-    from hwaccel.tiny import tiny_config
+    from hwaccel.kit.tiny import tiny_config
 
     config = tiny_config(model_type)
     width, layers = TINY_SIZES[model_type]
@@ -200,7 +200,7 @@ def test_tiny_model_is_reproducible(model_type):
     import torch
     import transformers
 
-    from hwaccel.tiny import tiny_config
+    from hwaccel.kit.tiny import tiny_config
 
     cls = getattr(transformers, MODEL_CLASSES[model_type])
 
@@ -310,8 +310,7 @@ def test_classify_good_and_bad_together():
 
 
 def test_damaged_auto_table_cache_is_rebuilt(tmp_path, monkeypatch):
-    from hwaccel import autotables
-
+    from hwaccel.kit import autotables
     monkeypatch.setenv("HWACCEL_CACHE_DIR", str(tmp_path))
     version = autotables.transformers_version()
     cache = tmp_path / f"autotables-transformers-{version}.json"

@@ -8,8 +8,8 @@ import onnxruntime
 import pytest
 import torch
 
-from hwaccel.onnx_export import OPSET
-from hwaccel.onnx_symbolics import register
+from hwaccel.kit.onnx_export import OPSET
+from hwaccel.kit.onnx_symbolics import register
 
 
 class Diff(torch.nn.Module):

@@ -89,7 +89,8 @@ def test_the_core_requires_pytest_which_the_job_worker_and_generated_tests_impor
     core = [NAME.match(r).group(1).lower() for r in project(ROOT / "core" / "pyproject.toml")[
         "dependencies"]]
     assert "pytest" in core
-    assert re.search(r"^\s*import pytest", (ROOT / "core/src/hwaccel/_worker.py").read_text(),
+    worker = (ROOT / "core/src/hwaccel/running/worker.py").read_text()
+    assert re.search(r"^\s*import pytest", worker,
                      re.MULTILINE)
 
 

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from conftest import benchmark_one, generate_and_run, workload_and_model
-from hwaccel.classify import classify
-from hwaccel.workloads import load_workload
+from hwaccel.kit.workloads import load_workload
+from hwaccel.models.classify import classify
 from hwaccel_pipeline_audio import subfamily_of
 from hwaccel_pipeline_audio.workload import waveforms
 
@@ -150,7 +150,7 @@ def test_generated_tests_pass_for_whisper_and_wav2vec2(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_records_a_success(tmp_path):
-    from hwaccel.tiny import tiny_config
+    from hwaccel.kit.tiny import tiny_config
 
     row = benchmark_one("tiny:whisper", tmp_path / "audio.duckdb", "--batch-size", "2",
                         "--seq-len", "8", "--iterations", "3", "--min-seconds", "0.01",
@@ -242,7 +242,7 @@ def test_a_class_without_forward_fails_with_a_clear_reason(plugins):
 def test_a_bare_whisper_model_checkpoint_without_processor_files_runs(plugins, tmp_path):
     from transformers import WhisperModel
 
-    from hwaccel.tiny import tiny_config
+    from hwaccel.kit.tiny import tiny_config
 
     config = tiny_config("whisper")
     WhisperModel(config).save_pretrained(tmp_path)

@@ -13,9 +13,9 @@ import sys
 import pytest
 
 from conftest import ONE_THREAD, benchmark_one, generate_and_run
-from hwaccel.classify import SIGNAL_CONFIDENCE, classify
 from hwaccel.errors import ModelReferenceError
-from hwaccel.workloads import load_workload
+from hwaccel.kit.claims import SIGNAL_CONFIDENCE, classify
+from hwaccel.kit.workloads import load_workload
 
 DIFFUSION = ("vision", "diffusion", "diffusion")
 WORKLOAD = "hwaccel_pipeline_diffusion.workload:DiffusionWorkload"
@@ -87,7 +87,7 @@ def test_a_transformers_config_outranks_a_diffusers_class_hint(plugins, tmp_path
 def test_classification_imports_neither_diffusers_nor_torch(tmp_path):
     probe = """
 import sys
-from hwaccel.classify import classify
+from hwaccel.models.classify import classify
 from hwaccel.plugins import load
 result = classify("tiny:DDPMPipeline", load(strict=True)).classification
 print(result.pipeline, [m for m in ("diffusers", "torch") if m in sys.modules])
@@ -98,7 +98,7 @@ print(result.pipeline, [m for m in ("diffusers", "torch") if m in sys.modules])
 
 
 def test_class_index_reads_import_structure_and_caches_it():
-    from hwaccel import paths
+    from hwaccel.kit import paths
     from hwaccel_pipeline_diffusion import classes
 
     source = """

@@ -13,8 +13,8 @@ import pytest
 from transformers import AutoConfig
 
 from conftest import ONE_THREAD, benchmark_one, generate_and_run, tiny_workloads
-from hwaccel.classify import classify
-from hwaccel.tiny import TINY_LAYERS, TINY_VOCAB
+from hwaccel.kit.tiny import TINY_LAYERS, TINY_VOCAB
+from hwaccel.models.classify import classify
 
 # model type -> (family, subfamily, architecture), from TAXONOMY.md
 MOE_MODELS = {

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from conftest import benchmark_one, generate_and_run, workload_and_model
-from hwaccel.classify import classify
-from hwaccel.workloads import load_workload
+from hwaccel.kit.workloads import load_workload
+from hwaccel.models.classify import classify
 from hwaccel_pipeline_multimodal import subfamily_of
 
 WORKLOAD = "hwaccel_pipeline_multimodal.workload:MultimodalWorkload"
@@ -346,7 +346,7 @@ def test_generated_tests_pass_for_llava_and_paligemma(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_records_a_success(tmp_path):
-    from hwaccel.tiny import tiny_config
+    from hwaccel.kit.tiny import tiny_config
 
     row = benchmark_one("tiny:paligemma", tmp_path / "multimodal.duckdb", "--batch-size", "1",
                         "--seq-len", "8", "--iterations", "3", "--min-seconds", "0.01",

@@ -21,9 +21,9 @@ from conftest import (
     run_cli,
     workload_and_model,
 )
-from hwaccel.classify import classify
 from hwaccel.errors import HwaccelError
-from hwaccel.models import resolve_model
+from hwaccel.models.classify import classify
+from hwaccel.models.resolve import resolve_model
 from hwaccel_pipeline_rag.documents import ANSWERS, DOCUMENTS, QUESTIONS, hash_ids
 from hwaccel_pipeline_rag.workload import RagWorkload
 
@@ -150,7 +150,7 @@ def test_generated_files_pass_ruff_and_pytest(tmp_path):
 
 @pytest.mark.slow
 def test_benchmark_records_a_success(tmp_db):
-    from hwaccel.tiny import tiny_config
+    from hwaccel.kit.tiny import tiny_config
 
     # benchmark_one also checks the JSON report's p50 against the row's
     row = benchmark_one("tiny:rag", tmp_db, "--batch-size", "2", "--seq-len", "16", *FAST)

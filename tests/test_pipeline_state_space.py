@@ -13,8 +13,8 @@ import json
 import pytest
 
 from conftest import ONE_THREAD, benchmark_one, generate_and_run, tiny_workloads
-from hwaccel.classify import classify
-from hwaccel.tiny import TINY_VOCAB
+from hwaccel.kit.tiny import TINY_VOCAB
+from hwaccel.models.classify import classify
 
 SSM_MODELS = ["mamba", "mamba2", "falcon_mamba", "rwkv", "jamba"]
 HYBRIDS = {"jamba"}

@@ -17,9 +17,9 @@ from conftest import (
     generate_and_run,
     run_with_expected_shapes,
 )
-from hwaccel.classify import classify, gather_evidence, reference_of
-from hwaccel.models import resolve_model
-from hwaccel.workloads import load_workload
+from hwaccel.kit.workloads import load_workload
+from hwaccel.models.classify import classify, gather_evidence, reference_of
+from hwaccel.models.resolve import resolve_model
 from hwaccel_pipeline_vision import hwaccel_classify, subfamily_of
 
 WORKLOAD = "hwaccel_pipeline_vision.workload:VisionWorkload"
@@ -222,7 +222,7 @@ def test_a_text_line_recogniser_gets_its_processors_text_line(plugins):
 
 
 def test_a_failure_on_the_processors_sizes_that_the_default_shares_is_the_models(plugins):
-    from hwaccel.failures import AttributedError
+    from hwaccel.kit.failures import AttributedError
 
     with pytest.raises(AttributedError) as caught:
         _ = load_workload("tiny:pp_ocrv5_mobile_rec").config

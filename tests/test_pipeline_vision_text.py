@@ -13,9 +13,9 @@ import json
 import pytest
 
 from conftest import benchmark_one, generate_and_run, run_with_expected_shapes
-from hwaccel.classify import classify, gather_evidence, reference_of
-from hwaccel.models import resolve_model
-from hwaccel.workloads import load_workload
+from hwaccel.kit.workloads import load_workload
+from hwaccel.models.classify import classify, gather_evidence, reference_of
+from hwaccel.models.resolve import resolve_model
 from hwaccel_pipeline_vision_text import hwaccel_classify, subfamily_of
 from hwaccel_pipeline_vision_text.workload import PROMPTS
 

@@ -20,10 +20,10 @@ from conftest import (
     run_cli,
     run_with_expected_shapes,
 )
-from hwaccel.catalogue import CatalogueEntry, find_entry
+from hwaccel.compat.hardware_model_integration import HardwareAwareModelClassifier
 from hwaccel.errors import ModelReferenceError, UsageError
-from hwaccel.hardware_model_integration import HardwareAwareModelClassifier
-from hwaccel.resources import Estimator
+from hwaccel.estimates.resources import Estimator
+from hwaccel.models.catalogue import CatalogueEntry, find_entry
 
 
 def _entry(model_id: str) -> CatalogueEntry:
@@ -126,7 +126,7 @@ CPU_LIKE_BACKENDS = '''
 
 
 def test_device_names_a_backend_or_one_of_its_devices():
-    from hwaccel.generated_run import all_hardware, device_target
+    from hwaccel.generating.generated_run import all_hardware, device_target
     from hwaccel.types import HardwareInfo
 
     web = [HardwareInfo(backend="web", device="webgpu", name="WebGPU", available=True),
@@ -213,7 +213,7 @@ def test_all_hardware_runs_each_detected_backend_with_snippets_and_saves(generat
 
 @pytest.mark.parametrize("model_type", ["xclip", "aimv2", "groupvit"])
 def test_base_only_dual_encoders_are_vision_text(plugins, model_type):
-    from hwaccel.classify import classify
+    from hwaccel.models.classify import classify
 
     got = classify(f"tiny:{model_type}", plugins).classification
     assert (got.family, got.pipeline, got.subfamily) == ("multimodal", "vision-text",
@@ -224,7 +224,7 @@ def test_base_only_dual_encoders_are_vision_text(plugins, model_type):
 
 @pytest.mark.parametrize("model_type", ["clap", "bridgetower"])
 def test_base_only_types_without_text_and_visual_features_stay_unknown(plugins, model_type):
-    from hwaccel.classify import classify
+    from hwaccel.models.classify import classify
 
     got = classify(f"tiny:{model_type}", plugins).classification
     assert (got.family, got.pipeline) == ("unknown", None)
@@ -248,7 +248,7 @@ def test_xclips_generated_test_passes(tmp_path):
 
 def test_the_platform_constants_name_backends_and_the_web_providers(plugins):
     from hwaccel import CPU, CUDA, MPS, OPENVINO, QNN, ROCM, WEBGPU, WEBNN
-    from hwaccel.devices import select_device
+    from hwaccel.hardware.devices import select_device
     from hwaccel_web.detect import PROVIDERS
 
     backends = {p.name for p in plugins.loaded() if p.kind == "backend"}
@@ -262,8 +262,8 @@ def test_a_named_gpu_the_tests_cannot_target_is_refused_not_run_elsewhere(plugin
     from pathlib import Path
 
     from conftest import cuda_records
-    from hwaccel.classify import classify
-    from hwaccel.generated_run import GeneratedFile, _run_one, device_target
+    from hwaccel.generating.generated_run import GeneratedFile, _run_one, device_target
+    from hwaccel.models.classify import classify
 
     report = detection_of(cpu_record(), *cuda_records([8000, 8000]))
     assert device_target(report, "cuda:0").chosen is False

@@ -72,7 +72,7 @@ def hwaccel_template(backend):
 def hwaccel_benchmark(request):
     if request.hardware.backend != NAME:
         return None
-    from hwaccel.measure import summarize, time_calls
+    from hwaccel.kit.measure import summarize, time_calls
 
     role = os.environ["HWACCEL_TEST_NODE"]
     mark = os.path.join(os.environ["HWACCEL_TEST_MARKS"], f"{NAME}-{role}-{os.getpid()}")
@@ -255,8 +255,8 @@ def test_executor_errors_are_one_line(tmp_db, monkeypatch):
     # Without hwaccel-ray installed, the executor named 'ray' says what to install.
     import importlib.metadata
 
-    from hwaccel import executors
     from hwaccel.errors import UsageError
+    from hwaccel.running import executors
 
     real = importlib.metadata.entry_points
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: [

@@ -12,10 +12,10 @@ import json
 import pytest
 
 from conftest import cpu_record, cuda_records, detection_of, record_result, run_cli
-from hwaccel.detection import detect
 from hwaccel.errors import UsageError
-from hwaccel.recommend import recommend_devices, recommend_models
-from hwaccel.resources import Estimator
+from hwaccel.estimates.recommend import recommend_devices, recommend_models
+from hwaccel.estimates.resources import Estimator
+from hwaccel.hardware.detection import detect
 
 # every detected backend but the web one, whose runtime baselines take minutes to measure
 # (a browser per job; tests/test_backend_web.py covers it)
@@ -121,7 +121,7 @@ def test_declared_support_names_the_plugins_that_compose(plugins):
 
 def test_models_for_a_task_come_from_the_cache_then_the_catalogue(plugins, tmp_path,
                                                                   monkeypatch):
-    from hwaccel.tiny import tiny_config
+    from hwaccel.kit.tiny import tiny_config
 
     hub = tmp_path / "hub"
     snapshot = hub / "models--acme--tiny-chat" / "snapshots" / "abc123"

@@ -16,9 +16,9 @@ import duckdb
 import pytest
 
 from hwaccel.errors import HwaccelError, UsageError
-from hwaccel.report import build_report, cell_status
-from hwaccel.report_render import render_html, render_json, render_markdown, write_reports
-from hwaccel.store import MIGRATIONS, Store
+from hwaccel.history.report import build_report, cell_status
+from hwaccel.history.report_render import render_html, render_json, render_markdown, write_reports
+from hwaccel.history.store import MIGRATIONS, Store
 from hwaccel.types import BenchmarkResult, Classification
 
 BERT = Classification(model="tiny:bert", family="embedding", subfamily="masked_lm",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from conftest import run_cli
-from hwaccel.store import Store
+from hwaccel.history.store import Store
 from hwaccel.types import BenchmarkResult, Classification
 
 VIT = Classification(model="tiny:vit", family="vision", subfamily="image_classification",

@@ -13,9 +13,9 @@ import time
 import pytest
 
 from conftest import cpu_record, cuda_records, detection_of
-from hwaccel.devices import HardwareDetector
+from hwaccel.compat.resource_pool import ResourcePool, get_global_resource_pool, module_bytes
 from hwaccel.errors import UsageError
-from hwaccel.resource_pool import ResourcePool, get_global_resource_pool, module_bytes
+from hwaccel.hardware.devices import HardwareDetector
 
 MIB = 2**20
 

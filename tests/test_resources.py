@@ -12,8 +12,8 @@ import json
 import pytest
 
 from conftest import cpu_record, cuda_records, detection_of, record_result, run_cli
-from hwaccel.calibration import cache_file
-from hwaccel.resources import Estimator
+from hwaccel.estimates.calibration import cache_file
+from hwaccel.estimates.resources import Estimator
 
 MIB = 2**20
 TOO_BIG = "meta-llama/Llama-2-7b-hf"  # 6.7 B parameters: 25 GiB in fp32, 12 GiB free here

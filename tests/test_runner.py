@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_plugin_dist, pythonpath_env
-from hwaccel.runner import run_job
+from hwaccel.running.runner import run_job
 from hwaccel.types import BenchmarkRequest, BenchmarkSettings, Classification, HardwareInfo
 
 PLUGIN = '''\
@@ -165,8 +165,8 @@ def test_no_plugin_for_the_backend(with_plugins):
 
 @pytest.mark.slow
 def test_real_cpu_benchmark_of_a_tiny_model():
-    from hwaccel.classify import classify
-    from hwaccel.detection import detect
+    from hwaccel.hardware.detection import detect
+    from hwaccel.models.classify import classify
     from hwaccel.plugins import load
 
     plugins = load()

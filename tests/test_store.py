@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from hwaccel.errors import HwaccelError
-from hwaccel.store import SCHEMA_VERSION, Store
+from hwaccel.history.store import SCHEMA_VERSION, Store
 from hwaccel.types import BenchmarkResult, Classification, HardwareInfo
 
 # The predecessor's columns (from its spec): every one must still exist.
@@ -199,7 +199,7 @@ def test_parent_that_is_a_file(tmp_path):
 
 
 def test_a_version_1_file_gains_max_abs_diff_and_keeps_its_rows(tmp_db):
-    from hwaccel.store import MIGRATIONS
+    from hwaccel.history.store import MIGRATIONS
 
     conn = duckdb.connect(str(tmp_db))
     conn.execute("CREATE TABLE schema_version (version INTEGER, applied_at TIMESTAMP)")
@@ -216,7 +216,7 @@ def test_a_version_1_file_gains_max_abs_diff_and_keeps_its_rows(tmp_db):
 
 
 def test_bulk_rows_go_in_together_and_config_keys_are_found(tmp_db):
-    from hwaccel.store import result_row
+    from hwaccel.history.store import result_row
 
     results = [BenchmarkResult(model=f"tiny:m{i}", backend="cpu", device="cpu", success=True,
                                p50_ms=float(i + 1)) for i in range(3)]

@@ -11,7 +11,7 @@ import fnmatch
 
 import pytest
 
-from hwaccel.classify import classify
+from hwaccel.models.classify import classify
 from hwaccel.plugins import load
 
 # TAXONOMY.md, "The reference rule", rows 2-7, and the state-space / moe refinements; row 2

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import assert_same_weights
-from hwaccel.classify import classify
-from hwaccel.workloads import load_workload
+from hwaccel.kit.workloads import load_workload
+from hwaccel.models.classify import classify
 
 COMMON_TEXT_TYPES = ["bert", "roberta", "distilbert", "albert", "electra", "deberta-v2",
                      "xlm-roberta", "gpt2", "llama", "mistral", "qwen2", "gemma", "phi", "opt",

@@ -6,7 +6,7 @@ from the tiny config's own other values, never copied from the shrinker.
 
 from __future__ import annotations
 
-from hwaccel.tiny import (
+from hwaccel.kit.tiny import (
     FIRST_LAYERS,
     TINY_HEADS,
     TINY_LAYERS,
@@ -130,7 +130,7 @@ def test_mamba2_heads_times_head_size_is_the_inner_width():
 
 def test_a_field_its_class_serialises_under_another_name_is_shrunk():
     # Inkling's vision config writes num_hidden_layers as n_layers (its attribute_map)
-    from hwaccel.tiny import default_values, tiny_config
+    from hwaccel.kit.tiny import default_values, tiny_config
 
     assert default_values("inkling_mm_model")["vision_config"]["n_layers"] > 2
     assert tiny_config("inkling_mm_model").vision_config.num_hidden_layers == 2

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from hwaccel import tiny_search
-from hwaccel.failures import AttributedError
-from hwaccel.models import resolve_model
-from hwaccel.tiny import default_values
+from hwaccel.kit import tiny_search
+from hwaccel.kit.failures import AttributedError
+from hwaccel.kit.tiny import default_values
+from hwaccel.kit.workloads import TransformersWorkload
+from hwaccel.models.resolve import resolve_model
 from hwaccel.types import Classification
-from hwaccel.workloads import TransformersWorkload
 
 
 class BertWorkload(TransformersWorkload):
@@ -175,9 +175,9 @@ def test_a_value_the_default_config_leaves_none_is_filled_by_its_declared_type(m
 
 
 def real(model_type: str) -> TransformersWorkload:
-    from hwaccel.classify import classify
+    from hwaccel.kit.workloads import load_workload
+    from hwaccel.models.classify import classify
     from hwaccel.plugins import load
-    from hwaccel.workloads import load_workload
 
     spec = f"tiny:{model_type}"
     return load_workload(spec, classify(spec, load()).classification)
@@ -268,7 +268,7 @@ def test_a_hopeless_failure_met_while_relaxing_stops_the_search(monkeypatch):
 def test_only_the_declared_kinds_of_values_are_filled():
     from transformers import CONFIG_MAPPING
 
-    from hwaccel.tiny_completion import filled_value
+    from hwaccel.kit.tiny_completion import filled_value
 
     emu3 = CONFIG_MAPPING["emu3"]()  # vocabulary_map: dict[str, int] | None
     assert emu3.vocabulary_map is None and filled_value(emu3, "vocabulary_map") is None

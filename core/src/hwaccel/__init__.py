@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hwaccel.devices import (
+from hwaccel.hardware.devices import (
     CPU,
     CUDA,
     MPS,
@@ -31,7 +31,7 @@ from hwaccel.devices import (
     select_device,
 )
 from hwaccel.hookspecs import hookimpl
-from hwaccel.models import ModelRef
+from hwaccel.models.resolve import ModelRef
 from hwaccel.types import (
     BenchmarkRequest,
     BenchmarkResult,
@@ -73,10 +73,10 @@ __all__ = [
 
 
 _LAZY = {
-    "HardwareCompatibilityReporter": "hwaccel.compatibility",
-    "HardwareAwareModelClassifier": "hwaccel.hardware_model_integration",
-    "get_hardware_aware_model_classification": "hwaccel.hardware_model_integration",
-    "get_global_resource_pool": "hwaccel.resource_pool",
+    "HardwareCompatibilityReporter": "hwaccel.compat.compatibility",
+    "HardwareAwareModelClassifier": "hwaccel.compat.hardware_model_integration",
+    "get_hardware_aware_model_classification": "hwaccel.compat.hardware_model_integration",
+    "get_global_resource_pool": "hwaccel.compat.resource_pool",
 }
 
 
@@ -98,7 +98,7 @@ def detect_available_hardware(refresh: bool = False) -> dict[str, Any]:
     Each backend maps to ``{"available": bool, "reason": str | None, "devices": [...]}``,
     with every device's full record; detection is cached like ``hwaccel detect``.
     """
-    from hwaccel.detection import detect
+    from hwaccel.hardware.detection import detect
     from hwaccel.plugins import get_plugins
 
     report = detect(get_plugins(), refresh=refresh)

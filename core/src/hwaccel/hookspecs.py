@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from hwaccel.models import ModelRef
+    from hwaccel.models.resolve import ModelRef
     from hwaccel.types import (
         BenchmarkRequest,
         BenchmarkResult,
@@ -60,7 +60,7 @@ def hwaccel_benchmark(request: BenchmarkRequest) -> BenchmarkResult | None:
 
     Called inside a separate job process with a time limit, one job per (model, device).
     Only the plugin that owns ``request.hardware.backend`` answers; every other plugin
-    returns ``None``. Use :func:`hwaccel.measure.benchmark_workload` so that every backend
+    returns ``None``. Use :func:`hwaccel.kit.measure.benchmark_workload` so that every backend
     measures the same way (cold call, warm-up, timed iterations, percentiles).
 
     :param request: the model reference, the detected device, the model's classification

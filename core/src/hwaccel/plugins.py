@@ -66,7 +66,7 @@ class PluginRecord:
 class HookError:
     """An exception (or a wrong return value) from one plugin's hook implementation.
 
-    ``category`` says whose failure it is (:mod:`hwaccel.failures`): the one the exception
+    ``category`` says whose failure it is (:mod:`hwaccel.kit.failures`): the one the exception
     carries, else hwaccel's own when hwaccel code raised it, else the backend's.
     """
 
@@ -136,7 +136,7 @@ def _where(exc: BaseException) -> str:
 
 def _hook_error(plugin: str, hook: str, exc: BaseException) -> HookError:
     """The record of an exception a hook implementation raised, with its category."""
-    from hwaccel.failures import AttributedError, category_of
+    from hwaccel.kit.failures import AttributedError, category_of
 
     message = exc.message if isinstance(exc, AttributedError) else \
         f"{_describe(exc)} ({_where(exc)})"

@@ -120,7 +120,7 @@ class TemplatePart(_Record):
     shipped ones), which ``hwaccel matrix`` uses to represent the pipeline by default, and
     ``source``: where its template comes from (``package/file.py.j2``). A backend declares in
     ``exposes`` what its loaded model offers the checks beyond inputs in, outputs out (names
-    of :data:`hwaccel.exposure.FEATURES`: the PyTorch module's internals, ``generate``, calls
+    of :data:`hwaccel.kit.exposure.FEATURES`: the PyTorch module's internals, ``generate``, calls
     of any shape, cache outputs); ``None`` means it runs the PyTorch module itself. A check
     that needs what the backend does not expose is skipped with the reason.
     """

@@ -4,14 +4,14 @@ Detection asks torch (a CUDA build, ``torch.cuda.is_available()``, device proper
 ``torch.cuda.mem_get_info``) and NVML for the driver's view; a ROCm build of torch, whose
 ``torch.cuda`` answers for AMD GPUs, is left to the ``rocm`` backend. Benchmarks run on
 ``cuda:<index>`` through the core's shared measurement. torch and pynvml are imported inside
-the hooks only. :mod:`hwaccel.torchgpu` holds the torch-GPU code shared with the
+the hooks only. :mod:`hwaccel.kit.torchgpu` holds the torch-GPU code shared with the
 ``rocm`` backend (which carries the same file; neither distribution depends on the other).
 """
 
 from __future__ import annotations
 
 from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
-from hwaccel.exposure import PYTORCH_MODULE
+from hwaccel.kit.exposure import PYTORCH_MODULE
 
 NAME = "cuda"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from hwaccel import BenchmarkRequest, BenchmarkResult
-from hwaccel.torchgpu import bf16_native, run_benchmark
+from hwaccel.kit.torchgpu import bf16_native, run_benchmark
 from hwaccel_cuda.detect import ENV_NAMES, FP16_MIN_CAPABILITY
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwaccel import HardwareInfo
-from hwaccel.torchgpu import (
+from hwaccel.kit.torchgpu import (
     bf16_native,
     describe_env,
     first_line,

@@ -3,10 +3,10 @@
 The generated test runs on ``cuda:0``, the first GPU the process sees (choose it with
 ``CUDA_VISIBLE_DEVICES``), in fp32, and skips with the runtime's own reason where torch
 cannot use an NVIDIA GPU. Placement, synchronisation, clean-up and tolerances are the shared
-torch-GPU ones (:data:`hwaccel.torchgpu.SHARED_SNIPPETS`).
+torch-GPU ones (:data:`hwaccel.kit.torchgpu.SHARED_SNIPPETS`).
 """
 
-from hwaccel.torchgpu import SHARED_SNIPPETS
+from hwaccel.kit.torchgpu import SHARED_SNIPPETS
 
 AVAILABILITY = '''\
 DEVICE = "cuda:0"  # the first GPU this process sees (see CUDA_VISIBLE_DEVICES)

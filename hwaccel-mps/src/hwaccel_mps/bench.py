@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from hwaccel import BenchmarkRequest, BenchmarkResult
-from hwaccel.measure import benchmark_workload
+from hwaccel.kit.measure import benchmark_workload
 
 DEVICE = "mps"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
-from hwaccel.exposure import DYNAMIC_SHAPES, GENERATE
+from hwaccel.kit.exposure import DYNAMIC_SHAPES, GENERATE
 
 NAME = "openvino"
 # A compiled graph per call shape (converted on first use) and a decoding loop over it;

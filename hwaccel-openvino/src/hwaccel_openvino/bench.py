@@ -1,6 +1,6 @@
 """The OpenVINO benchmark: the workload's model converted, compiled and measured.
 
-Measured through :func:`hwaccel.measure.benchmark_workload` like every backend, with the CPU
+Measured through :func:`hwaccel.kit.measure.benchmark_workload` like every backend, with the CPU
 PyTorch fp32 reference compared (``max_abs_diff``). Conversion (or reading the cached IR)
 and compilation happen in ``place_model``, so they count as load time. A model OpenVINO
 cannot convert fails as the backend's (:class:`~hwaccel_openvino.convert.ConversionError`)
@@ -26,8 +26,8 @@ def run(request: BenchmarkRequest) -> BenchmarkResult:
     """Measure the request's workload on its OpenVINO device."""
     import torch
 
-    from hwaccel.measure import benchmark_workload
-    from hwaccel.workloads import load_workload
+    from hwaccel.kit.measure import benchmark_workload
+    from hwaccel.kit.workloads import load_workload
     from hwaccel_openvino.convert import place_for_workload
 
     settings = request.settings

@@ -18,7 +18,7 @@ from the cache) once and compiled with those static shapes; a call with new shap
 own graph.
 
 The IR is saved uncompressed (fp32 weights) under
-``hwaccel.paths.cache_dir()/openvino/<key>/model.xml`` with ``spec.json`` beside it. The key
+``hwaccel.kit.paths.cache_dir()/openvino/<key>/model.xml`` with ``spec.json`` beside it. The key
 hashes the model reference, the model's class, its config, a sample of its weights, the
 call's input names, dtypes and shapes, its fixed arguments, and the openvino, torch,
 transformers and diffusers versions. A second conversion with the same key reads the IR
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hwaccel.failures import BACKEND, AttributedError, stage
+from hwaccel.kit.failures import BACKEND, AttributedError, stage
 
 FORMAT = 2
 FIXED_TYPES = (type(None), bool, int, float, str)
@@ -338,8 +338,8 @@ def cache_key(identity: dict[str, Any], spec: CallSpec) -> tuple[str, dict[str, 
 
 
 def cache_root() -> Path:
-    """The folder of cached OpenVINO IR: ``hwaccel.paths.cache_dir()/openvino``."""
-    from hwaccel.paths import cache_dir
+    """The folder of cached OpenVINO IR: ``hwaccel.kit.paths.cache_dir()/openvino``."""
+    from hwaccel.kit.paths import cache_dir
 
     return cache_dir() / "openvino"
 

@@ -10,7 +10,7 @@ SNIPPETS = {
     "imports": """\
 import torch
 from hwaccel.types import Classification
-from hwaccel.workloads import load_workload""",
+from hwaccel.kit.workloads import load_workload""",
     "availability": '''\
 def _openvino_devices() -> tuple[list[str], str | None]:
     """OpenVINO's devices, or none and the reason."""

@@ -1,7 +1,7 @@
 """The QNN benchmark: the workload's model exported to a fixed-shape ONNX graph (cached) and
 run by ONNX Runtime's QNN provider, measured by the core's shared method.
 
-The export runs first, in a process of its own (:mod:`hwaccel.onnx_prepare`), so neither its
+The export runs first, in a process of its own (:mod:`hwaccel.kit.onnx_prepare`), so neither its
 time nor its memory is counted; load time then covers loading the torch model, recording the
 workload's call on the CPU, finding the export in the cache and creating the QNN session,
 which compiles the graph for the device. The graph is fixed to the request's batch size and
@@ -10,7 +10,7 @@ QNN's CPU backend; ``--precision int8`` runs its QDQ quantization (:mod:`hwaccel
 quantized inside the load time) on a device that declares int8. The result records the
 precision that ran, what was asked, how it was quantized, and what its latency is the latency of
 (``details.latency_of``: Qualcomm's x86_64 simulator of the HTP is not an NPU). An exporter
-or a QNN session that refuses the graph is the backend's failure (:mod:`hwaccel.failures`).
+or a QNN session that refuses the graph is the backend's failure (:mod:`hwaccel.kit.failures`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 from hwaccel import BenchmarkRequest, BenchmarkResult
-from hwaccel.failures import AttributedError
-from hwaccel.measure import benchmark_workload
-from hwaccel.onnx_prepare import export_first
-from hwaccel.runner import failure
-from hwaccel.workloads import load_workload
+from hwaccel.kit.failures import AttributedError, failure
+from hwaccel.kit.measure import benchmark_workload
+from hwaccel.kit.onnx_prepare import export_first
+from hwaccel.kit.workloads import load_workload
 from hwaccel_qnn.runtime import QnnModel, load_on_qnn, run_precision
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwaccel.failures import BACKEND, AttributedError
-from hwaccel.onnx_export import ExportedModel
+from hwaccel.kit.failures import BACKEND, AttributedError
+from hwaccel.kit.onnx_export import ExportedModel
 
 CALIBRATION_ROWS = 4
 """How many batches of the workload's inputs calibrate the activation ranges."""

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel import HardwareInfo
-from hwaccel.failures import BACKEND, AttributedError, stage
-from hwaccel.onnx_export import CallSignature, ExportedModel, export_for
+from hwaccel.kit.failures import BACKEND, AttributedError, stage
+from hwaccel.kit.onnx_export import CallSignature, ExportedModel, export_for
 from hwaccel_qnn.detect import PROVIDER, detect_qnn
 
 DISABLE_CPU_FALLBACK = "session.disable_cpu_ep_fallback"

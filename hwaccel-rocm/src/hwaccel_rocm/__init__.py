@@ -4,14 +4,14 @@ Detection asks torch (a ROCm build sets ``torch.version.hip`` and answers for AM
 through ``torch.cuda``: device properties with ``gcnArchName``, ``torch.cuda.mem_get_info``)
 and amdsmi for the driver's view. Benchmarks run on ``cuda:<index>`` through the core's
 shared measurement. The torch-GPU code shared with the ``cuda`` backend is
-:mod:`hwaccel.torchgpu` (the same file as ``hwaccel_cuda.torchgpu``; neither
+:mod:`hwaccel.kit.torchgpu` (the same file as ``hwaccel_cuda.torchgpu``; neither
 distribution depends on the other). torch and amdsmi are imported inside the hooks only.
 """
 
 from __future__ import annotations
 
 from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
-from hwaccel.exposure import PYTORCH_MODULE
+from hwaccel.kit.exposure import PYTORCH_MODULE
 
 NAME = "rocm"
 

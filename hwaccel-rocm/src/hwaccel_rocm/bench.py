@@ -1,4 +1,4 @@
-"""The ROCm benchmark: the shared torch-GPU run (:mod:`hwaccel.torchgpu`) on
+"""The ROCm benchmark: the shared torch-GPU run (:mod:`hwaccel.kit.torchgpu`) on
 ``cuda:<index>``, which is how ROCm builds of torch name AMD GPUs."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from hwaccel import BenchmarkRequest, BenchmarkResult
-from hwaccel.torchgpu import bf16_native, run_benchmark
+from hwaccel.kit.torchgpu import bf16_native, run_benchmark
 from hwaccel_rocm.detect import ENV_NAMES
 
 

@@ -3,10 +3,10 @@
 ROCm builds of torch name AMD GPUs ``cuda``, so the test runs on ``cuda:0`` (choose the GPU
 with ``HIP_VISIBLE_DEVICES``) in fp32, and skips with the runtime's own reason where torch is
 not a ROCm build or sees no AMD GPU. Placement, synchronisation, clean-up and tolerances are
-the shared torch-GPU ones (:data:`hwaccel.torchgpu.SHARED_SNIPPETS`).
+the shared torch-GPU ones (:data:`hwaccel.kit.torchgpu.SHARED_SNIPPETS`).
 """
 
-from hwaccel.torchgpu import SHARED_SNIPPETS
+from hwaccel.kit.torchgpu import SHARED_SNIPPETS
 
 AVAILABILITY = '''\
 DEVICE = "cuda:0"  # ROCm builds of torch name AMD GPUs "cuda"; see HIP_VISIBLE_DEVICES

@@ -8,7 +8,8 @@ browser (started by the run's first web job, :mod:`hwaccel_web.shared`) and onnx
 starts there (:class:`hwaccel_web.page.WebPage`; ``details.runtime_start_ms``). Load time
 covers loading the torch model, finding the export in the cache, waiting for the runtime if
 it is still starting, and creating the model's onnxruntime-web session
-(``details.session_create_ms``). :func:`hwaccel.measure.benchmark_workload` then runs the cold call,
+(``details.session_create_ms``). :func:`hwaccel.kit.measure.benchmark_workload` then runs the cold
+call,
 the warm-up and the timed calls, every one timed by ``performance.now()`` in the page
 (:class:`~hwaccel_web.session.PageTimer`), and compares the last outputs with the CPU PyTorch
 fp32 reference.
@@ -20,7 +21,7 @@ the GPU process's peak while the page was open (:mod:`hwaccel_web.page_memory`;
 ``details.browser_memory`` has the parts). The browser's main and utility processes, shared by
 every job of the run, are not counted.
 
-Every failure carries whose it is (:mod:`hwaccel.failures`): ``backend`` when the exporter or
+Every failure carries whose it is (:mod:`hwaccel.kit.failures`): ``backend`` when the exporter or
 onnxruntime-web refuses the model or fails a run, ``timeout`` for a browser that stopped
 answering, ``crash`` for one that died, ``missing-dependency`` when onnxruntime-web cannot be
 fetched.
@@ -32,10 +33,9 @@ import dataclasses
 from typing import Any
 
 from hwaccel import BenchmarkRequest, BenchmarkResult
-from hwaccel.failures import HARNESS, AttributedError
-from hwaccel.measure import benchmark_workload
-from hwaccel.runner import failure
-from hwaccel.workloads import load_workload
+from hwaccel.kit.failures import HARNESS, AttributedError, failure
+from hwaccel.kit.measure import benchmark_workload
+from hwaccel.kit.workloads import load_workload
 from hwaccel_web.export import ExportBeforeMeasuring
 from hwaccel_web.page import WebPage, webnn_device_type
 from hwaccel_web.session import PageTimer, WebModel, default_threads, load_in_browser

@@ -1,6 +1,7 @@
-"""What can go wrong in the browser, each failure carrying whose it is (:mod:`hwaccel.failures`).
+"""What can go wrong in the browser, each failure carrying whose it is
+(:mod:`hwaccel.kit.failures`).
 
-The web backend's errors are :class:`~hwaccel.failures.AttributedError` s, so the stages of a
+The web backend's errors are :class:`~hwaccel.kit.failures.AttributedError` s, so the stages of a
 benchmark or a generated test keep their category instead of blaming the frame that raised
 them: a browser that dies is a ``crash``, one that stops answering a ``timeout``, and
 onnxruntime-web refusing a session or failing a run (or ``torch.onnx.export`` refusing the
@@ -9,7 +10,7 @@ graph) is the ``backend``'s.
 
 from __future__ import annotations
 
-from hwaccel.failures import BACKEND, CRASH, TIMEOUT, AttributedError
+from hwaccel.kit.failures import BACKEND, CRASH, TIMEOUT, AttributedError
 
 
 class BrowserError(AttributedError):

@@ -1,9 +1,9 @@
 """The export before a web measurement, in a forked copy of the job process.
 
-:func:`hwaccel.onnx_prepare.export_first` exports in a fresh Python, which spends seconds
+:func:`hwaccel.kit.onnx_prepare.export_first` exports in a fresh Python, which spends seconds
 importing torch and transformers even when the export is already in the cache. A job forked
 by the zygote has them imported and has run nothing yet, so :class:`ExportBeforeMeasuring`
-forks it instead and runs the same export (:func:`hwaccel.onnx_prepare.main`) in the child:
+forks it instead and runs the same export (:func:`hwaccel.kit.onnx_prepare.main`) in the child:
 the exporter's memory stays out of the measured process's high-water mark and its time out of
 the load time, as with ``export_first``, at the cost of a fork, and the job can open its
 browser page meanwhile. Where forking is not safe (not Linux, or threads already run), it
@@ -20,8 +20,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from hwaccel.failures import CRASH, category_of, one_line, where
-from hwaccel.onnx_prepare import export_first, main
+from hwaccel.kit.failures import CRASH, category_of, one_line, where
+from hwaccel.kit.onnx_prepare import export_first, main
 from hwaccel.types import BenchmarkRequest
 from hwaccel_web.chromium import exit_description
 
@@ -38,8 +38,8 @@ def can_fork() -> bool:
 def _export_in_child(request_file: Path, outcome_file: Path) -> None:
     """In the forked child: export, the outcome line into ``outcome_file``. Never returns.
 
-    An exception that :func:`~hwaccel.onnx_prepare.main` lets through is attributed as any
-    other (:func:`hwaccel.failures.category_of`) rather than left to read as a crash.
+    An exception that :func:`~hwaccel.kit.onnx_prepare.main` lets through is attributed as any
+    other (:func:`hwaccel.kit.failures.category_of`) rather than left to read as a crash.
     """
     code = 1
     try:
@@ -63,7 +63,7 @@ def _export_in_child(request_file: Path, outcome_file: Path) -> None:
 class ExportBeforeMeasuring:
     """The request's export (or its cache hit) running in a forked copy of this process
     while the caller goes on; :meth:`wait` returns the outcome as
-    :func:`~hwaccel.onnx_prepare.export_first` does: ``path`` on success, else ``error`` and
+    :func:`~hwaccel.kit.onnx_prepare.export_first` does: ``path`` on success, else ``error`` and
     ``category``. Where forking is not safe, the export runs in ``export_first`` at once."""
 
     def __init__(self, request: BenchmarkRequest):

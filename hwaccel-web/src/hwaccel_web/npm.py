@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hwaccel.failures import MISSING_DEPENDENCY, AttributedError
+from hwaccel.kit.failures import MISSING_DEPENDENCY, AttributedError
 
 MARKER = "hwaccel-integrity.json"
 _FETCH_TIMEOUT_S = 600
@@ -142,8 +142,8 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def cache_root() -> Path:
-    """``hwaccel.paths.cache_dir()/npm``."""
-    from hwaccel.paths import cache_dir
+    """``hwaccel.kit.paths.cache_dir()/npm``."""
+    from hwaccel.kit.paths import cache_dir
 
     return cache_dir() / "npm"
 

@@ -1,7 +1,8 @@
 """A model in a browser page: its fixed-shape ONNX export run by onnxruntime-web.
 
 :func:`load_in_browser` exports the model for the workload's call (cached, through
-:mod:`hwaccel.onnx_export`), opens a page with onnxruntime-web (:class:`~hwaccel_web.page.WebPage`,
+:mod:`hwaccel.kit.onnx_export`), opens a page with onnxruntime-web
+(:class:`~hwaccel_web.page.WebPage`,
 in the run's shared browser or a private one outside a run) or takes over one already
 opened, and creates the session there on exactly one execution provider, so a WebGPU result is
 never a silent WASM run. Without a named provider it walks the fallback chain WebGPU → WebNN →
@@ -25,7 +26,7 @@ from typing import Any
 
 from hwaccel import HardwareInfo
 from hwaccel.errors import UsageError
-from hwaccel.onnx_export import CallSignature, ExportedModel, ExportError, export_for
+from hwaccel.kit.onnx_export import CallSignature, ExportedModel, ExportError, export_for
 from hwaccel_web.detect import PROVIDERS
 from hwaccel_web.errors import PageError, WebProviderError
 from hwaccel_web.page import IMPORT, WebPage

@@ -1,6 +1,6 @@
 """The run's browser: one headless Chromium shared by every web job of a run.
 
-The jobs of a run are processes forked by one job zygote (:mod:`hwaccel.jobs`), which lives
+The jobs of a run are processes forked by one job zygote (:mod:`hwaccel.running.jobs`), which lives
 as long as the run. The first job that needs a browser starts a keeper
 (``python -m hwaccel_web.keeper``, in a session of its own so that a job killed for its time
 limit does not take the browser with it); the keeper launches Chromium
@@ -40,14 +40,14 @@ from hwaccel_web.errors import BrowserError
 
 IDLE_ENV = "HWACCEL_WEB_IDLE"
 DEFAULT_IDLE_S = 60.0
-ZYGOTE_MODULE = "hwaccel.zygote"
+ZYGOTE_MODULE = "hwaccel.running.zygote"
 _EXIT_WAIT_S = 2.0
 _STOP_WAIT_S = 15.0
 
 
 def state_dir() -> Path:
     """``<cache>/web-browsers``: the records of the runs' browsers, created."""
-    from hwaccel.paths import cache_dir
+    from hwaccel.kit.paths import cache_dir
 
     folder = cache_dir() / "web-browsers"
     folder.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import functools
 
 import torch
 from hwaccel.types import Classification
-from hwaccel.workloads import load_workload""",
+from hwaccel.kit.workloads import load_workload""",
     "availability": '''\
 PROVIDERS = ("webgpu", "webnn", "wasm")
 # the provider: the matrix names its cell's, a user may name one
@@ -27,10 +27,9 @@ DEVICE = WANTED or "web"
 @functools.lru_cache(maxsize=1)
 def web_hardware():
     """The browser's providers as `hwaccel detect` reports them (cached)."""
-    from hwaccel.detection import detect
-    from hwaccel.plugins import get_plugins
+    from hwaccel.kit.hardware import detected
 
-    return [h for h in detect(get_plugins()).hardware if h.backend == "web"]
+    return detected("web")
 
 
 @functools.lru_cache(maxsize=1)

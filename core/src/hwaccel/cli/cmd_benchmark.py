@@ -38,12 +38,12 @@ def run(args: argparse.Namespace) -> int:
         TimeElapsedColumn,
     )
 
-    from hwaccel import benchmark
     from hwaccel.cli.output import err_console, num, print_json, table, warn_errors
-    from hwaccel.detection import detect
-    from hwaccel.paths import default_db_path
+    from hwaccel.hardware.detection import detect
+    from hwaccel.history.store import Store
+    from hwaccel.kit.paths import default_db_path
     from hwaccel.plugins import load
-    from hwaccel.store import Store
+    from hwaccel.running import benchmark
 
     settings = settings_from(args)
     memory_limit = memory_limit_from(args)
@@ -81,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
         print_json({"db": str(db_path), "run_id": run_id,
                     "results": [r.to_dict() for r in results]})
     else:
-        from hwaccel.cells import device_label
-        from hwaccel.simulators import label
+        from hwaccel.hardware.simulators import label
+        from hwaccel.running.cells import device_label
 
         table(f"Benchmark (run {run_id[:8]}, stored in {db_path})",
               ["model", "device", "ok", "load s", "cold ms", "p50 ms", "p90 ms", "p99 ms",

@@ -41,7 +41,7 @@ def read_model_list(path: str) -> list[str]:
     import sys
 
     from hwaccel.errors import UsageError
-    from hwaccel.models import MAX_REFERENCE_CHARS
+    from hwaccel.models.resolve import MAX_REFERENCE_CHARS
 
     try:
         if path == "-":
@@ -77,9 +77,9 @@ def read_model_list(path: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Classify each model; exit 2 when any reference was bad."""
-    from hwaccel.classify import classify
     from hwaccel.cli.output import print_json, table, warn_errors
     from hwaccel.errors import UsageError
+    from hwaccel.models.classify import classify
     from hwaccel.plugins import load
 
     models = list(args.models)

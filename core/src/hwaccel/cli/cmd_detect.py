@@ -24,10 +24,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Detect, record fresh detections, and print them."""
     from hwaccel.cli.output import mib, print_json, table, warn_errors
-    from hwaccel.detection import detect
-    from hwaccel.paths import default_db_path
+    from hwaccel.hardware.detection import detect
+    from hwaccel.history.store import Store
+    from hwaccel.kit.paths import default_db_path
     from hwaccel.plugins import load
-    from hwaccel.store import Store
 
     report = detect(load(), refresh=args.refresh)
     if not report.cached:

@@ -23,9 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Classify the models, then render and write every (model, backend) file."""
-    from hwaccel.classify import classify
     from hwaccel.cli.output import print_json, table, warn_errors
-    from hwaccel.generate import GeneratedFile, file_name, render, write_test
+    from hwaccel.generating.generate import GeneratedFile, file_name, render, write_test
+    from hwaccel.models.classify import classify
     from hwaccel.plugins import load
 
     plugins = load()

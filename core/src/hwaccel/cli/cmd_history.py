@@ -2,7 +2,7 @@
 
 Both open the database read-only, so nothing a user types can change or damage it, and only
 while they read, so they work during a run (waiting, bounded, for a write in progress); a
-query also cannot touch a file or run without end (:mod:`hwaccel.user_query`). A run's status
+query also cannot touch a file or run without end (:mod:`hwaccel.models.user_query`). A run's status
 is ``running``, ``finished`` or ``interrupted`` (Ctrl-C, or its process found gone:
 shown at once, recorded by the next command that writes).
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from hwaccel.failures import NOT_RUN_CATEGORIES
-from hwaccel.user_query import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S
+from hwaccel.kit.failures import NOT_RUN_CATEGORIES
+from hwaccel.models.user_query import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT_S
 
 _NOT_RUN = ", ".join(f"'{category}'" for category in NOT_RUN_CATEGORIES)
 RUNS_SQL = f"""
@@ -77,8 +77,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _open(args: argparse.Namespace):  # noqa: ANN202 - a Store, imported lazily
-    from hwaccel.paths import default_db_path
-    from hwaccel.store import Store
+    from hwaccel.history.store import Store
+    from hwaccel.kit.paths import default_db_path
 
     return Store(args.db or default_db_path(), read_only=True)
 
@@ -113,10 +113,10 @@ def run_history(args: argparse.Namespace) -> int:
 
 def run_query(args: argparse.Namespace) -> int:
     """Run the user's one SELECT read-only, locked down and bounded
-    (:mod:`hwaccel.user_query`), and print its rows."""
+    (:mod:`hwaccel.models.user_query`), and print its rows."""
     import sys
 
-    from hwaccel.user_query import run_user_query
+    from hwaccel.models.user_query import run_user_query
 
     with _open(args) as store:
         result = run_user_query(store.conn, args.sql, timeout_s=args.timeout,

@@ -50,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from hwaccel import executors
     from hwaccel.cli.matrix_progress import MatrixProgress
     from hwaccel.errors import UsageError
     from hwaccel.plugins import load
+    from hwaccel.running import executors
 
     settings = settings_from(args)
     if args.workers < 1:
@@ -83,11 +83,11 @@ def _run(args: argparse.Namespace, settings: Any, executor: Any, memory_limit: f
     """Detect, plan and run the matrix with ``executor``; return the exit status."""
     from pathlib import Path
 
-    from hwaccel import matrix
     from hwaccel.cli.output import print_json, warn_errors
     from hwaccel.errors import UsageError
-    from hwaccel.paths import default_db_path
-    from hwaccel.store import Store
+    from hwaccel.history.store import Store
+    from hwaccel.kit.paths import default_db_path
+    from hwaccel.running import matrix
 
     plugins = executor.options.plugins
     report = executor.detect(refresh=args.refresh)

@@ -1,6 +1,6 @@
 """``hwaccel list-plugins``: installed plugins, their hooks and load status, and executors.
 
-Executors (``hwaccel.executors`` entry points) are listed from their entry points without
+Executors (``hwaccel.running.executors`` entry points) are listed from their entry points without
 importing them, so that listing stays light (the Ray executor would import ray).
 """
 
@@ -25,9 +25,9 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import importlib.metadata
 
-    from hwaccel import executors
     from hwaccel.cli.output import print_json, table
     from hwaccel.plugins import load
+    from hwaccel.running import executors
 
     plugins = load()
     records = plugins.records

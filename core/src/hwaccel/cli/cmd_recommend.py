@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     backends = estimator.report.check_backends(args.backends) if args.backends else None
     if args.task:
         return _task(args, estimator, backends)
-    from hwaccel.recommend import recommend_devices
+    from hwaccel.estimates.recommend import recommend_devices
 
     recommendations = [recommend_devices(m, estimator, backends=backends,
                                          batch_size=args.batch_size, seq_len=args.seq_len,
@@ -84,7 +84,7 @@ def _print(rec: Any) -> None:
 def _task(args: argparse.Namespace, estimator: Any, backends: list[str] | None) -> int:
     from hwaccel.cli.estimate_options import mb
     from hwaccel.cli.output import print_json, table
-    from hwaccel.recommend import recommend_models
+    from hwaccel.estimates.recommend import recommend_models
 
     found = recommend_models(args.task, estimator, backends=backends,
                              batch_size=args.batch_size, seq_len=args.seq_len)

@@ -72,7 +72,7 @@ def _resolve_runs(store: Any, prefixes: list[str]) -> list[str]:
 def _compatibility(args: argparse.Namespace, db_path: Path) -> dict[str, Any] | None:
     if not (args.collect_all or args.check_models or args.test_hardware):
         return None
-    from hwaccel.compatibility import HardwareCompatibilityReporter
+    from hwaccel.compat.compatibility import HardwareCompatibilityReporter
 
     reporter = HardwareCompatibilityReporter(db_path=db_path if db_path.is_file() else None)
     reporter.check_components()
@@ -89,10 +89,15 @@ def _compatibility(args: argparse.Namespace, db_path: Path) -> dict[str, Any] | 
 def run(args: argparse.Namespace) -> int:
     """Build the report from the history (plus findings on request) and print or write it."""
     from hwaccel.cli.output import print_json
-    from hwaccel.paths import default_db_path
-    from hwaccel.report import build_report
-    from hwaccel.report_render import render_html, render_json, render_markdown, write_reports
-    from hwaccel.store import Store
+    from hwaccel.history.report import build_report
+    from hwaccel.history.report_render import (
+        render_html,
+        render_json,
+        render_markdown,
+        write_reports,
+    )
+    from hwaccel.history.store import Store
+    from hwaccel.kit.paths import default_db_path
 
     formats = _formats(args)
     db_path = Path(args.db or default_db_path()).expanduser()

@@ -72,7 +72,7 @@ def _resource_config(args: argparse.Namespace, estimator: Any,
     """Print the pool configuration of the models held together."""
     from hwaccel.cli.estimate_options import mb
     from hwaccel.cli.output import console, print_json, table
-    from hwaccel.hardware_model_integration import HardwareAwareModelClassifier
+    from hwaccel.compat.hardware_model_integration import HardwareAwareModelClassifier
 
     classifier = HardwareAwareModelClassifier(estimator=estimator)
     config = classifier.get_optimal_resource_pool_config(list(dict.fromkeys(args.models)),

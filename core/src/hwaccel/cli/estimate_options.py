@@ -28,11 +28,11 @@ def estimator_from(args: argparse.Namespace) -> Any:
     from pathlib import Path
 
     from hwaccel.cli.output import err_console
-    from hwaccel.detection import detect
     from hwaccel.errors import UsageError
-    from hwaccel.paths import default_db_path
+    from hwaccel.estimates.resources import Estimator
+    from hwaccel.hardware.detection import detect
+    from hwaccel.kit.paths import default_db_path
     from hwaccel.plugins import load
-    from hwaccel.resources import Estimator
 
     if args.batch_size < 1 or args.seq_len < 1:
         raise UsageError("--batch-size and --seq-len must be at least 1")

@@ -23,8 +23,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from hwaccel.cells import device_label
 from hwaccel.cli.output import err_console, num, table
+from hwaccel.running.cells import device_label
 
 
 def _cell_name(cell: Any) -> str:
@@ -76,7 +76,7 @@ class MatrixProgress:
             self.progress.advance(self.task)
         result = outcome.result
         if result.success:
-            from hwaccel.simulators import label
+            from hwaccel.hardware.simulators import label
 
             line = (f"[green]ok[/green] p50 {num(result.p50_ms, 3)} ms{label(result.details)}, "
                     f"peak {num(result.peak_rss_mb, 0)} MiB, test "

@@ -39,7 +39,7 @@ def add_measure_options(parser: argparse.ArgumentParser, *, timeout: float) -> N
 
 def memory_limit_from(args: argparse.Namespace, here: bool = True) -> float | None:
     """The job memory limit in MiB: ``--memory-limit``, else
-    :func:`hwaccel.jobs.default_memory_limit`
+    :func:`hwaccel.running.jobs.default_memory_limit`
     (``None`` when jobs run on other machines: each then takes its own default)."""
     from hwaccel.errors import UsageError
 
@@ -48,7 +48,7 @@ def memory_limit_from(args: argparse.Namespace, here: bool = True) -> float | No
             raise UsageError(f"--memory-limit must be a positive number of MiB, not "
                              f"{args.memory_limit}")
         return float(args.memory_limit)
-    from hwaccel.jobs import default_memory_limit
+    from hwaccel.running.jobs import default_memory_limit
 
     return default_memory_limit() if here else None
 

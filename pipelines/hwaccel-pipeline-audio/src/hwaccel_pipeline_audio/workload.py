@@ -38,8 +38,8 @@ from functools import cached_property
 from typing import Any
 
 from hwaccel.errors import HwaccelError
-from hwaccel.models import TINY_SEED
-from hwaccel.workloads import TransformersWorkload
+from hwaccel.kit.tiny import TINY_SEED
+from hwaccel.kit.workloads import TransformersWorkload
 from hwaccel_pipeline_audio import SUBFAMILY_TASKS
 from hwaccel_pipeline_audio.config_values import (
     CHANNELS,
@@ -111,7 +111,7 @@ def by_example(value: Any, batch_size: int, count: int) -> Any:
 
 
 class AudioWorkload(TransformersWorkload):
-    """Workload of the ``audio`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
+    """Workload of the ``audio`` pipeline (see :class:`hwaccel.kit.workloads.Workload`)."""
 
     @cached_property
     def model_class(self) -> Any:

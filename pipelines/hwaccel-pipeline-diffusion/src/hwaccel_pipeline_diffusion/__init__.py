@@ -34,7 +34,7 @@ _TAXONOMY = "TAXONOMY.md: diffusers models and pipelines are vision/diffusion"
 def _claim(model: ModelRef, signal: str, evidence: str, model_class: str | None
            ) -> Classification:
     """A diffusion claim decided by ``signal``, with the fields :func:`claim` fills."""
-    from hwaccel.classify import SIGNAL_CONFIDENCE
+    from hwaccel.kit.claims import SIGNAL_CONFIDENCE
 
     return Classification(
         model=model.spec, family=FAMILY, subfamily=SUBFAMILY, pipeline=NAME,
@@ -46,7 +46,7 @@ def _claim(model: ModelRef, signal: str, evidence: str, model_class: str | None
 @hookimpl
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim diffusers folders, ``tiny:`` diffusers classes, class hints and diffusion names."""
-    from hwaccel.classify import SIGNAL_CONFIDENCE, claim
+    from hwaccel.kit.claims import SIGNAL_CONFIDENCE, claim
 
     found = claim(model, NAME, WORKLOAD, subfamily=SUBFAMILY)
     if found is not None or model.kind == "composite":
@@ -82,7 +82,7 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
     """Provide the diffusion test-module template."""
     if pipeline != NAME:
         return None
-    from hwaccel.pipeline_parts import template_part
+    from hwaccel.kit.pipeline_parts import template_part
 
     return template_part(NAME, __package__, "test_diffusion.py.j2",
                          example_models=EXAMPLE_MODELS)

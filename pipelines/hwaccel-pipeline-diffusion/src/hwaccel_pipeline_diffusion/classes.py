@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hwaccel import jsoncache, paths
+from hwaccel.kit import jsoncache, paths
 
 _FORMAT = 1
 # Names exported under "models" that are helpers, not models.

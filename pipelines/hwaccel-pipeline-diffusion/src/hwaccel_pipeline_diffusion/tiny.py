@@ -1,10 +1,10 @@
 """Tiny diffusers builds for ``tiny:<ClassName>``: real diffusers classes, a few KB of weights.
 
-Sizes follow the core's tiny transformers configs (:mod:`hwaccel.tiny`): width
+Sizes follow the core's tiny transformers configs (:mod:`hwaccel.kit.tiny`): width
 ``TINY_HIDDEN`` (32) doubling once per level for ``TINY_LAYERS`` (2) resolution levels,
 ``TINY_HEADS`` (4) attention heads, one ResNet layer per block. Latents are 4 channels of
 ``LATENT_SIZE`` x ``LATENT_SIZE`` (the Stable Diffusion latent layout), pixel-space models
-make 3-channel ``IMAGE_SIZE`` images. Weights are random from :data:`hwaccel.models.TINY_SEED`
+make 3-channel ``IMAGE_SIZE`` images. Weights are random from :data:`hwaccel.kit.tiny.TINY_SEED`
 (the caller seeds torch before building), so two builds are identical.
 
 Supported classes: ``UNet2DConditionModel``, ``UNet2DModel``, ``DDPMPipeline``,
@@ -17,7 +17,7 @@ from __future__ import annotations
 import string
 from typing import Any
 
-from hwaccel.tiny import TINY_HEADS, TINY_HIDDEN, TINY_INTERMEDIATE, TINY_LAYERS
+from hwaccel.kit.tiny import TINY_HEADS, TINY_HIDDEN, TINY_INTERMEDIATE, TINY_LAYERS
 
 LATENT_CHANNELS = 4
 IMAGE_CHANNELS = 3

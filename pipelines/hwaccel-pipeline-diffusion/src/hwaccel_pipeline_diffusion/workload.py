@@ -18,7 +18,7 @@ Three modes, chosen from the class the reference names:
   ``images`` of the size the UNet and VAE configs imply.
 
 Real checkpoints load from their folder with ``local_files_only=True`` in fp32; ``tiny:``
-ones are built by :mod:`hwaccel_pipeline_diffusion.tiny` from :data:`~hwaccel.models.TINY_SEED`.
+ones are built by :mod:`hwaccel_pipeline_diffusion.tiny` from :data:`~hwaccel.kit.tiny.TINY_SEED`.
 Every call reseeds its generator, so repeated calls (and a second load) give the same output.
 """
 
@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel.errors import HwaccelError
-from hwaccel.models import TINY_SEED
-from hwaccel.workloads import BaseWorkload
+from hwaccel.kit.tiny import TINY_SEED
+from hwaccel.kit.workloads import BaseWorkload
 
 NUM_INFERENCE_STEPS = 4  # denoising steps per call: short, but a real multi-step schedule
 LOOP, UNCONDITIONAL, TEXT_TO_IMAGE = ("denoising-loop", "unconditional-pipeline",
@@ -58,7 +58,7 @@ def _size(config: dict[str, Any]) -> tuple[int, ...]:
 
 
 class DiffusionWorkload(BaseWorkload):
-    """Workload of the ``diffusion`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
+    """Workload of the ``diffusion`` pipeline (see :class:`hwaccel.kit.workloads.Workload`)."""
 
     num_inference_steps = NUM_INFERENCE_STEPS
 
@@ -89,7 +89,7 @@ class DiffusionWorkload(BaseWorkload):
             return TINY_BUILDS[self.class_name][0]
         if self.ref.config is None or self.ref.path is None:
             from hwaccel.errors import ModelReferenceError
-            from hwaccel.models import not_cached_message
+            from hwaccel.kit.references import not_cached_message
 
             raise ModelReferenceError(not_cached_message(self.ref.spec))
         if not self.is_pipeline_folder:

@@ -20,7 +20,7 @@ EXAMPLE_MODELS = ("tiny:mixtral",)
 @hookimpl
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim mixture-of-experts text models (TAXONOMY rule 6 or 7 with more than one expert)."""
-    from hwaccel.classify import claim
+    from hwaccel.kit.claims import claim
 
     return claim(model, NAME, WORKLOAD)
 
@@ -30,7 +30,7 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
     """Provide the mixture-of-experts test-module template."""
     if pipeline != NAME:
         return None
-    from hwaccel.pipeline_parts import template_part
+    from hwaccel.kit.pipeline_parts import template_part
 
     return template_part(NAME, __package__, "test_moe.py.j2",
                          example_models=EXAMPLE_MODELS)

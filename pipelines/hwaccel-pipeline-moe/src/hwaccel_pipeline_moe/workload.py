@@ -26,7 +26,7 @@ import inspect
 from functools import cached_property, partial
 from typing import Any
 
-from hwaccel.taxonomy import max_experts
+from hwaccel.kit.taxonomy import max_experts
 from hwaccel_pipeline_text.workload import TextWorkload
 
 # config keys holding k (experts per token), first match wins
@@ -81,7 +81,7 @@ def _moe_fixes(values: dict[str, Any], default: dict[str, Any],
 
 
 class MoeWorkload(TextWorkload):
-    """Workload of the ``moe`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
+    """Workload of the ``moe`` pipeline (see :class:`hwaccel.kit.workloads.Workload`)."""
 
     def tiny_config(self, keep: frozenset[str]) -> Any:
         """The core's tiny config of the model type with the fixes an MoE model needs to run.
@@ -101,7 +101,7 @@ class MoeWorkload(TextWorkload):
         (Hybrids with linear-attention layers keep one layer of every kind their default
         ``layer_types`` has: the core's shrinker does that for every model.)
         """
-        from hwaccel.tiny import tiny_config
+        from hwaccel.kit.tiny import tiny_config
 
         return tiny_config(self.ref.model_type or "", keep, _moe_fixes)
 

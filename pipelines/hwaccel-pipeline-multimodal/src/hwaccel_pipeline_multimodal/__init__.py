@@ -40,7 +40,7 @@ SUBFAMILY_TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 def subfamily_of(tasks: Iterable[str]) -> str | None:
     """Return the multimodal subfamily of a set of auto-model TASK names, or ``None``."""
-    from hwaccel.pipeline_parts import subfamily_by_tasks
+    from hwaccel.kit.pipeline_parts import subfamily_by_tasks
 
     return subfamily_by_tasks(tasks, SUBFAMILY_TASKS)
 
@@ -48,8 +48,8 @@ def subfamily_of(tasks: Iterable[str]) -> str | None:
 @hookimpl
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim generative vision-language models (TAXONOMY rule 3) with their subfamily."""
-    from hwaccel.classify import claim
-    from hwaccel.pipeline_parts import model_tasks
+    from hwaccel.kit.claims import claim
+    from hwaccel.kit.pipeline_parts import model_tasks
 
     if model.label is None or model.label.pipeline != NAME:
         return None
@@ -61,7 +61,7 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
     """Provide the multimodal test-module template."""
     if pipeline != NAME:
         return None
-    from hwaccel.pipeline_parts import template_part
+    from hwaccel.kit.pipeline_parts import template_part
 
     return template_part(NAME, __package__, "test_multimodal.py.j2",
                          example_models=EXAMPLE_MODELS)

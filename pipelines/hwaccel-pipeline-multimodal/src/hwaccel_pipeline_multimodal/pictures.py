@@ -25,7 +25,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from hwaccel.models import TINY_SEED
+from hwaccel.kit.tiny import TINY_SEED
 from hwaccel_pipeline_multimodal.config_values import find, find_int, is_int, walk
 
 IMAGE_SIZE_KEYS = ("image_size", "input_size")

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwaccel.errors import HwaccelError
-from hwaccel.models import TINY_SEED
-from hwaccel.workloads import feature_tensors
+from hwaccel.kit.tiny import TINY_SEED
+from hwaccel.kit.workloads import feature_tensors
 from hwaccel_pipeline_multimodal.config_values import find_int, special_token_ids, token_id
 
 # the names a config gives a modality's placeholder, start and end tokens (+ _token_id/_index)

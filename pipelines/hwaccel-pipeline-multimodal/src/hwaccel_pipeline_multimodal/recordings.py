@@ -21,7 +21,7 @@ import inspect
 from typing import Any
 
 from hwaccel.errors import HwaccelError
-from hwaccel.models import TINY_SEED
+from hwaccel.kit.tiny import TINY_SEED
 from hwaccel_pipeline_multimodal.config_values import find_int, is_int, walk
 
 HOPS = 96

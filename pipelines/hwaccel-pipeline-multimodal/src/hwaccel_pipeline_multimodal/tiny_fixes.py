@@ -1,7 +1,7 @@
 """Fixes the tiny configs of multimodal types need beyond the core's shrinking.
 
 Each is a rule keyed by what a config declares, applied to the top-level tiny values
-(:func:`adjust`, the ``adjust`` hook of :func:`hwaccel.tiny.tiny_config`):
+(:func:`adjust`, the ``adjust`` hook of :func:`hwaccel.kit.tiny.tiny_config`):
 
 * a tower the config class declares but its defaults leave out (``vision_config: None``;
   real checkpoints have one) gets the shrunk defaults of the tower's config class;
@@ -98,7 +98,7 @@ def _missing_towers(values: dict[str, Any], overrides: dict[str, Any]) -> None:
     """Shrunk default sub-configs for the declared sub-configs left ``None``."""
     from transformers import CONFIG_MAPPING, PretrainedConfig
 
-    from hwaccel.tiny import shrunk_values
+    from hwaccel.kit.tiny import shrunk_values
 
     model_type = values.get("model_type")
     cls = CONFIG_MAPPING[model_type] if model_type in CONFIG_MAPPING else None
@@ -324,7 +324,7 @@ def _patch_counted_projector(values: dict[str, Any], overrides: dict[str, Any]) 
 
 
 def adjust(values: dict[str, Any], default: dict[str, Any], overrides: dict[str, Any]) -> None:
-    """The ``adjust`` hook of :func:`hwaccel.tiny.tiny_config` (see the module docstring)."""
+    """The ``adjust`` hook of :func:`hwaccel.kit.tiny.tiny_config` (see the module docstring)."""
     _missing_towers(values, overrides)
     _placeholder_ids(values, overrides)
     _pooled_tokens(values, overrides)

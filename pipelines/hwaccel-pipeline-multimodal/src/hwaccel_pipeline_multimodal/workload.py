@@ -7,7 +7,7 @@ class's ``input_modalities``: an image when it takes images, else a clip when it
 video, else a recording when it takes audio (speech-language models), else text alone; a
 model whose forward names none of the media tensors gets text alone too.
 
-Inputs, per row of the batch, from :data:`~hwaccel.models.TINY_SEED`:
+Inputs, per row of the batch, from :data:`~hwaccel.kit.tiny.TINY_SEED`:
 
 * with a processor in the model's folder (real checkpoints): the folder's ``AutoProcessor``
   turns deterministic pictures (:func:`~hwaccel_pipeline_multimodal.pictures.image_array`)
@@ -51,8 +51,8 @@ from functools import cached_property
 from typing import Any
 
 from hwaccel.errors import HwaccelError
-from hwaccel.models import TINY_SEED
-from hwaccel.workloads import TransformersWorkload
+from hwaccel.kit.tiny import TINY_SEED
+from hwaccel.kit.workloads import TransformersWorkload
 from hwaccel_pipeline_multimodal import GENERATION, SUBFAMILY_TASKS
 from hwaccel_pipeline_multimodal.config_values import find_int, text_config, token_id, vocab_size
 from hwaccel_pipeline_multimodal.pictures import (
@@ -96,7 +96,7 @@ _PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 
 
 class MultimodalWorkload(TransformersWorkload):
-    """Workload of the ``multimodal`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
+    """Workload of the ``multimodal`` pipeline (see :class:`hwaccel.kit.workloads.Workload`)."""
 
     input_source = "synthetic"
     _added: frozenset[str] = frozenset()  # the companions make_inputs added last
@@ -134,7 +134,7 @@ class MultimodalWorkload(TransformersWorkload):
     def tiny_config(self, keep: frozenset[str]) -> Any:
         """A candidate tiny config with the multimodal fixes of
         :mod:`hwaccel_pipeline_multimodal.tiny_fixes`."""
-        from hwaccel.tiny import tiny_config
+        from hwaccel.kit.tiny import tiny_config
 
         return tiny_config(self.ref.model_type or "", keep, adjust)
 

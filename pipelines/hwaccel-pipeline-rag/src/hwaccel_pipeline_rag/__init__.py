@@ -24,7 +24,7 @@ def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim Rag models (TAXONOMY rule 1) and retrieve-then-generate compositions."""
     import dataclasses
 
-    from hwaccel.classify import claim
+    from hwaccel.kit.claims import claim
 
     classification = claim(model, NAME, WORKLOAD, architecture=ARCHITECTURE)
     problem = composition_problem(model) if classification is not None else None
@@ -43,10 +43,10 @@ def composition_problem(model: ModelRef) -> str | None:
     """
     if model.kind != "composite":
         return None
-    from hwaccel.classify import gather_evidence, reference_of
+    from hwaccel.kit.references import label_of
 
     retriever, generator = model.components
-    r_label, g_label = (reference_of(gather_evidence(part)) for part in model.components)
+    r_label, g_label = (label_of(part) for part in model.components)
     if r_label.family != "embedding":
         return f"the retriever {retriever.spec!r} is {r_label.family}, not an embedding model"
     if g_label.family != "text_generation" or g_label.subfamily not in GENERATORS:
@@ -60,7 +60,7 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
     """Provide the rag test-module template."""
     if pipeline != NAME:
         return None
-    from hwaccel.pipeline_parts import template_part
+    from hwaccel.kit.pipeline_parts import template_part
 
     return template_part(NAME, __package__, "test_rag.py.j2",
                          example_models=EXAMPLE_MODELS)

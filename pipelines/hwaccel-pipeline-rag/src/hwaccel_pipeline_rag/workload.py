@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel.errors import HwaccelError
-from hwaccel.models import TINY_SEED
-from hwaccel.workloads import BaseWorkload
+from hwaccel.kit.tiny import TINY_SEED
+from hwaccel.kit.workloads import BaseWorkload
 from hwaccel_pipeline_rag.documents import DOC_MAX_TOKENS, DOCUMENTS, QUESTIONS, TOP_K, hash_ids
 
 GENERATOR_SUBFAMILIES = ("causal_lm", "seq2seq")
@@ -51,7 +51,7 @@ def token_id(config: Any, *names: str) -> int | None:
 
 
 class RagWorkload(BaseWorkload):
-    """Workload of the ``rag`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
+    """Workload of the ``rag`` pipeline (see :class:`hwaccel.kit.workloads.Workload`)."""
 
     documents: tuple[str, ...] = DOCUMENTS
     questions: tuple[str, ...] = QUESTIONS
@@ -66,16 +66,14 @@ class RagWorkload(BaseWorkload):
     @cached_property
     def parts(self) -> tuple[Any, Any]:
         """The text workloads of a composition's retriever and generator."""
-        from hwaccel.classify import classify_ref
-        from hwaccel.plugins import get_plugins
+        from hwaccel.kit.references import classify_part
         from hwaccel_pipeline_text.workload import TextWorkload
 
         if not self.is_composition:
             raise HwaccelError(f"{self.ref.spec!r} is not a composition")
         retriever, generator = self.ref.components
-        plugins = get_plugins()
-        r_class = classify_ref(retriever, plugins).classification
-        g_class = classify_ref(generator, plugins).classification
+        r_class = classify_part(retriever)
+        g_class = classify_part(generator)
         if r_class.family != "embedding":
             raise HwaccelError(f"the retriever of {self.ref.spec!r} must be an embedding model; "
                                f"{retriever.spec!r} is {r_class.family}")
@@ -244,7 +242,7 @@ class RagWorkload(BaseWorkload):
             return RagTokenForGeneration(self.config).float().eval()
         if self.ref.path is None:
             from hwaccel.errors import ModelReferenceError
-            from hwaccel.models import not_cached_message
+            from hwaccel.kit.references import not_cached_message
 
             raise ModelReferenceError(not_cached_message(self.ref.spec))
         return RagTokenForGeneration.from_pretrained(

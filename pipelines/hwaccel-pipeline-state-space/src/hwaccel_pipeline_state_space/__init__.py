@@ -20,7 +20,7 @@ EXAMPLE_MODELS = ("tiny:mamba",)
 @hookimpl
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim recurrent-state text models (the taxonomy's state-space model types)."""
-    from hwaccel.classify import claim
+    from hwaccel.kit.claims import claim
 
     return claim(model, NAME, WORKLOAD)
 
@@ -30,7 +30,7 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
     """Provide the state-space test-module template."""
     if pipeline != NAME:
         return None
-    from hwaccel.pipeline_parts import template_part
+    from hwaccel.kit.pipeline_parts import template_part
 
     return template_part(NAME, __package__, "test_state_space.py.j2",
                          example_models=EXAMPLE_MODELS)

@@ -112,7 +112,7 @@ def _tensor_bytes(obj: Any, kind: str, sizes: dict[str, int], seen: set[int],
 
 
 class StateSpaceWorkload(TextWorkload):
-    """Workload of the ``state-space`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
+    """Workload of the ``state-space`` pipeline (see :class:`hwaccel.kit.workloads.Workload`)."""
 
     def tiny_config(self, keep: frozenset[str]) -> Any:
         """The core's tiny config of the model type with the fixes a state-space model needs.
@@ -121,13 +121,13 @@ class StateSpaceWorkload(TextWorkload):
            from others follow the shrunk ones (RWKV's ``attention_hidden_size``, Mamba's
            ``time_step_rank``, Jamba's ``mamba_dt_rank``...).
            (Mamba2-style mixers keeping ``heads * head_dim == expand * hidden_size`` is
-           the core's: :func:`hwaccel.tiny_couplings.mamba2_heads`.)
+           the core's: :func:`hwaccel.kit.tiny_couplings.mamba2_heads`.)
         2. Hybrids keep every layer kind of their default pattern: with two layers Jamba's
            attention layer (period 8, offset 4) or Zamba's hybrid layers would vanish.
            Period / offset pairs and per-layer pattern lists are adjusted so the last layers
            carry the missing kinds.
         """
-        from hwaccel.tiny import tiny_config
+        from hwaccel.kit.tiny import tiny_config
 
         return tiny_config(self.ref.model_type or "", keep, _state_space_fixes)
 

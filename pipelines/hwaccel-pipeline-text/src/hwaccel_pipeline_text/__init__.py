@@ -19,7 +19,7 @@ EXAMPLE_MODELS = ("tiny:gpt2", "minilm")
 @hookimpl
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim text models: TAXONOMY rules 6 (generative LM) and 7 (encoder tasks)."""
-    from hwaccel.classify import claim
+    from hwaccel.kit.claims import claim
 
     return claim(model, NAME, WORKLOAD)
 
@@ -29,7 +29,7 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
     """Provide the text test-module template."""
     if pipeline != NAME:
         return None
-    from hwaccel.pipeline_parts import template_part
+    from hwaccel.kit.pipeline_parts import template_part
 
     return template_part(NAME, __package__, "test_text.py.j2",
                          example_models=EXAMPLE_MODELS)

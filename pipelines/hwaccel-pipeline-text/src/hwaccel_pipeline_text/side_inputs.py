@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hwaccel.models import TINY_SEED
+from hwaccel.kit.tiny import TINY_SEED
 
 REGIONS = 4  # image regions given to a vision-and-language encoder
 BOX_CORNERS = 4  # (x0, y0, x1, y1)

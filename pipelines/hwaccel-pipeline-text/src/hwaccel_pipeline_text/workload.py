@@ -11,8 +11,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from hwaccel.models import TINY_SEED
-from hwaccel.workloads import TransformersWorkload
+from hwaccel.kit.tiny import TINY_SEED
+from hwaccel.kit.workloads import TransformersWorkload
 from hwaccel_pipeline_text.side_inputs import side_inputs
 
 SENTENCES = (
@@ -49,7 +49,7 @@ def class_from_tasks(model_type: str) -> Any | None:
 
 
 class TextWorkload(TransformersWorkload):
-    """Workload of the ``text`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
+    """Workload of the ``text`` pipeline (see :class:`hwaccel.kit.workloads.Workload`)."""
 
     @property
     def generative(self) -> bool:

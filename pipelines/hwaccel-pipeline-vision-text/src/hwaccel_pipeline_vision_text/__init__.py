@@ -42,8 +42,8 @@ def task_of(subfamily: str) -> str:
 @hookimpl
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim image-text models (TAXONOMY rule 2) with their subfamily by task."""
-    from hwaccel.classify import claim
-    from hwaccel.pipeline_parts import model_tasks
+    from hwaccel.kit.claims import claim
+    from hwaccel.kit.pipeline_parts import model_tasks
 
     if model.label is None or model.label.pipeline != NAME:
         return None
@@ -56,7 +56,7 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
     """Provide the vision-text test-module template."""
     if pipeline != NAME:
         return None
-    from hwaccel.pipeline_parts import template_part
+    from hwaccel.kit.pipeline_parts import template_part
 
     return template_part(NAME, __package__, "test_vision_text.py.j2",
                          example_models=EXAMPLE_MODELS)

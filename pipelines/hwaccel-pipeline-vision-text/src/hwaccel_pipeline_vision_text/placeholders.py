@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from hwaccel.errors import HwaccelError
-from hwaccel.workloads import feature_tensors
+from hwaccel.kit.workloads import feature_tensors
 from hwaccel_pipeline_vision.config_tree import all_configs
 
 IMAGE_TOKEN_KEYS = ("image_token_id", "image_token_index")

@@ -26,8 +26,8 @@ import math
 from functools import cached_property
 from typing import Any
 
-from hwaccel.models import TINY_SEED
-from hwaccel.workloads import TransformersWorkload
+from hwaccel.kit.tiny import TINY_SEED
+from hwaccel.kit.workloads import TransformersWorkload
 from hwaccel_pipeline_vision.backbones import tiny_config_with_stages
 from hwaccel_pipeline_vision.images import (
     Layout,
@@ -90,7 +90,7 @@ def _int(value: Any) -> int | None:
 
 
 class VisionTextWorkload(TransformersWorkload):
-    """Workload of the ``vision-text`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
+    """Workload of the ``vision-text`` pipeline (see :class:`hwaccel.kit.workloads.Workload`)."""
 
     @property
     def subfamily(self) -> str:

@@ -75,8 +75,8 @@ def row_tasks(subfamily: str) -> tuple[str, ...]:
 @hookimpl
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim image and video models (TAXONOMY rule 5) with their subfamily by task."""
-    from hwaccel.classify import claim
-    from hwaccel.pipeline_parts import model_tasks
+    from hwaccel.kit.claims import claim
+    from hwaccel.kit.pipeline_parts import model_tasks
 
     if model.label is None or model.label.pipeline != NAME:
         return None
@@ -90,7 +90,7 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
     """Provide the vision test-module template."""
     if pipeline != NAME:
         return None
-    from hwaccel.pipeline_parts import template_part
+    from hwaccel.kit.pipeline_parts import template_part
 
     return template_part(NAME, __package__, "test_vision.py.j2",
                          example_models=EXAMPLE_MODELS)

@@ -268,11 +268,11 @@ def restore_lost(config: Any, values: dict[str, Any]) -> None:
 
 def tiny_config_with_stages(model_type: str, keep: frozenset[str],
                             *rules: Adjuster) -> Any:
-    """The core's tiny config of ``model_type`` (:func:`hwaccel.tiny.tiny_config`) with its
+    """The core's tiny config of ``model_type`` (:func:`hwaccel.kit.tiny.tiny_config`) with its
     stage selections and layer hooks kept consistent (:func:`follow_depth`,
     :func:`follow_sub_depth`, :func:`restore_lost`, :func:`lists_as_loaded`) and its
     keypoints bounded (:func:`cap_keypoints`), after the pipeline's own ``rules``."""
-    from hwaccel.tiny import tiny_config
+    from hwaccel.kit.tiny import tiny_config
 
     built: dict[str, Any] = {}
 

@@ -1,6 +1,6 @@
 """Deterministic images for vision models, and the type's own image processor that prepares them.
 
-The images are seeded 8-bit pictures (:data:`~hwaccel.models.TINY_SEED`), laid out as the
+The images are seeded 8-bit pictures (:data:`~hwaccel.kit.tiny.TINY_SEED`), laid out as the
 model takes them (:class:`Layout`): single images, image pairs (keypoint matchers) or clips
 of frames (video models). A ``tiny:`` model's images go through its type's image processor
 class (``IMAGE_PROCESSOR_MAPPING_NAMES``; the PIL implementation first, torchvision's only
@@ -18,7 +18,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
-from hwaccel.models import TINY_SEED
+from hwaccel.kit.tiny import TINY_SEED
 
 PIXEL_LEVELS = 256  # images are 8-bit, as decoded from files
 # Images without a processor are scaled to [-1, 1], as ViT-style processors do.

@@ -26,8 +26,8 @@ import inspect
 from functools import cached_property
 from typing import Any
 
-from hwaccel.models import TINY_SEED
-from hwaccel.workloads import TransformersWorkload
+from hwaccel.kit.tiny import TINY_SEED
+from hwaccel.kit.workloads import TransformersWorkload
 from hwaccel_pipeline_vision import row_tasks
 from hwaccel_pipeline_vision.backbones import select_stages, tiny_config_with_stages
 from hwaccel_pipeline_vision.config_tree import all_configs
@@ -78,7 +78,7 @@ def tiny_resnet_backbone(out_indices: Any) -> Any:
     """A tiny transformers ResNet backbone config: one basic block per stage, tiny width."""
     from transformers import ResNetConfig
 
-    from hwaccel.tiny import TINY_HIDDEN
+    from hwaccel.kit.tiny import TINY_HIDDEN
 
     stages = len(ResNetConfig().hidden_sizes)
     indices = list(out_indices) if out_indices else [stages]
@@ -104,7 +104,7 @@ def replace_timm_backbone(config: Any) -> Any:
 
 
 class VisionWorkload(TransformersWorkload):
-    """Workload of the ``vision`` pipeline (see :class:`hwaccel.workloads.Workload`)."""
+    """Workload of the ``vision`` pipeline (see :class:`hwaccel.kit.workloads.Workload`)."""
 
     @property
     def subfamily(self) -> str:
@@ -152,8 +152,8 @@ class VisionWorkload(TransformersWorkload):
     @cached_property
     def task(self) -> str:
         """The auto-model TASK whose class runs: the subfamily's first the model type has."""
-        from hwaccel import autotables
         from hwaccel.errors import HwaccelError
+        from hwaccel.kit import autotables
 
         tasks = autotables.load().tasks(self.model_type)
         candidates = [t for t in row_tasks(self.subfamily) if t in tasks]

@@ -8,7 +8,7 @@ thread count; heavy modules are imported inside the hooks only.
 from __future__ import annotations
 
 from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
-from hwaccel.exposure import PYTORCH_MODULE
+from hwaccel.kit.exposure import PYTORCH_MODULE
 
 NAME = "cpu"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hwaccel import BenchmarkRequest, BenchmarkResult
-from hwaccel.measure import benchmark_workload
+from hwaccel.kit.measure import benchmark_workload
 
 
 def default_threads() -> int:

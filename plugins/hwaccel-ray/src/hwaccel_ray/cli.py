@@ -73,7 +73,7 @@ def ray_command(args: argparse.Namespace, resources: dict[str, float], gpus: int
 def node(args: argparse.Namespace) -> int:
     """Detect, print what this node offers, then become ``ray start`` (unless dry-run)."""
     from hwaccel.cli.output import warn_errors
-    from hwaccel.detection import detect
+    from hwaccel.hardware.detection import detect
     from hwaccel.plugins import load
     from hwaccel_ray.resources import gpu_count, node_resources
 

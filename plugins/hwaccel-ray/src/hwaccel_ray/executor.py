@@ -35,14 +35,13 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hwaccel.cells import Cell, CellOutcome, device_label
-from hwaccel.detection import DetectionReport
 from hwaccel.errors import HwaccelError
-from hwaccel.executors import Executor, ExecutorOptions, Record
-from hwaccel.failures import CRASH, category_of
-from hwaccel.generate import write_test
+from hwaccel.generating.generate import write_test
+from hwaccel.hardware.detection import DetectionReport
+from hwaccel.kit.failures import CRASH, category_of, failure
 from hwaccel.plugins import HookError
-from hwaccel.runner import failure
+from hwaccel.running.cells import Cell, CellOutcome, device_label
+from hwaccel.running.executors import Executor, ExecutorOptions, Record
 from hwaccel.types import BenchmarkResult, HardwareInfo
 from hwaccel_ray import node as node_tasks
 from hwaccel_ray.resources import PREFIX, cell_demand, gpu_count, node_resources, offers
@@ -147,7 +146,7 @@ class RayExecutor(Executor):
             if self.address:
                 ray.init(address=self.address, **quiet)
                 return
-            from hwaccel.detection import detect
+            from hwaccel.hardware.detection import detect
 
             hardware = detect(self.options.plugins).hardware
             ray.init(_node_ip_address="127.0.0.1", _node_name=self.node, include_dashboard=False,
@@ -368,8 +367,8 @@ class RayExecutor(Executor):
 
     def _outcome(self, cell: Cell, result: BenchmarkResult, node: str | None = None
                  ) -> CellOutcome:
-        from hwaccel import benchmark
-        from hwaccel.cells import cell_context
+        from hwaccel.running import benchmark
+        from hwaccel.running.cells import cell_context
 
         return CellOutcome(cell, benchmark.stamped(result, cell.request),
                            cell_context(cell, node or self.node))

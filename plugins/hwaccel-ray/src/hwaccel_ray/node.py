@@ -3,7 +3,7 @@
 Both load the hwaccel plugins of the node (its installed distributions, filtered by the
 ``HWACCEL_LOAD_PLUGINS``/``HWACCEL_DISABLE_PLUGINS`` its Ray node was started with), so that
 what a node offers is what hwaccel finds there. A cell runs through the core's
-:class:`~hwaccel.cells.CellRunner`: the generated test, then the timing and memory passes,
+:class:`~hwaccel.running.cells.CellRunner`: the generated test, then the timing and memory passes,
 each in a job process with its time and memory limits, forked by a job zygote that this Ray
 worker keeps for the next cells (it dies with the worker). Cells are pinned to the node's
 cores the way the local executor pins them (an accelerator's cell gets one core, host-CPU
@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hwaccel.cells import Cell
-from hwaccel.jobs import JobPool
+from hwaccel.running.cells import Cell
+from hwaccel.running.jobs import JobPool
 
 _POOL: JobPool | None = None
 
@@ -37,7 +37,7 @@ def _node_id() -> str:
 
 def detect_here(refresh: bool) -> dict[str, Any]:
     """Detect this node's hardware with its plugins (cached on the node, unless ``refresh``)."""
-    from hwaccel.detection import detect
+    from hwaccel.hardware.detection import detect
     from hwaccel.plugins import load
 
     plugins = load()
@@ -75,12 +75,12 @@ def run_cell(data: dict[str, Any], timeout_s: float,
     The cell's device record is replaced by this node's own (its name, memory and
     fingerprint); a node that no longer detects the device answers ``unavailable``.
     """
-    from hwaccel import benchmark
-    from hwaccel.cells import CellRunner, cell_context
-    from hwaccel.detection import detect
-    from hwaccel.matrix import assign_cores
+    from hwaccel.hardware.detection import detect
+    from hwaccel.kit.failures import failure
     from hwaccel.plugins import load
-    from hwaccel.runner import failure
+    from hwaccel.running import benchmark
+    from hwaccel.running.cells import CellRunner, cell_context
+    from hwaccel.running.matrix import assign_cores
 
     cell = Cell.from_dict(data)
     wanted = cell.request.hardware

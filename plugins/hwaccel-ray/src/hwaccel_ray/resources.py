@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from hwaccel.cells import HOST_CPU
+from hwaccel.running.cells import HOST_CPU
 from hwaccel.types import HardwareInfo
 
 PREFIX = "hwaccel_"

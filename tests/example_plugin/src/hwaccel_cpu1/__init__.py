@@ -55,7 +55,7 @@ def hwaccel_benchmark(request: BenchmarkRequest) -> BenchmarkResult | None:
         return None
     import torch
 
-    from hwaccel.measure import benchmark_workload
+    from hwaccel.kit.measure import benchmark_workload
 
     torch.set_num_threads(1)
     return benchmark_workload(request, place_model=lambda m: m, place_inputs=lambda i: i,

@@ -1,0 +1,1 @@
+"""Estimates and recommendations: footprints, resource needs, calibration, recommendations."""

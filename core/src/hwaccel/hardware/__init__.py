@@ -1,0 +1,1 @@
+"""Hardware: detection through the backend plugins, and choosing a device by priority."""

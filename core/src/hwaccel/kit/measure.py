@@ -1,0 +1,259 @@
+"""The one measurement method every backend uses.
+
+A benchmark reports the first (cold) call on its own, then runs ``warmup`` untimed calls,
+then times calls with ``time.perf_counter`` (or the device's own events, where the backend
+has them) until both ``min_iterations`` calls and
+``min_seconds`` have passed (or ``max_seconds``, whichever ends first once the minimum count
+is reached). Percentiles use linear interpolation between closest ranks, so
+``p50 <= p90 <= p99`` always holds.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hwaccel.types import BenchmarkRequest, BenchmarkResult
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The raw outcome of :func:`time_calls`."""
+
+    cold_ms: float
+    times_ms: tuple[float, ...]
+    last_output: Any
+
+
+def percentile(sorted_values: list[float] | tuple[float, ...], q: float) -> float:
+    """Return the ``q``-th percentile (0..100) of ascending values, linearly interpolated."""
+    if not sorted_values:
+        raise ValueError("percentile of no values")
+    rank = (len(sorted_values) - 1) * q / 100.0
+    low, high = math.floor(rank), math.ceil(rank)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+def summarize(times_ms: tuple[float, ...] | list[float], batch_size: int) -> dict[str, float]:
+    """Return p50/p90/p99, mean, stdev, min, max, cv and throughput (samples/s) of latencies."""
+    ordered = sorted(times_ms)
+    mean = statistics.fmean(ordered)
+    stdev = statistics.stdev(ordered) if len(ordered) > 1 else 0.0
+    return {
+        "p50_ms": percentile(ordered, 50), "p90_ms": percentile(ordered, 90),
+        "p99_ms": percentile(ordered, 99), "mean_ms": mean, "stdev_ms": stdev,
+        "min_ms": ordered[0], "max_ms": ordered[-1], "cv": stdev / mean if mean else 0.0,
+        "throughput": batch_size / (mean / 1000.0) if mean else 0.0,
+    }
+
+
+class DeviceTimer(Protocol):
+    """Times one call with the device's own clock (e.g. a pair of CUDA events)."""
+
+    name: str
+
+    def start(self) -> None:
+        """Mark the start of a call on the device."""
+
+    def stop(self) -> float:
+        """Mark its end, wait for the device, and return the milliseconds between."""
+
+
+def time_calls(call: Callable[[], Any], *, warmup: int, min_iterations: int,
+               min_seconds: float, max_seconds: float,
+               timer: DeviceTimer | None = None) -> Timing:
+    """Time ``call`` by the method above; ``call`` must include any device synchronisation.
+
+    Each call is timed by ``timer`` when the backend has one, else by ``time.perf_counter``;
+    the minimum and maximum durations are always counted on ``perf_counter``.
+    """
+
+    def timed() -> tuple[Any, float]:
+        if timer is not None:
+            timer.start()
+            output = call()
+            return output, timer.stop()
+        start = time.perf_counter()
+        output = call()
+        return output, (time.perf_counter() - start) * 1000.0
+
+    output, cold_ms = timed()
+    for _ in range(warmup):
+        output = call()
+    times: list[float] = []
+    began = time.perf_counter()
+    while True:
+        output, ms = timed()
+        times.append(ms)
+        elapsed = time.perf_counter() - began
+        if len(times) >= min_iterations and (elapsed >= min_seconds or elapsed >= max_seconds):
+            break
+    return Timing(cold_ms=cold_ms, times_ms=tuple(times), last_output=output)
+
+
+def process_memory_mb(field: str) -> float | None:
+    """Return a memory field of this process's ``/proc/self/status`` in MiB.
+
+    ``VmRSS`` is the resident memory now, ``VmHWM`` the kernel's high-water mark. Where
+    ``/proc`` is missing, ``VmRSS`` falls back to psutil and ``VmHWM`` to ``ru_maxrss``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    if field == "VmHWM":
+        import resource
+        import sys
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if sys.platform == "darwin" else peak / 1024.0
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def max_abs_diff(reference: dict[str, Any], outputs: dict[str, Any]) -> float:
+    """The largest absolute difference between same-named outputs, compared in fp32 on the CPU.
+
+    Outputs may be torch tensors or NumPy arrays; an output missing on either side is an
+    error, since the comparison would otherwise pass by leaving it out.
+    """
+    import torch
+
+    if set(reference) != set(outputs):
+        raise ValueError(f"outputs differ in names: reference {sorted(reference)}, "
+                         f"device {sorted(outputs)}")
+    worst = 0.0
+    for name, expected in reference.items():
+        got = torch.as_tensor(outputs[name]).detach().float().cpu()
+        worst = max(worst, (got - torch.as_tensor(expected).float()).abs().max().item())
+    return worst
+
+
+def embedding_similarity(workload: Any, reference: dict[str, Any] | None,
+                         outputs: dict[str, Any], inputs: dict[str, Any]) -> float | None:
+    """The lowest cosine similarity, over the batch, between the embeddings of the device's
+    outputs and of the CPU reference's, for a workload that makes embeddings (an optional
+    ``embeddings(outputs, inputs)`` method returning one vector per row, or ``None``)."""
+    import torch
+
+    embed = getattr(workload, "embeddings", None)
+    if reference is None or embed is None:
+        return None
+    expected, got = embed(reference, inputs), embed(outputs, inputs)
+    if expected is None or got is None:
+        return None
+    similarity = torch.nn.functional.cosine_similarity(
+        torch.as_tensor(got).float().flatten(1), torch.as_tensor(expected).float().flatten(1))
+    return float(similarity.min())
+
+
+def benchmark_workload(request: BenchmarkRequest, *,
+                       place_model: Callable[[Any], Any],
+                       place_inputs: Callable[[Any], Any],
+                       synchronize: Callable[[], None] | None = None,
+                       precision: str = "fp32", threads: int | None = None,
+                       compare_reference: bool = False,
+                       timer: DeviceTimer | None = None) -> BenchmarkResult:
+    """Measure the pipeline's workload for ``request`` on a device, the same way everywhere.
+
+    :param place_model: moves (or converts) the CPU model onto the device; its time counts
+        as load time.
+    :param place_inputs: moves the inputs onto the device (not timed).
+    :param synchronize: waits for the device to finish; called inside every timed call.
+    :param compare_reference: also run a separately loaded CPU PyTorch fp32 copy of the
+        model on the same inputs (before the device model is loaded, outside the timings)
+        and report the largest absolute difference of the outputs as ``max_abs_diff``.
+        The memory pass (``settings.measure == "memory"``) never loads that copy.
+    :param timer: the device's own per-call timer (CUDA events), recorded in ``details``
+        as ``timer``; without one, calls are timed with ``time.perf_counter``.
+
+    Compared with the reference, a workload that makes embeddings also records
+    ``details["cosine_similarity"]`` (:func:`embedding_similarity`).
+
+    The memory pass also records ``details["load_peak_rss_mb"]``: the process's high-water
+    mark once the model is loaded (and converted), before its first call.
+    """
+    from hwaccel.kit.failures import (
+        BACKEND,
+        HARNESS,
+        AttributedError,
+        attribute,
+        blame_by_frame,
+        blame_reference,
+        stage,
+    )
+    from hwaccel.kit.workloads import load_workload
+
+    settings = request.settings
+    with stage("prepare", HARNESS):
+        workload = load_workload(request.model, request.classification)
+        workload.prepare()
+
+    def on_the_model(exc: BaseException) -> str:
+        return blame_reference(exc, workload)
+
+    def on_the_device(exc: BaseException) -> str:
+        return blame_by_frame(exc, BACKEND)
+
+    def run_reference() -> Any:
+        """The CPU PyTorch fp32 outputs of a separately loaded copy of the model."""
+        with stage("inputs", HARNESS):
+            cpu_inputs = workload.make_inputs(settings.batch_size, settings.seq_len)
+        with stage("reference", on_the_model):
+            return workload.forward(workload.load_model(), cpu_inputs)
+
+    reference = None
+    if compare_reference and settings.measure != "memory":
+        reference = run_reference()
+    baseline = process_memory_mb("VmRSS")
+    start = time.perf_counter()
+    with stage("load", on_the_model):
+        cpu_model = workload.load_model()
+    with stage("placement", on_the_device):
+        model = place_model(cpu_model)
+    load_time = time.perf_counter() - start
+    details: dict[str, Any] = {"timer": timer.name if timer is not None else "perf_counter"}
+    if settings.measure == "memory":  # the high-water mark once loaded, before any call
+        details["load_peak_rss_mb"] = process_memory_mb("VmHWM")
+    with stage("inputs", HARNESS):
+        cpu_inputs = workload.make_inputs(settings.batch_size, settings.seq_len)
+    with stage("placement", on_the_device):
+        inputs = place_inputs(cpu_inputs)
+
+    def call() -> Any:
+        output = workload.forward(model, inputs)
+        if synchronize is not None:
+            synchronize()
+        return output
+
+    try:
+        timing = time_calls(call, warmup=settings.warmup,
+                            min_iterations=settings.min_iterations,
+                            min_seconds=settings.min_seconds,
+                            max_seconds=settings.max_seconds, timer=timer)
+    except Exception as exc:  # noqa: BLE001 - attributed, then raised again
+        if reference is None:  # whose failure: the model's when the CPU reference fails too
+            run_reference()
+        found, message = attribute(exc, on_the_device(exc))
+        raise AttributedError(found, f"device: {message}", stage="device") from exc
+    with stage("outputs", HARNESS):
+        shapes = workload.output_shapes(timing.last_output)
+        diff = max_abs_diff(reference, timing.last_output) if reference else None
+        similarity = embedding_similarity(workload, reference, timing.last_output, cpu_inputs)
+    if similarity is not None:
+        details["cosine_similarity"] = similarity
+    return BenchmarkResult(
+        model=request.model, backend=request.hardware.backend, device=request.hardware.device,
+        success=True, load_time_s=load_time, cold_ms=timing.cold_ms,
+        iterations=len(timing.times_ms), batch_size=settings.batch_size,
+        seq_len=settings.seq_len, threads=threads, precision=precision,
+        output_shapes=shapes, baseline_rss_mb=baseline, max_abs_diff=diff, details=details,
+        **summarize(timing.times_ms, settings.batch_size))

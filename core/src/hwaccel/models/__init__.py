@@ -1,0 +1,1 @@
+"""Model references and classification: resolving a reference, its files and its labels."""

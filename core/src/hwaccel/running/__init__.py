@@ -1,0 +1,2 @@
+"""Running measurements: job processes, the zygote, the benchmark runner, the matrix and its
+executors."""
