@@ -170,3 +170,68 @@ def test_an_embedding_model_pools_over_its_attention_mask_and_others_make_none(p
     assert pooled.tolist() == [[2.0, 3.0]]
     gpt2 = load_workload("tiny:gpt2", classify("tiny:gpt2", plugins).classification)
     assert gpt2.embeddings({"last_hidden_state": hidden}, {"attention_mask": mask}) is None
+
+
+def _cpu_request(plugins, model: str, **settings):
+    from hwaccel.models.classify import classify
+    from hwaccel.types import BenchmarkRequest, BenchmarkSettings, HardwareInfo
+
+    hardware = HardwareInfo(backend="cpu", device="cpu", name="host", available=True)
+    return BenchmarkRequest(model=model, hardware=hardware,
+                            classification=classify(model, plugins).classification,
+                            settings=BenchmarkSettings(**settings))
+
+
+def test_the_call_context_is_entered_once_around_every_call_of_the_device_model(
+        plugins, one_thread):
+    import contextlib
+
+    import torch
+
+    from hwaccel.kit.measure import benchmark_workload
+
+    entered: list[str] = []
+    linear_dtypes: list[torch.dtype] = []
+
+    @contextlib.contextmanager
+    def counting():
+        entered.append("enter")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            yield
+
+    def place_model(model):
+        first_linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+        first_linear.register_forward_hook(lambda m, i, out: linear_dtypes.append(out.dtype))
+        return model
+
+    request = _cpu_request(plugins, "tiny:bert", warmup=2, min_iterations=4, min_seconds=0.0,
+                           seq_len=8)
+    result = benchmark_workload(request, place_model=place_model,
+                                place_inputs=lambda inputs: inputs, compare_reference=True,
+                                call_context=counting)
+    assert result.success and result.iterations >= 4
+    calls = 1 + 2 + result.iterations  # the cold call, the warm-up, the timed calls
+    assert len(entered) == calls
+    # every device call ran under autocast; the CPU reference (no hook) stayed fp32
+    assert linear_dtypes == [torch.bfloat16] * calls
+    assert result.max_abs_diff > 1e-3  # bf16 rounding, seen against the fp32 reference
+
+
+def test_without_a_call_context_the_device_model_runs_as_it_is(plugins, one_thread):
+    import torch
+
+    from hwaccel.kit.measure import benchmark_workload
+
+    linear_dtypes: list[torch.dtype] = []
+
+    def place_model(model):
+        first_linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+        first_linear.register_forward_hook(lambda m, i, out: linear_dtypes.append(out.dtype))
+        return model
+
+    request = _cpu_request(plugins, "tiny:bert", warmup=0, min_iterations=2, min_seconds=0.0,
+                           seq_len=8)
+    result = benchmark_workload(request, place_model=place_model,
+                                place_inputs=lambda inputs: inputs, compare_reference=True)
+    assert set(linear_dtypes) == {torch.float32}
+    assert result.max_abs_diff < 1e-4

@@ -14,6 +14,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -161,7 +162,9 @@ def benchmark_workload(request: BenchmarkRequest, *,
                        synchronize: Callable[[], None] | None = None,
                        precision: str = "fp32", threads: int | None = None,
                        compare_reference: bool = False,
-                       timer: DeviceTimer | None = None) -> BenchmarkResult:
+                       timer: DeviceTimer | None = None,
+                       call_context: Callable[[], AbstractContextManager[Any]] | None = None,
+                       ) -> BenchmarkResult:
     """Measure the pipeline's workload for ``request`` on a device, the same way everywhere.
 
     :param place_model: moves (or converts) the CPU model onto the device; its time counts
@@ -174,6 +177,11 @@ def benchmark_workload(request: BenchmarkRequest, *,
         The memory pass (``settings.measure == "memory"``) never loads that copy.
     :param timer: the device's own per-call timer (CUDA events), recorded in ``details``
         as ``timer``; without one, calls are timed with ``time.perf_counter``.
+    :param call_context: makes a fresh context manager that is entered around every call of
+        the device model (the cold call, the warm-up and each timed call, inside the timing,
+        around ``synchronize``), e.g. ``lambda: torch.autocast("cpu", dtype=torch.bfloat16)``
+        or a profiler; the CPU reference never runs in it. This is how a backend changes how
+        the model is called without patching ``forward``.
 
     Compared with the reference, a workload that makes embeddings also records
     ``details["cosine_similarity"]`` (:func:`embedding_similarity`).
@@ -229,9 +237,10 @@ def benchmark_workload(request: BenchmarkRequest, *,
         inputs = place_inputs(cpu_inputs)
 
     def call() -> Any:
-        output = workload.forward(model, inputs)
-        if synchronize is not None:
-            synchronize()
+        with call_context() if call_context is not None else nullcontext():
+            output = workload.forward(model, inputs)
+            if synchronize is not None:
+                synchronize()
         return output
 
     try:
