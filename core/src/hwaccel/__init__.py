@@ -33,15 +33,21 @@ from hwaccel.hardware.devices import (
 from hwaccel.hookspecs import hookimpl
 from hwaccel.models.resolve import ModelRef
 from hwaccel.types import (
+    BackendInfo,
     BenchmarkRequest,
     BenchmarkResult,
     BenchmarkSettings,
     Classification,
     HardwareInfo,
+    LabelRule,
+    PipelineInfo,
     TemplatePart,
 )
 
 __all__ = [
+    "BackendInfo",
+    "LabelRule",
+    "PipelineInfo",
     "CPU",
     "CUDA",
     "MPS",

@@ -27,3 +27,10 @@ class PluginLoadError(HwaccelError):
 
 class MissingSlotError(HwaccelError):
     """A backend does not provide a template slot that a pipeline requires."""
+
+
+class PluginHookError(HwaccelError):
+    """A plugin's hook implementation failed while strict plugin mode was requested (or
+    outside any caller that could record the failure against the plugin)."""
+
+    exit_code = 3

@@ -1,8 +1,9 @@
-"""The four hooks every hwaccel plugin may implement.
+"""The hooks every hwaccel plugin may implement.
 
-Backends implement ``hwaccel_detect``, ``hwaccel_template`` and ``hwaccel_benchmark`` for their
-own backend; pipelines implement ``hwaccel_classify`` and ``hwaccel_template`` for their own
-pipeline. A backend never names a pipeline and a pipeline never names a backend: every
+Backends implement ``hwaccel_backend_info``, ``hwaccel_detect``, ``hwaccel_template`` and
+``hwaccel_benchmark`` for their own backend; pipelines implement ``hwaccel_pipeline_info``,
+``hwaccel_classify`` and ``hwaccel_template`` for their own pipeline. A backend never names a
+pipeline and a pipeline never names a backend: every
 (model, backend) combination comes from composing their answers in the core.
 
 Rules for implementations (checked by the loader and the tests):
@@ -10,8 +11,9 @@ Rules for implementations (checked by the loader and the tests):
 * Hooks are called with keyword arguments only; an implementation may accept fewer
   arguments than the spec (opt-in), never more, and must not give its arguments defaults.
 * A plugin module must import without its vendor SDK: import heavy libraries inside the hook.
-* The core calls each implementation separately, so one that raises is reported against its
-  plugin and the other plugins' answers still count.
+* The core calls hooks through pluggy's plugin manager (so ``HWACCEL_TRACE_PLUGINS=1`` traces
+  every call and ``firstresult`` holds); each implementation runs inside a guard, so one that
+  raises is reported against its plugin and the other plugins' answers still count.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ import pluggy
 if TYPE_CHECKING:
     from hwaccel.models.resolve import ModelRef
     from hwaccel.types import (
+        BackendInfo,
         BenchmarkRequest,
         BenchmarkResult,
         Classification,
         HardwareInfo,
+        PipelineInfo,
         TemplatePart,
     )
 
@@ -36,6 +40,22 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 # -- Backend hooks ---------------------------------------------------------------------------
+
+
+@hookspec
+def hwaccel_backend_info() -> BackendInfo | None:
+    """Declare this plugin's backend: its name and the facts the core must not hard-code.
+
+    Called when hwaccel orders devices (``recommend``, ``select_device``), explains an absent
+    backend, records library versions and lists plugins. Answer from constants: never probe
+    hardware or import the vendor SDK here.
+
+    :returns: a ``BackendInfo`` (priority in the default device order, whether it is the last
+        resort, whether it runs PyTorch modules, advice for a machine without it, the
+        distributions whose versions its results record, other names of its devices).
+
+    How results combine: one record per backend plugin, collected from all.
+    """
 
 
 @hookspec
@@ -74,6 +94,22 @@ def hwaccel_benchmark(request: BenchmarkRequest) -> BenchmarkResult | None:
 
 
 # -- Pipeline hooks --------------------------------------------------------------------------
+
+
+@hookspec
+def hwaccel_pipeline_info() -> PipelineInfo | None:
+    """Declare this plugin's pipeline: the labels it takes, its precedence, its example models.
+
+    Called before classification (the core decides which pipeline a model's labels belong to
+    from every pipeline's ``takes`` and ``precedence``, so a new pipeline needs no core
+    change), by ``hwaccel matrix`` (the example models represent the pipeline) and by the
+    predecessor's classifier API. Answer from constants: import neither torch nor
+    transformers here.
+
+    :returns: a ``PipelineInfo``.
+
+    How results combine: one record per pipeline plugin, collected from all.
+    """
 
 
 @hookspec

@@ -1,21 +1,30 @@
-"""Plugin loading and isolated hook calls.
+"""Plugin loading, and hook calls through pluggy with each plugin's failures its own.
 
 Plugins are found through the entry-point group ``hwaccel``; the entry-point name is the
 plugin id (``cpu``, ``text``). Loading happens only in :func:`load_plugins`, never at import.
 Each plugin is loaded on its own: one that is blocked, lacks an optional library, fails to
 import, or breaks the hook contract gets a status and an error message, and the others load.
 
+Hooks are called through the plugin manager (``pm.hook.<name>``), so pluggy's tracing,
+``firstresult`` and argument checks apply. Every implementation is registered inside a guard
+(:class:`_Guard`): an exception, or a value of the wrong type, becomes a :class:`HookError`
+against that plugin, the implementation counts as having answered ``None``, and the other
+plugins still answer. Under ``HWACCEL_STRICT_PLUGINS=1`` a hook error raises
+:class:`~hwaccel.errors.PluginHookError` instead.
+
 Environment controls:
 
 * ``HWACCEL_LOAD_PLUGINS``: comma-separated allow-list of plugin ids or distribution names;
   set but empty means "load none" (the escape hatch when a plugin breaks start-up).
 * ``HWACCEL_DISABLE_PLUGINS``: comma-separated block-list, same names.
-* ``HWACCEL_STRICT_PLUGINS=1``: any plugin failure raises :class:`PluginLoadError`.
+* ``HWACCEL_STRICT_PLUGINS=1``: any plugin failure raises: :class:`PluginLoadError` when
+  loading, :class:`PluginHookError` in a hook.
 * ``HWACCEL_TRACE_PLUGINS=1``: print every hook call to stderr.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import functools
 import importlib.metadata
@@ -31,17 +40,26 @@ from typing import Any
 import pluggy
 
 from hwaccel import hookspecs
-from hwaccel.errors import PluginLoadError
-from hwaccel.types import BenchmarkResult, Classification, HardwareInfo, TemplatePart
+from hwaccel.errors import PluginHookError, PluginLoadError
+from hwaccel.types import (
+    BackendInfo,
+    BenchmarkResult,
+    Classification,
+    HardwareInfo,
+    PipelineInfo,
+    TemplatePart,
+)
 
 ENTRY_POINT_GROUP = "hwaccel"
-HOOK_NAMES = ("hwaccel_detect", "hwaccel_classify", "hwaccel_template", "hwaccel_benchmark")
 _RETURN_TYPES: dict[str, type] = {
+    "hwaccel_backend_info": BackendInfo,
     "hwaccel_detect": HardwareInfo,  # a list of these
+    "hwaccel_pipeline_info": PipelineInfo,
     "hwaccel_classify": Classification,
     "hwaccel_template": TemplatePart,
     "hwaccel_benchmark": BenchmarkResult,
 }
+HOOK_NAMES = tuple(_RETURN_TYPES)
 
 
 @dataclass
@@ -99,9 +117,9 @@ def _strict_default() -> bool:
 
 def _kind_of(hooks: Iterable[str]) -> str:
     hooks = set(hooks)
-    if hooks & {"hwaccel_detect", "hwaccel_benchmark"}:
+    if hooks & {"hwaccel_backend_info", "hwaccel_detect", "hwaccel_benchmark"}:
         return "backend"
-    if "hwaccel_classify" in hooks:
+    if hooks & {"hwaccel_pipeline_info", "hwaccel_classify"}:
         return "pipeline"
     return "other"
 
@@ -222,10 +240,69 @@ def _load_one(pm: pluggy.PluginManager, ep: Any, dist_name: str | None,
             pm.unregister(module)
         record.error = _describe(exc)
         return record
+    guard_implementations(pm, module)
     record.hooks = sorted(caller.name for caller in pm.get_hookcallers(module) or [])
     record.kind = _kind_of(record.hooks)
     record.status = "loaded"
     return record
+
+
+_ERRORS: contextvars.ContextVar[list[HookError] | None] = contextvars.ContextVar(
+    "hwaccel_hook_errors", default=None)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One implementation's non-``None`` answer, with the plugin that gave it."""
+
+    plugin: str
+    value: Any
+
+    def __repr__(self) -> str:  # what HWACCEL_TRACE_PLUGINS prints as a result
+        return f"{self.plugin}: {self.value!r}"
+
+
+class _Guard:
+    """A hook implementation run so that its failure is its plugin's, never the caller's."""
+
+    def __init__(self, function: Any, plugin: str, hook: str):
+        functools.update_wrapper(self, function)
+        self.function, self.plugin, self.hook = function, plugin, hook
+
+    def __call__(self, *args: Any) -> _Answer | None:
+        try:
+            value = _checked(self.hook, self.function(*args))
+        except Exception as exc:  # noqa: BLE001 - attributed to the plugin, never fatal
+            error = _hook_error(self.plugin, self.hook, exc)
+            collector = _ERRORS.get()
+            if collector is None:  # called outside Plugins.call_each: nothing would see it
+                raise PluginHookError(str(error)) from exc
+            collector.append(error)
+            return None
+        return None if value is None else _Answer(self.plugin, value)
+
+
+def guard_implementations(pm: pluggy.PluginManager, plugin: object) -> None:
+    """Run every hook implementation of a registered ``plugin`` inside a :class:`_Guard`."""
+    name = pm.get_name(plugin)
+    for caller in pm.get_hookcallers(plugin) or []:
+        for impl in caller.get_hookimpls():
+            if impl.plugin is plugin and not isinstance(impl.function, _Guard):
+                impl.function = _Guard(impl.function, name or "?", caller.name)
+
+
+def _checked(hook: str, value: Any) -> Any:
+    """``value`` when it has the type ``hook`` must return, else :class:`TypeError`."""
+    expected = _RETURN_TYPES[hook]
+    if value is None:
+        return None
+    if hook == "hwaccel_detect":
+        if not isinstance(value, list) or not all(isinstance(v, expected) for v in value):
+            raise TypeError(f"must return a list of {expected.__name__}")
+        return value
+    if not isinstance(value, expected):
+        raise TypeError(f"must return {expected.__name__} or None, got {type(value).__name__}")
+    return value
 
 
 class Plugins:
@@ -241,41 +318,36 @@ class Plugins:
         return [r for r in self.records if r.status == "loaded"]
 
     def call_each(self, hook: str, **kwargs: Any) -> tuple[list[tuple[str, Any]], list[HookError]]:
-        """Call every implementation of ``hook`` separately, in plugin-name order.
+        """Call ``hook`` through pluggy and return every plugin's answer and every failure.
 
         :returns: ``(results, errors)``: each non-``None`` result paired with its plugin
-            name (records stamped with provenance), and one :class:`HookError` per
-            implementation that raised or returned the wrong type.
+            name, in plugin-name order (records stamped with provenance; for a
+            ``firstresult`` hook, at most one), and one :class:`HookError` per implementation
+            that raised or returned the wrong type.
+        :raises PluginHookError: a hook failed and ``HWACCEL_STRICT_PLUGINS`` is set.
         """
-        results: list[tuple[str, Any]] = []
         errors: list[HookError] = []
-        impls = getattr(self.pm.hook, hook).get_hookimpls()
-        for impl in sorted(impls, key=lambda i: i.plugin_name):
-            try:
-                value = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
-                value = self._checked(hook, impl.plugin_name, value)
-            except Exception as exc:  # noqa: BLE001 - attributed to the plugin, never fatal
-                errors.append(_hook_error(impl.plugin_name, hook, exc))
-                continue
-            if value is not None:
-                results.append((impl.plugin_name, value))
-        return results, errors
+        token = _ERRORS.set(errors)
+        try:
+            answer = getattr(self.pm.hook, hook)(**kwargs)
+        finally:
+            _ERRORS.reset(token)
+        if errors and _strict_default():
+            raise PluginHookError(str(errors[0]))
+        answers = answer if isinstance(answer, list) else [answer]
+        results = [(a.plugin, self.stamp_all(hook, a.plugin, a.value))
+                   for a in answers if isinstance(a, _Answer)]
+        return sorted(results, key=lambda pair: pair[0]), errors
 
     def call_first(self, hook: str, **kwargs: Any) -> tuple[Any, list[HookError]]:
         """Return the first non-``None`` result of ``hook`` (in plugin-name order) and errors."""
         results, errors = self.call_each(hook, **kwargs)
         return (results[0][1] if results else None), errors
 
-    def _checked(self, hook: str, plugin: str, value: Any) -> Any:
-        expected = _RETURN_TYPES[hook]
-        if value is None:
-            return None
-        if hook == "hwaccel_detect":
-            if not isinstance(value, list) or not all(isinstance(v, expected) for v in value):
-                raise TypeError(f"must return a list of {expected.__name__}")
+    def stamp_all(self, hook: str, plugin: str, value: Any) -> Any:
+        """Stamp provenance on a hook's answer: each record of a list, or the one record."""
+        if isinstance(value, list):
             return [self.stamp(v, plugin) for v in value]
-        if not isinstance(value, expected):
-            raise TypeError(f"must return {expected.__name__} or None, got {type(value).__name__}")
         return self.stamp(value, plugin)
 
     def stamp(self, value: Any, plugin: str) -> Any:

@@ -62,6 +62,13 @@ class HardwareInfo(_Record):
     ``converted_unties_weights`` says that converted model stores tied word embeddings
     twice (the language-model head's transposed copy beside the embedding), as an ONNX
     export does: the weights the device holds are then counted that way.
+
+    How the device is addressed, declared by its backend so the core names no backend:
+    ``torch_device`` is the ``torch.device`` string of a device that runs PyTorch modules
+    (``cuda:0``, ``mps``, ``cpu``), ``None`` for one that runs converted graphs;
+    ``device_string`` is what a device choice returns to the caller (defaults to
+    ``torch_device``, else ``device``; OpenVINO writes ``openvino:GPU.0``); ``rank`` orders
+    a backend's own devices, lower first (OpenVINO prefers its GPU to its CPU to its NPU).
     """
 
     backend: str
@@ -77,6 +84,93 @@ class HardwareInfo(_Record):
     compute_resource: str = "host-cpu"
     converted_weights: str | None = None
     converted_unties_weights: bool = False
+    torch_device: str | None = None
+    device_string: str | None = None
+    rank: int = 0
+    plugin: str | None = None
+    distribution: str | None = None
+    distribution_version: str | None = None
+
+    @property
+    def address(self) -> str:
+        """The device string a device choice returns: ``device_string``, else
+        ``torch_device``, else ``device``."""
+        return self.device_string or self.torch_device or self.device
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BackendInfo(_Record):
+    """What a backend declares about itself, detected or not (``hwaccel_backend_info``).
+
+    The core reads every backend fact from here, so that it names no backend:
+
+    * ``priority``: the backend's place in the default device order (lower first); ``None``
+      keeps it out of the default order (it is used only when named).
+    * ``last_resort``: the backend tried after every backend of a priority list, and the
+      one that holds the reference copy of a comparison (the host CPU).
+    * ``runs_torch``: its devices run PyTorch modules, so their device strings are
+      ``torch.device`` strings and a PyTorch module can be placed on them.
+    * ``advice``: what a machine needs for this backend, shown when it is absent.
+    * ``versions``: distributions whose versions every result on this backend records.
+    * ``aliases``: other names that address this backend's devices (a browser backend's
+      providers); ``from hwaccel import NAME`` knows them, upper-cased, with the backend's
+      own name (the predecessor's platform constants).
+    """
+
+    name: str
+    description: str = ""
+    priority: int | None = None
+    last_resort: bool = False
+    runs_torch: bool = False
+    advice: str = ""
+    versions: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    plugin: str | None = None
+    distribution: str | None = None
+    distribution_version: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LabelRule(_Record):
+    """Which models a pipeline takes, in the terms of the TAXONOMY.md reference rule.
+
+    Every field that is set must match (fields are joined by AND, the names within one field
+    by OR); a rule with no field set matches nothing.
+
+    * ``rules``: ids of the TAXONOMY.md rule that labelled the model (``encoder``,
+      ``generative-lm``, ``image-video``..., :data:`hwaccel.kit.taxonomy.RULE_IDS`).
+    * ``families``: the model's family.
+    * ``tasks``: auto-model TASK names, any of which the model type is listed under.
+    * ``model_types``: transformers ``model_type`` values.
+    * ``min_experts``: the least number of experts the config declares.
+    """
+
+    rules: tuple[str, ...] = ()
+    families: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    model_types: tuple[str, ...] = ()
+    min_experts: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PipelineInfo(_Record):
+    """What a pipeline declares about itself (``hwaccel_pipeline_info``).
+
+    ``takes`` are the labels it takes: a model is this pipeline's when one of the rules
+    matches and no matching pipeline has a higher ``precedence`` (a recurrent-state
+    language model matches the text pipeline's rule and the state-space pipeline's, whose
+    precedence is higher). A pipeline that declares no rule takes the models for which
+    TAXONOMY.md's rule names it (the default). ``example_models`` are references that load
+    offline and represent the pipeline in the default ``hwaccel matrix``; ``versions`` are
+    distributions whose versions its results record.
+    """
+
+    name: str
+    description: str = ""
+    takes: tuple[LabelRule, ...] = ()
+    precedence: int = 0
+    example_models: tuple[str, ...] = ()
+    versions: tuple[str, ...] = ()
     plugin: str | None = None
     distribution: str | None = None
     distribution_version: str | None = None
