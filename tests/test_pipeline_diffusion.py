@@ -14,8 +14,9 @@ import pytest
 
 from conftest import ONE_THREAD, benchmark_one, generate_and_run
 from hwaccel.errors import ModelReferenceError
-from hwaccel.kit.claims import SIGNAL_CONFIDENCE, classify
+from hwaccel.kit.claims import SIGNAL_CONFIDENCE
 from hwaccel.kit.workloads import load_workload
+from hwaccel.models.classify import classify
 
 DIFFUSION = ("vision", "diffusion", "diffusion")
 WORKLOAD = "hwaccel_pipeline_diffusion.workload:DiffusionWorkload"
