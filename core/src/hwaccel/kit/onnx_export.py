@@ -11,6 +11,11 @@ covers the model reference, a hash of its config (and, for a folder, its weight 
 call's inputs, constants and outputs, and the torch, transformers, onnx and exporter versions.
 A JSON file beside each model records what it was exported for. Export in a process of its
 own (:mod:`hwaccel.kit.onnx_prepare`) to keep the exporter's memory out of a measured process.
+
+This is public kit API for converted-graph backends (:data:`__all__`): :func:`export_for` (or
+:func:`cached_export`) gives an :class:`ExportedModel`, whose :class:`CallSignature` checks a
+call's inputs and assembles the graph's outputs in the torch model's layout;
+:mod:`hwaccel.kit.onnx_session` runs it in ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -30,6 +35,11 @@ from typing import Any
 
 from hwaccel.kit.failures import BACKEND, HARNESS, AttributedError
 from hwaccel.models.checkpoint_files import checkpoint_files
+
+__all__ = ["CONSTANT_TYPES", "OPSET", "CallSignature", "ExportError", "ExportedModel", "Outputs",
+           "StaticShapeError", "TensorSpec", "cached_export", "capture", "config_digest",
+           "dtype_name", "export_for", "export_key", "export_onnx", "library_versions",
+           "onnx_cache_dir", "tensor_specs", "weights_fingerprint"]
 
 EXPORT_FORMAT = 2  # 2: the conversions of hwaccel.kit.onnx_symbolics
 OPSET = 17
@@ -451,7 +461,6 @@ def cached_export(model: Any, forward: Callable[[Any, dict[str, Any]], Any],
         os.replace(tmp, meta)
     return ExportedModel(path=path, signature=signature, graph_inputs=graph_inputs,
                          cache_hit=hit, seconds=time.perf_counter() - started)
-
 
 
 def export_for(model: Any, workload: Any, batch_size: int, seq_len: int, *,

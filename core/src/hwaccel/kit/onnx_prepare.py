@@ -6,7 +6,7 @@ one JSON line: ``{"path", "cache_hit", "seconds"}``, or ``{"error", "category"}`
 status 1. Backends that run ONNX graphs call :func:`export_first` before measuring, so that
 the exporter's memory (it traces a second copy of the graph) stays out of the measured
 process's high-water mark and the export's time out of the load time; the measured process
-then finds the graph in the cache.
+then finds the graph in the cache. :func:`export_first` and :func:`prepare` are public kit API.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from hwaccel.kit.failures import CRASH, category_of
 from hwaccel.kit.onnx_export import ExportedModel, export_for
 from hwaccel.kit.workloads import load_workload
 from hwaccel.types import BenchmarkRequest
+
+__all__ = ["export_first", "main", "prepare"]
 
 
 def prepare(request: BenchmarkRequest) -> ExportedModel:
