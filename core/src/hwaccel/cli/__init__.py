@@ -19,6 +19,7 @@ from hwaccel.cli import (
     cmd_generate,
     cmd_history,
     cmd_matrix,
+    cmd_new_plugin,
     cmd_plugins,
     cmd_recommend,
     cmd_report,
@@ -27,7 +28,7 @@ from hwaccel.cli import (
 from hwaccel.errors import HwaccelError
 
 COMMANDS = (cmd_plugins, cmd_detect, cmd_classify, cmd_recommend, cmd_resources, cmd_generate,
-            cmd_benchmark, cmd_matrix, cmd_history, cmd_report)
+            cmd_benchmark, cmd_matrix, cmd_history, cmd_report, cmd_new_plugin)
 
 
 class OneLineParser(argparse.ArgumentParser):
