@@ -169,7 +169,8 @@ class HardwareAwareModelClassifier:
             "recommended_device": best.device if best else None,
             "torch_device": best.torch_device if best else None,
             "recommendation": recommendation.to_dict(),
-            "recommended_template": self._template(classification.get("pipeline")),
+            "recommended_template": self._template(classification.get("pipeline"),
+                                                   best.backend if best else None),
             "resource_requirements": self._requirements(model_name, estimate, batch_size,
                                                         seq_len),
             "resource_estimate": estimate.to_dict() if estimate else None,
@@ -225,11 +226,12 @@ class HardwareAwareModelClassifier:
 
     # ---- helpers ---------------------------------------------------------------------
 
-    def _template(self, pipeline: str | None) -> str | None:
-        """The pipeline's test template (``package/file.py.j2``)."""
-        if not pipeline:
+    def _template(self, pipeline: str | None, backend: str | None) -> str | None:
+        """The pipeline's test template (``package/file.py.j2``) for a file that targets
+        ``backend`` (the recommended one); ``None`` when no device is recommended."""
+        if not pipeline or not backend:
             return None
-        parts, _ = self.plugins.call_each("hwaccel_template", backend="", pipeline=pipeline)
+        parts, _ = self.plugins.call_each("hwaccel_template", backend=backend, pipeline=pipeline)
         return next((p.source for _, p in parts if p.owner == "pipeline"
                      and p.name == pipeline), None)
 

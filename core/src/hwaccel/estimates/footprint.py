@@ -412,6 +412,9 @@ def lm_head_size(skeleton: Any) -> int | None:
 def footprint_of(workload: Any, seq_len: int, *, like: Footprint | None = None) -> Footprint:
     """Compute the footprint of a prepared workload's model for calls of ``seq_len``.
 
+    A workload whose ``keeps_recurrent_state`` is true (a state-space model's) gets its
+    recurrent state counted from the config.
+
     :param like: the footprint of the same workload at another length: its counts are
         kept and only what depends on the length is computed (no second meta build).
     """
@@ -433,8 +436,8 @@ def footprint_of(workload: Any, seq_len: int, *, like: Footprint | None = None) 
         config is not None and getattr(_decoder_config(config), "is_encoder_decoder", False)) \
         or (workload.classification.subfamily or "").endswith("_generation")
     kv = kv_cache_of(config) if generative and config is not None else None
-    state_space = workload.classification.pipeline == "state-space"
-    state = recurrent_state_of(config) if state_space and config is not None else None
+    recurrent = getattr(workload, "keeps_recurrent_state", False)
+    state = recurrent_state_of(config) if recurrent and config is not None else None
     notes = ["recurrent state of fixed size: it does not grow with the sequence"] if state \
         else []
     context = _int(_decoder_config(config), _CONTEXT) if config is not None else None

@@ -243,12 +243,14 @@ def task_label(task: str) -> Any:
 def matches_task(label: Any, classification: Classification) -> bool:
     """Whether a classified model does what the task's label describes: the same family,
     the same generation style for text generation, the same pipeline among multimodal
-    ones (zero-shot matching or image-to-text)."""
+    ones (zero-shot matching or image-to-text: TAXONOMY's families whose tasks need the
+    same pipeline)."""
+    from hwaccel.kit.taxonomy import task_needs_same_pipeline
     if classification.family != label.family:
         return False
     if label.family == "text_generation" and label.subfamily:
         return classification.subfamily == label.subfamily
-    if label.family == "multimodal":
+    if task_needs_same_pipeline(label.family):
         return classification.pipeline == label.pipeline
     return True
 

@@ -1,8 +1,10 @@
 """Claims: how a pipeline plugin turns the core's evidence about a model into its claim.
 
 A pipeline's ``hwaccel_classify`` receives a resolved :class:`~hwaccel.ModelRef` whose
-``label`` holds the TAXONOMY.md labels and whose ``signal`` says which evidence decided them;
-:func:`claim` builds the :class:`~hwaccel.Classification` a pipeline returns.
+``label`` holds the TAXONOMY.md labels, with ``label.pipeline`` naming the installed pipeline
+that takes the model (the core decides it from every pipeline's ``hwaccel_pipeline_info``),
+and whose ``signal`` says which evidence decided them; :func:`claim` builds the
+:class:`~hwaccel.Classification` a pipeline returns.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def claim(model: ModelRef, pipeline: str, workload: str, *, subfamily: str | Non
     """Build a pipeline plugin's claim on a model whose reference label names ``pipeline``.
 
     The helper pipeline plugins call from ``hwaccel_classify``: it returns ``None`` unless the
-    core's TAXONOMY.md label (``model.label``) has pipeline ``pipeline``, and otherwise a
+    core's label (``model.label``) names ``pipeline`` as the one that takes the model (see
+    :class:`~hwaccel.types.PipelineInfo`), and otherwise a
     :class:`Classification` with the label's family, the given (or the label's) subfamily,
     the confidence of the deciding signal, the auto-model tasks and the workload path. The
     architecture defaults to the text architecture of a text subfamily (``decoder-only`` for

@@ -23,14 +23,12 @@ from hwaccel.kit.workloads import load_workload"""
 BACKEND_SLOTS = ("imports", "availability", "placement", "synchronize", "cleanup", "tolerance")
 
 
-def template_part(name: str, package: str, template_file: str,
-                  example_models: tuple[str, ...] = ()) -> TemplatePart:
-    """The pipeline half of a generated test: ``template_file`` shipped in ``package``, and
-    the offline ``example_models`` that represent the pipeline in the default matrix."""
+def template_part(name: str, package: str, template_file: str) -> TemplatePart:
+    """The pipeline half of a generated test: ``template_file`` shipped in ``package``."""
     template = files(package).joinpath(template_file).read_text(encoding="utf-8")
     return TemplatePart(owner="pipeline", name=name, template=template,
                         snippets={"imports": WORKLOAD_IMPORTS}, required_slots=BACKEND_SLOTS,
-                        example_models=example_models, source=f"{package}/{template_file}")
+                        source=f"{package}/{template_file}")
 
 
 def model_tasks(model: ModelRef) -> frozenset[str]:

@@ -1,41 +1,41 @@
-"""The reference rule of ``TAXONOMY.md``: family, subfamily and pipeline of a model type.
+"""The reference rule of ``TAXONOMY.md``: family, subfamily and default pipeline of a model.
 
-The rule is data-driven: it looks only at the set of auto-model tasks that list a model type
-(from :mod:`hwaccel.kit.autotables`), for mixture-of-experts at the default config, and for a
-model type listed only as a base model at whether its base class embeds text and images or
-videos (a contrastive dual encoder, :func:`is_vision_text_dual_encoder`). Pipeline
-plugins call :func:`reference_label` and claim the models whose pipeline is theirs, so the order
-of precedence between pipelines lives in one place.
+The rule is data (``taxonomy.json`` beside this module): rows of conditions on the set of
+auto-model tasks that list a model type (from :mod:`hwaccel.kit.autotables`), the labels each
+row gives, the pipeline TAXONOMY.md names for it by default and the overrides of that default
+(recurrent-state model types, more than one expert), plus the labels of models outside
+transformers (diffusers configs, retrieve-then-generate compositions). This module applies the
+data and names no pipeline: which pipeline takes a model is decided by the core from what the
+installed pipelines declare (``hwaccel_pipeline_info``), with :func:`rule_matches`; the
+default only decides for pipelines that declare nothing, and names the pipeline to install
+when no installed one takes a model.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Any
 
-PIPELINES = ("text", "vision", "vision-text", "audio", "multimodal", "diffusion", "moe",
-             "state-space", "rag")
-FAMILIES = ("embedding", "text_generation", "vision", "audio", "multimodal", "unknown")
+from hwaccel.types import LabelRule
 
-VISION_TEXT_TASKS = {"ZERO_SHOT_IMAGE_CLASSIFICATION", "ZERO_SHOT_OBJECT_DETECTION", "RETRIEVAL"}
-MULTIMODAL_TASKS = {"IMAGE_TEXT_TO_TEXT", "MULTIMODAL_LM", "VISUAL_QUESTION_ANSWERING",
-                    "DOCUMENT_QUESTION_ANSWERING", "VISION_2_SEQ"}
-AUDIO_TASKS = {"SPEECH_SEQ_2_SEQ", "CTC", "AUDIO_CLASSIFICATION", "AUDIO_FRAME_CLASSIFICATION",
-               "AUDIO_XVECTOR", "TEXT_TO_SPECTROGRAM", "TEXT_TO_WAVEFORM", "RNNT", "TDT"}
-VISION_TASK_PATTERNS = ("IMAGE", "IMAGE_CLASSIFICATION", "*_SEGMENTATION", "OBJECT_DETECTION",
-                        "DEPTH_ESTIMATION", "VIDEO_CLASSIFICATION", "MASK_GENERATION",
-                        "KEYPOINT_*", "IMAGE_TO_IMAGE", "*_ESTIMATION", "TEXT_RECOGNITION",
-                        "TABLE_RECOGNITION", "BACKBONE", "MASKED_IMAGE_MODELING",
-                        "CAUSAL_IMAGE_MODELING", "IMAGE_MATTING")
-EMBEDDING_TASKS = {"MASKED_LM", "TEXT_ENCODING", "SEQUENCE_CLASSIFICATION",
-                   "TOKEN_CLASSIFICATION", "QUESTION_ANSWERING", "MULTIPLE_CHOICE",
-                   "NEXT_SENTENCE_PREDICTION", "TABLE_QUESTION_ANSWERING", "PRETRAINING"}
-STATE_SPACE_TYPES = {"mamba", "mamba2", "falcon_mamba", "bamba", "jamba", "zamba", "zamba2",
-                     "falcon_h1", "nemotron_h", "granitemoehybrid", "rwkv", "recurrent_gemma",
-                     "xlstm"}
+TABLE: dict[str, Any] = json.loads(
+    files(__package__).joinpath("taxonomy.json").read_text(encoding="utf-8"))
+"""The rule's data, as ``taxonomy.json`` holds it."""
+
+FAMILIES = tuple(family["name"] for family in TABLE["families"])
+RULE_IDS = tuple(dict.fromkeys(
+    [row["id"] for row in TABLE["rules"]]
+    + [TABLE[name]["id"] for name in ("diffusers", "composition", "none")]))
+"""The ids of the rule's rows: what a pipeline's :class:`~hwaccel.types.LabelRule` names."""
+EMBEDDING_TASKS = frozenset(
+    task for row in TABLE["rules"] if row["id"] == "encoder"
+    for when in row["when"] for task in when.get("meets", ()))
+"""The TASKs of an encoder (the rule's ``encoder`` row)."""
 # The text architecture the text-like pipelines report for each text subfamily.
 TEXT_ARCHITECTURES = {"masked_lm": "encoder-only", "encoder": "encoder-only",
                       "causal_lm": "decoder-only", "seq2seq": "encoder-decoder"}
@@ -47,27 +47,25 @@ EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_
 # still a CLIP-like image-text (or video-text) model when its base class embeds both kinds
 # into one space: what the zero-shot pipelines call (X-CLIP, AIMv2, GroupViT,
 # VisionTextDualEncoder are published without a zero-shot task).
-BASE_ONLY = frozenset({"BASE"})
 TEXT_FEATURES = "get_text_features"
 VISUAL_FEATURES = ("get_image_features", "get_video_features")
 
 
 @dataclass(frozen=True)
 class Label:
-    """The three labels of a model type and the rule that produced them."""
+    """The labels of a model and the rule that produced them.
+
+    ``pipeline`` is TAXONOMY.md's default pipeline until the core replaces it by the
+    installed pipeline that takes the model; ``rule_id`` is the id of the deciding row
+    (:data:`RULE_IDS`) and ``experts`` the largest expert count the config declares.
+    """
 
     family: str
     subfamily: str | None
     pipeline: str | None
     rule: str
-
-
-def _meets(tasks: frozenset[str], names: set[str]) -> bool:
-    return bool(tasks & names)
-
-
-def _is_vision(tasks: frozenset[str]) -> bool:
-    return any(fnmatch.fnmatchcase(t, p) for t in tasks for p in VISION_TASK_PATTERNS)
+    rule_id: str = TABLE["none"]["id"]
+    experts: int = 0
 
 
 @functools.cache
@@ -87,6 +85,10 @@ def is_vision_text_dual_encoder(model_type: str) -> bool:
     except Exception:  # noqa: BLE001 - a class that cannot be imported declares nothing
         return False
     return False
+
+
+# The named tests a row's ``check`` condition runs on the model type.
+CHECKS: dict[str, Callable[[str], bool]] = {"dual_encoder": is_vision_text_dual_encoder}
 
 
 def max_experts(config: dict[str, Any]) -> int:
@@ -110,72 +112,127 @@ def declares_experts(config: dict[str, Any]) -> bool:
     return any(isinstance(scope, dict) and key in scope for scope in scopes for key in EXPERT_KEYS)
 
 
+def _meets(tasks: frozenset[str], patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(task, pattern) for task in tasks for pattern in patterns)
+
+
+def _holds(when: dict[str, Any], model_type: str, tasks: frozenset[str], experts: int) -> bool:
+    """Whether every condition of one condition set holds (the named check last)."""
+    tests: dict[str, Callable[[Any], bool]] = {
+        "model_types": lambda value: model_type in value,
+        "meets": lambda value: _meets(tasks, value),
+        "lacks": lambda value: not _meets(tasks, value),
+        "only": lambda value: tasks == frozenset(value),
+        "min_experts": lambda value: experts >= value,
+        "check": lambda value: CHECKS[value](model_type),
+    }
+    return all(test(when[key]) for key, test in tests.items() if key in when)
+
+
+def _applies(row: dict[str, Any], model_type: str, tasks: frozenset[str], experts: int) -> bool:
+    return any(_holds(when, model_type, tasks, experts) for when in row["when"])
+
+
+def _subfamily(row: dict[str, Any], tasks: frozenset[str]) -> str | None:
+    """The first of the row's subfamilies whose tasks ``tasks`` meet (no tasks: always)."""
+    for name, names in row.get("subfamilies", ()):
+        if not names or _meets(tasks, names):
+            return name
+    return None
+
+
+def _label(row: dict[str, Any], tasks: frozenset[str], rule: str | None = None,
+           experts: int = 0) -> Label:
+    return Label(row["family"], _subfamily(row, tasks), row.get("pipeline"),
+                 rule or row["says"], row["id"], experts)
+
+
+def no_rule_label(rule: str | None = None) -> Label:
+    """The label of a model no row of the rule places: family ``unknown``, no pipeline.
+
+    :param rule: why (the default: no row matches the model type's tasks).
+    """
+    return _label(TABLE["none"], frozenset(), rule)
+
+
 def diffusers_label(config: dict[str, Any]) -> Label | None:
     """TAXONOMY.md's rule outside transformers: a diffusers pipeline or model config.
 
     A ``model_index.json`` whose ``_class_name`` ends in ``Pipeline``, or a config written by
-    diffusers (``_diffusers_version``), is family vision, subfamily and pipeline diffusion.
+    diffusers (``_diffusers_version``), gets the labels of the rule's ``diffusers`` entry.
     """
     class_name = config.get("_class_name")
     if (isinstance(class_name, str) and class_name.endswith("Pipeline")) or \
             "_diffusers_version" in config:
-        return Label("vision", "diffusion", "diffusion",
-                     f"diffusers config of {class_name or 'a diffusers model'}")
+        row = TABLE["diffusers"]
+        return _label(row, frozenset(), row["says"].format(name=class_name or row["unnamed"]))
     return None
 
 
 def composition_label(generator: Label) -> Label:
-    """TAXONOMY.md: a retrieve-then-generate composition is a ``rag`` model.
+    """TAXONOMY.md: a retrieve-then-generate composition, labelled by the rule's
+    ``composition`` entry; the subfamily is the generator's when it is a text generator."""
+    row = TABLE["composition"]
+    sub = generator.subfamily if generator.family in row["subfamily_of_generator_in"] else None
+    return Label(row["family"], sub, row["pipeline"], row["says"], row["id"])
 
-    Family text_generation; the subfamily is the generator's when it is a text generator.
-    """
-    sub = generator.subfamily if generator.family == "text_generation" else None
-    return Label("text_generation", sub, "rag",
-                 "rule 1: retrieve-then-generate composition")
+
+def expert_count(model_type: str, config: Callable[[], dict[str, Any]] | None = None) -> int:
+    """The experts of a model: its config's count where it sets an expert key, else its
+    class defaults' (the default config's, from the cached auto tables), as transformers
+    does."""
+    values = config() if config is not None else {}
+    if declares_experts(values):
+        return max_experts(values)
+    if not model_type:
+        return 0
+    from hwaccel.kit import autotables
+
+    return autotables.load().experts_by_type.get(model_type, 0)
 
 
 def reference_label(model_type: str, tasks: frozenset[str],
                     config: Callable[[], dict[str, Any]] | None = None) -> Label:
     """Apply the TAXONOMY.md rule to a model type and its auto-model tasks.
 
-    :param model_type: the transformers ``model_type``.
+    :param model_type: the transformers ``model_type`` (empty for tasks alone).
     :param tasks: the TASK names whose auto table lists the model type.
     :param config: returns the config dict used for the expert count; where it sets no
         expert key (or is not given) the default config's count, from the cached auto tables,
-        is used. Only called for text models.
+        is used.
     """
-    if model_type == "rag":
-        return Label("text_generation", "seq2seq", "rag", "rule 1: model type rag")
-    if _meets(tasks, VISION_TEXT_TASKS):
-        return Label("multimodal", None, "vision-text", "rule 2: zero-shot/retrieval task")
-    if _meets(tasks, MULTIMODAL_TASKS):
-        return Label("multimodal", None, "multimodal", "rule 3: image-text-to-text task")
-    if _meets(tasks, AUDIO_TASKS):
-        return Label("audio", None, "audio", "rule 4: speech/audio task")
-    if _is_vision(tasks):
-        return Label("vision", None, "vision", "rule 5: image/video task")
-    if "SEQ_TO_SEQ_CAUSAL_LM" in tasks or ("CAUSAL_LM" in tasks and "MASKED_LM" not in tasks):
-        sub = "seq2seq" if "SEQ_TO_SEQ_CAUSAL_LM" in tasks else "causal_lm"
-        label = Label("text_generation", sub, "text", "rule 6: generative LM task")
-    elif _meets(tasks, EMBEDDING_TASKS):
-        sub = "masked_lm" if "MASKED_LM" in tasks else "encoder"
-        label = Label("embedding", sub, "text", "rule 7: encoder task")
-    elif tasks == BASE_ONLY and is_vision_text_dual_encoder(model_type):
-        return Label("multimodal", None, "vision-text",
-                     "rule 2: a base model only, with text and image or video features "
-                     "(a contrastive dual encoder)")
-    else:
-        return Label("unknown", None, None, "no rule matches the model type's tasks")
-    if model_type in STATE_SPACE_TYPES:
-        return Label(label.family, label.subfamily, "state-space",
-                     label.rule + ", recurrent-state model")
-    values = config() if config is not None else {}
-    if declares_experts(values):
-        experts = max_experts(values)
-    else:  # a config without the keys takes its class defaults, as transformers does
-        from hwaccel.kit import autotables
-        experts = autotables.load().experts_by_type.get(model_type, 0)
-    if experts > 1:
-        return Label(label.family, label.subfamily, "moe",
-                     label.rule + f", {experts} experts")
+    experts = expert_count(model_type, config)
+    row = next((row for row in TABLE["rules"] if _applies(row, model_type, tasks, experts)),
+               TABLE["none"])
+    label = _label(row, tasks, experts=experts)
+    for override in TABLE["overrides"]:
+        if label.pipeline in override["of"] and _applies(override, model_type, tasks, experts):
+            return Label(label.family, label.subfamily, override["pipeline"],
+                         label.rule + override["suffix"].format(experts=experts),
+                         label.rule_id, experts)
     return label
+
+
+def rule_matches(rule: LabelRule, label: Label, model_type: str | None,
+                 tasks: frozenset[str]) -> bool:
+    """Whether a pipeline's :class:`~hwaccel.types.LabelRule` takes a model: every field it
+    sets matches (``rules`` the label's rule id, ``families`` its family, ``tasks`` one of
+    the model's auto-model tasks, ``model_types`` its model type, ``min_experts`` at most
+    its expert count); a rule that sets none matches nothing."""
+    checks = [
+        (rule.rules, lambda: label.rule_id in rule.rules),
+        (rule.families, lambda: label.family in rule.families),
+        (rule.tasks, lambda: bool(tasks & set(rule.tasks))),
+        (rule.model_types, lambda: model_type in rule.model_types),
+        (rule.min_experts is not None, lambda: label.experts >= (rule.min_experts or 0)),
+    ]
+    set_fields = [check for given, check in checks if given]
+    return bool(set_fields) and all(check() for check in set_fields)
+
+
+def task_needs_same_pipeline(family: str) -> bool:
+    """Whether models of ``family`` do a task only in the pipeline the task's label names
+    (the family's entry sets ``task_needs_same_pipeline``: multimodal models match images to
+    texts or turn images into text, two pipelines' jobs)."""
+    return any(entry["name"] == family and entry.get("task_needs_same_pipeline", False)
+               for entry in TABLE["families"])

@@ -2,8 +2,10 @@
 
 The core finds the strongest evidence of what a model is (its config, its architectures, an
 explicit class name or task, or its name alone), applies the reference rule of TAXONOMY.md,
-and asks every pipeline plugin to claim the model. The highest-confidence claim wins; a model
-nobody claims is reported with the labels the rule gives and the reason nobody claimed it.
+picks the installed pipeline that takes the model's labels (from every pipeline's
+``hwaccel_pipeline_info``: the matching pipeline of highest precedence) and asks every
+pipeline plugin to claim the model. The highest-confidence claim wins; a model nobody claims
+is reported with the labels the rule gives and the reason nobody claimed it.
 """
 
 from __future__ import annotations
@@ -11,19 +13,23 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import weakref
 from dataclasses import dataclass
 
 from hwaccel.kit import autotables
 from hwaccel.kit.claims import SIGNAL_CONFIDENCE
+from hwaccel.kit.pipeline_parts import model_tasks
 from hwaccel.kit.taxonomy import (
     Label,
     composition_label,
     diffusers_label,
+    no_rule_label,
     reference_label,
+    rule_matches,
 )
 from hwaccel.models.resolve import ModelRef, resolve_model
 from hwaccel.plugins import HookError, Plugins
-from hwaccel.types import Classification
+from hwaccel.types import Classification, PipelineInfo
 
 # Hugging Face pipeline task names (and a few synonyms) -> auto-model TASK names.
 PIPELINE_TASKS = {
@@ -59,6 +65,9 @@ NAME_PATTERNS = {
     "donut": "vision-encoder-decoder",
 }
 _SUFFIX_TYPES = ("bert", "roberta", "gpt2")  # finbert, PubMedBERT, ... when nothing else fits
+# transformers' mixture-of-experts variant of a model type (qwen2 -> qwen2_moe), whose
+# models' names say the suffix's word (Qwen1.5-MoE-A2.7B)
+_MOE_SUFFIX = "_moe"
 _ACTIVE_PARAMS = re.compile(r"^a\d+b$")  # Qwen3-30B-A3B: 3 B parameters active per token
 
 
@@ -146,8 +155,9 @@ def model_type_from_name(name: str, known_types: tuple[str, ...]) -> str | None:
 
 def _moe_variant(model_type: str, words: list[str], known_types: tuple[str, ...]) -> str:
     """``<type>_moe`` when the name says mixture of experts (``MoE``, ``A3B``) and it exists."""
-    variant = f"{model_type}_moe"
-    says_moe = "moe" in words or any(_ACTIVE_PARAMS.match(w) for w in words)
+    variant = model_type + _MOE_SUFFIX
+    says_moe = _MOE_SUFFIX.removeprefix("_") in words or any(_ACTIVE_PARAMS.match(w)
+                                                               for w in words)
     return variant if says_moe and variant in known_types else model_type
 
 
@@ -206,22 +216,67 @@ def reference_of(ref: ModelRef) -> Label:
         return reference_label("", task_names(ref.tasks))
     classes = ref.architectures or ((ref.model_class,) if ref.model_class else ())
     if classes:
-        return Label("unknown", None, None, f"{classes[0]} is in no auto-model table of the "
-                                            "installed transformers")
-    return Label("unknown", None, None, "no config, class, task or known name")
+        return no_rule_label(f"{classes[0]} is in no auto-model table of the installed "
+                             "transformers")
+    return no_rule_label("no config, class, task or known name")
+
+
+_INFOS: weakref.WeakKeyDictionary[Plugins, tuple[list[PipelineInfo], list[HookError]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def pipeline_infos(plugins: Plugins) -> tuple[list[PipelineInfo], list[HookError]]:
+    """Every installed pipeline's declaration (``hwaccel_pipeline_info``), in plugin-name
+    order, and the errors of the plugins that failed to declare; asked once per ``plugins``."""
+    if plugins not in _INFOS:
+        results, errors = plugins.call_each("hwaccel_pipeline_info")
+        _INFOS[plugins] = ([info for _, info in results], errors)
+    return _INFOS[plugins]
+
+
+def takes(info: PipelineInfo, label: Label, ref: ModelRef) -> bool:
+    """Whether a pipeline takes a model: one of its rules matches the model's labels
+    (:func:`hwaccel.kit.taxonomy.rule_matches`), or, for a pipeline that declares no rule,
+    TAXONOMY.md's default pipeline (``label.pipeline``, as the rule gives it) is its name."""
+    if not info.takes:
+        return label.pipeline == info.name
+    tasks = model_tasks(ref)
+    return any(rule_matches(rule, label, ref.model_type, tasks) for rule in info.takes)
+
+
+def taking_pipeline(label: Label, ref: ModelRef, infos: list[PipelineInfo]) -> str | None:
+    """The pipeline that takes a model: of those that take it (:func:`takes`), the one of
+    highest precedence, ties broken by plugin name; ``None`` when none does."""
+    taking = [info for info in infos if takes(info, label, ref)]
+    if not taking:
+        return None
+    return min(taking, key=lambda info: (-info.precedence, info.plugin or "")).name
 
 
 def classify_ref(ref: ModelRef, plugins: Plugins) -> ClassifyOutcome:
-    """Classify a resolved reference: evidence, reference label, then the plugins' claims."""
+    """Classify a resolved reference: evidence, reference label, the pipeline that takes it,
+    then the plugins' claims.
+
+    The label handed to the claims names the pipeline that takes the model; when no
+    installed pipeline takes it the label keeps TAXONOMY.md's default pipeline, which the
+    reason then names with the distribution to install.
+    """
     ref = gather_evidence(ref)
     label = reference_of(ref)
+    infos, errors = pipeline_infos(plugins)
+    pipeline = taking_pipeline(label, ref, infos)
+    if pipeline is not None:
+        label = dataclasses.replace(label, pipeline=pipeline)
     ref = dataclasses.replace(ref, label=label)
-    claims, errors = plugins.call_each("hwaccel_classify", model=ref)
+    claims, claim_errors = plugins.call_each("hwaccel_classify", model=ref)
+    errors = [*errors, *claim_errors]
     if claims:
         # claims come in plugin-name order and max() keeps the first of equals
         best = max(claims, key=lambda claim: claim[1].confidence)
         return ClassifyOutcome(best[1], errors)
-    if label.pipeline:
+    if pipeline is not None:
+        reason = f"{label.rule}; pipeline {pipeline!r} takes the model but no plugin claims it"
+    elif label.pipeline:
         reason = (f"{label.rule}; no installed plugin claims pipeline {label.pipeline!r}"
                   f" (install hwaccel-pipeline-{label.pipeline})")
     else:

@@ -44,19 +44,21 @@ __all__ = ["HOST_CPU", "Cell", "CellOutcome", "MatrixRun", "assign_cores", "conf
 
 
 def example_models(plugins: Plugins, pipelines: list[str] | None = None) -> list[str]:
-    """The models the pipeline plugins name to represent them (all pipelines, or some)."""
+    """The models the pipeline plugins name to represent them (all pipelines, or some), from
+    their ``hwaccel_pipeline_info``."""
+    from hwaccel.models.classify import pipeline_infos
+
     loaded = [r.name for r in plugins.loaded() if r.kind == "pipeline"]
     if pipelines:
         unknown = [p for p in pipelines if p not in loaded]
         if unknown:
             raise UsageError(f"unknown pipeline {', '.join(map(repr, unknown))} "
                              f"(loaded pipelines: {', '.join(sorted(loaded)) or 'none'})")
+    infos = {info.name: info for info in pipeline_infos(plugins)[0]}
     models: list[str] = []
     for name in pipelines or loaded:
-        parts, _ = plugins.call_each("hwaccel_template", backend="", pipeline=name)
-        for _, part in parts:
-            if part.owner == "pipeline" and part.name == name:
-                models.extend(part.example_models)
+        if name in infos:
+            models.extend(infos[name].example_models)
     return list(dict.fromkeys(models))
 
 

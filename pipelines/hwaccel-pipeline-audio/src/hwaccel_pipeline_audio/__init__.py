@@ -20,12 +20,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
+from hwaccel import Classification, LabelRule, ModelRef, PipelineInfo, TemplatePart, hookimpl
 
 NAME = "audio"
 WORKLOAD = "hwaccel_pipeline_audio.workload:AudioWorkload"
 # The models that represent this pipeline in the default `hwaccel matrix` (offline).
 EXAMPLE_MODELS = ("tiny:whisper",)
+DESCRIPTION = "Speech and audio models (TAXONOMY.md rule 4)."
+# The TAXONOMY.md labels this pipeline takes (rule ids of hwaccel.kit.taxonomy.RULE_IDS).
+TAKES = (LabelRule(rules=("speech-audio",)),)
+# The distributions whose versions this pipeline's results record.
+VERSIONS = ("transformers", "numpy")
 SUBFAMILY_TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("speech_recognition", ("SPEECH_SEQ_2_SEQ", "CTC", "RNNT", "TDT")),
     ("audio_classifier", ("AUDIO_CLASSIFICATION", "AUDIO_FRAME_CLASSIFICATION",
@@ -39,6 +44,13 @@ def subfamily_of(tasks: Iterable[str]) -> str | None:
     from hwaccel.kit.pipeline_parts import subfamily_by_tasks
 
     return subfamily_by_tasks(tasks, SUBFAMILY_TASKS)
+
+
+@hookimpl
+def hwaccel_pipeline_info() -> PipelineInfo:
+    """Declare the audio pipeline: the labels it takes and the models that represent it."""
+    return PipelineInfo(name=NAME, description=DESCRIPTION, takes=TAKES,
+                        example_models=EXAMPLE_MODELS, versions=VERSIONS)
 
 
 @hookimpl
@@ -59,5 +71,4 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.kit.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_audio.py.j2",
-                         example_models=EXAMPLE_MODELS)
+    return template_part(NAME, __package__, "test_audio.py.j2")

@@ -20,7 +20,14 @@ transformers nor diffusers.
 
 from __future__ import annotations
 
-from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
+from hwaccel import (
+    Classification,
+    LabelRule,
+    ModelRef,
+    PipelineInfo,
+    TemplatePart,
+    hookimpl,
+)
 
 NAME = "diffusion"
 FAMILY = "vision"
@@ -28,6 +35,11 @@ SUBFAMILY = "diffusion"
 WORKLOAD = "hwaccel_pipeline_diffusion.workload:DiffusionWorkload"
 # The models that represent this pipeline in the default `hwaccel matrix` (offline).
 EXAMPLE_MODELS = ("tiny:UNet2DConditionModel",)
+DESCRIPTION = "Diffusers models and pipelines (TAXONOMY.md, outside transformers)."
+# The TAXONOMY.md labels this pipeline takes (rule ids of hwaccel.kit.taxonomy.RULE_IDS).
+TAKES = (LabelRule(rules=("diffusers",)),)
+# The distributions whose versions this pipeline's results record.
+VERSIONS = ("diffusers", "transformers")
 _TAXONOMY = "TAXONOMY.md: diffusers models and pipelines are vision/diffusion"
 
 
@@ -41,6 +53,13 @@ def _claim(model: ModelRef, signal: str, evidence: str, model_class: str | None
         model_type=None, model_class=model_class,
         confidence=SIGNAL_CONFIDENCE.get(signal, 0.0), signal=signal,
         reason=f"{evidence}; {_TAXONOMY}", tasks=(), workload=WORKLOAD)
+
+
+@hookimpl
+def hwaccel_pipeline_info() -> PipelineInfo:
+    """Declare the diffusion pipeline: the labels it takes and the models that represent it."""
+    return PipelineInfo(name=NAME, description=DESCRIPTION, takes=TAKES,
+                        example_models=EXAMPLE_MODELS, versions=VERSIONS)
 
 
 @hookimpl
@@ -84,5 +103,4 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.kit.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_diffusion.py.j2",
-                         example_models=EXAMPLE_MODELS)
+    return template_part(NAME, __package__, "test_diffusion.py.j2")

@@ -9,12 +9,30 @@ experts each token is routed to. Importing this module imports neither torch nor
 
 from __future__ import annotations
 
-from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
+from hwaccel import Classification, LabelRule, ModelRef, PipelineInfo, TemplatePart, hookimpl
 
 NAME = "moe"
 WORKLOAD = "hwaccel_pipeline_moe.workload:MoeWorkload"
 # The models that represent this pipeline in the default `hwaccel matrix` (offline).
 EXAMPLE_MODELS = ("tiny:mixtral",)
+DESCRIPTION = ("Mixture-of-experts language models (TAXONOMY.md rules 6 and 7, more than one "
+               "expert).")
+# The TAXONOMY.md labels this pipeline takes (rule ids of hwaccel.kit.taxonomy.RULE_IDS).
+TAKES = (LabelRule(rules=("generative-lm", "encoder"), min_experts=2),)
+# Above the text pipeline (whose rules it shares), below state-space: a recurrent
+# model with experts (Jamba) is state-space's.
+PRECEDENCE = 10
+# The distributions whose versions this pipeline's results record.
+VERSIONS = ("transformers",)
+
+
+@hookimpl
+def hwaccel_pipeline_info() -> PipelineInfo:
+    """Declare the moe pipeline: the labels it takes, its precedence, its example
+    models."""
+    return PipelineInfo(name=NAME, description=DESCRIPTION, takes=TAKES,
+                        precedence=PRECEDENCE, example_models=EXAMPLE_MODELS,
+                        versions=VERSIONS)
 
 
 @hookimpl
@@ -32,5 +50,4 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.kit.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_moe.py.j2",
-                         example_models=EXAMPLE_MODELS)
+    return template_part(NAME, __package__, "test_moe.py.j2")

@@ -24,12 +24,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
+from hwaccel import Classification, LabelRule, ModelRef, PipelineInfo, TemplatePart, hookimpl
 
 NAME = "multimodal"
 WORKLOAD = "hwaccel_pipeline_multimodal.workload:MultimodalWorkload"
 # The models that represent this pipeline in the default `hwaccel matrix` (offline).
 EXAMPLE_MODELS = ("tiny:llava",)
+DESCRIPTION = ("Vision- and audio-language models, document and visual question answering "
+               "(TAXONOMY.md rule 3).")
+# The TAXONOMY.md labels this pipeline takes (rule ids of hwaccel.kit.taxonomy.RULE_IDS).
+TAKES = (LabelRule(rules=("image-text-to-text",)),)
+# The distributions whose versions this pipeline's results record.
+VERSIONS = ("transformers", "pillow")
 GENERATION = "vision_language_generation"
 SUBFAMILY_TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (GENERATION, ("IMAGE_TEXT_TO_TEXT", "MULTIMODAL_LM", "VISION_2_SEQ")),
@@ -43,6 +49,13 @@ def subfamily_of(tasks: Iterable[str]) -> str | None:
     from hwaccel.kit.pipeline_parts import subfamily_by_tasks
 
     return subfamily_by_tasks(tasks, SUBFAMILY_TASKS)
+
+
+@hookimpl
+def hwaccel_pipeline_info() -> PipelineInfo:
+    """Declare the multimodal pipeline: the labels it takes and the models that represent it."""
+    return PipelineInfo(name=NAME, description=DESCRIPTION, takes=TAKES,
+                        example_models=EXAMPLE_MODELS, versions=VERSIONS)
 
 
 @hookimpl
@@ -63,5 +76,4 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.kit.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_multimodal.py.j2",
-                         example_models=EXAMPLE_MODELS)
+    return template_part(NAME, __package__, "test_multimodal.py.j2")

@@ -9,14 +9,34 @@ Importing this module imports neither torch nor transformers.
 
 from __future__ import annotations
 
-from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
+from hwaccel import (
+    Classification,
+    LabelRule,
+    ModelRef,
+    PipelineInfo,
+    TemplatePart,
+    hookimpl,
+)
 
 NAME = "rag"
 WORKLOAD = "hwaccel_pipeline_rag.workload:RagWorkload"
 # The models that represent this pipeline in the default `hwaccel matrix` (offline).
 EXAMPLE_MODELS = ("rag:minilm+tiny:gpt2",)
+DESCRIPTION = ("Retrieve-then-generate compositions and transformers' Rag models "
+               "(TAXONOMY.md rule 1).")
+# The TAXONOMY.md labels this pipeline takes (rule ids of hwaccel.kit.taxonomy.RULE_IDS).
+TAKES = (LabelRule(rules=("rag-type", "composition")),)
+# The distributions whose versions this pipeline's results record.
+VERSIONS = ("transformers",)
 ARCHITECTURE = "retrieve-then-generate"
 GENERATORS = ("causal_lm", "seq2seq")
+
+
+@hookimpl
+def hwaccel_pipeline_info() -> PipelineInfo:
+    """Declare the rag pipeline: the labels it takes and the models that represent it."""
+    return PipelineInfo(name=NAME, description=DESCRIPTION, takes=TAKES,
+                        example_models=EXAMPLE_MODELS, versions=VERSIONS)
 
 
 @hookimpl
@@ -62,5 +82,4 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.kit.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_rag.py.j2",
-                         example_models=EXAMPLE_MODELS)
+    return template_part(NAME, __package__, "test_rag.py.j2")

@@ -9,12 +9,34 @@ transformers.
 
 from __future__ import annotations
 
-from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
+from hwaccel import Classification, LabelRule, ModelRef, PipelineInfo, TemplatePart, hookimpl
 
 NAME = "state-space"
 WORKLOAD = "hwaccel_pipeline_state_space.workload:StateSpaceWorkload"
 # The models that represent this pipeline in the default `hwaccel matrix` (offline).
 EXAMPLE_MODELS = ("tiny:mamba",)
+DESCRIPTION = ("Recurrent-state sequence models: SSMs and linear RNNs, pure or hybrid "
+               "(TAXONOMY.md rules 6 and 7, recurrent model types).")
+# The recurrent-state model types of TAXONOMY.md: a fixed-size state instead of a KV cache.
+RECURRENT_TYPES = ("mamba", "mamba2", "falcon_mamba", "bamba", "jamba", "zamba", "zamba2",
+                   "falcon_h1", "nemotron_h", "granitemoehybrid", "rwkv", "recurrent_gemma",
+                   "xlstm")
+# The TAXONOMY.md labels this pipeline takes (rule ids of hwaccel.kit.taxonomy.RULE_IDS).
+TAKES = (LabelRule(rules=("generative-lm", "encoder"), model_types=RECURRENT_TYPES),)
+# Above moe and text (whose rules it shares): a recurrent model with experts (Jamba)
+# is this pipeline's.
+PRECEDENCE = 20
+# The distributions whose versions this pipeline's results record.
+VERSIONS = ("transformers",)
+
+
+@hookimpl
+def hwaccel_pipeline_info() -> PipelineInfo:
+    """Declare the state-space pipeline: the labels it takes, its precedence, its example
+    models."""
+    return PipelineInfo(name=NAME, description=DESCRIPTION, takes=TAKES,
+                        precedence=PRECEDENCE, example_models=EXAMPLE_MODELS,
+                        versions=VERSIONS)
 
 
 @hookimpl
@@ -32,5 +54,4 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.kit.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_state_space.py.j2",
-                         example_models=EXAMPLE_MODELS)
+    return template_part(NAME, __package__, "test_state_space.py.j2")

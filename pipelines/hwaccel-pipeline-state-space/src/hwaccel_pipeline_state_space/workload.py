@@ -114,6 +114,10 @@ def _tensor_bytes(obj: Any, kind: str, sizes: dict[str, int], seen: set[int],
 class StateSpaceWorkload(TextWorkload):
     """Workload of the ``state-space`` pipeline (see :class:`hwaccel.kit.workloads.Workload`)."""
 
+    keeps_recurrent_state = True
+    """The model keeps a fixed-size recurrent state (what hwaccel's footprint estimate
+    counts from the config, :func:`hwaccel.estimates.footprint.recurrent_state_of`)."""
+
     def tiny_config(self, keep: frozenset[str]) -> Any:
         """The core's tiny config of the model type with the fixes a state-space model needs.
 

@@ -8,12 +8,31 @@ torch nor transformers.
 
 from __future__ import annotations
 
-from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
+from hwaccel import (
+    Classification,
+    LabelRule,
+    ModelRef,
+    PipelineInfo,
+    TemplatePart,
+    hookimpl,
+)
 
 NAME = "text"
 WORKLOAD = "hwaccel_pipeline_text.workload:TextWorkload"
 # The models that represent this pipeline in the default `hwaccel matrix` (offline).
 EXAMPLE_MODELS = ("tiny:gpt2", "minilm")
+DESCRIPTION = "Embedding and text-generation models (TAXONOMY.md rules 6 and 7)."
+# The TAXONOMY.md labels this pipeline takes (rule ids of hwaccel.kit.taxonomy.RULE_IDS).
+TAKES = (LabelRule(rules=("generative-lm", "encoder")),)
+# The distributions whose versions this pipeline's results record.
+VERSIONS = ("transformers",)
+
+
+@hookimpl
+def hwaccel_pipeline_info() -> PipelineInfo:
+    """Declare the text pipeline: the labels it takes and the models that represent it."""
+    return PipelineInfo(name=NAME, description=DESCRIPTION, takes=TAKES,
+                        example_models=EXAMPLE_MODELS, versions=VERSIONS)
 
 
 @hookimpl
@@ -31,5 +50,4 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.kit.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_text.py.j2",
-                         example_models=EXAMPLE_MODELS)
+    return template_part(NAME, __package__, "test_text.py.j2")

@@ -8,12 +8,25 @@ generated-test template. Importing this module imports neither torch, transforme
 
 from __future__ import annotations
 
-from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
+from hwaccel import (
+    Classification,
+    LabelRule,
+    ModelRef,
+    PipelineInfo,
+    TemplatePart,
+    hookimpl,
+)
 
 NAME = "vision-text"
 WORKLOAD = "hwaccel_pipeline_vision_text.workload:VisionTextWorkload"
 # The models that represent this pipeline in the default `hwaccel matrix` (offline).
 EXAMPLE_MODELS = ("tiny:clip",)
+DESCRIPTION = ("Image-text dual encoders, open-vocabulary detectors and retrievers "
+               "(TAXONOMY.md rule 2).")
+# The TAXONOMY.md labels this pipeline takes (rule ids of hwaccel.kit.taxonomy.RULE_IDS).
+TAKES = (LabelRule(rules=("zero-shot", "dual-encoder")),)
+# The distributions whose versions this pipeline's results record.
+VERSIONS = ("transformers", "pillow")
 
 # The one table of vision-text subfamilies: the first row whose TASK (an auto-model table of
 # the installed transformers) lists the model type gives the subfamily, and that TASK's
@@ -40,6 +53,13 @@ def task_of(subfamily: str) -> str:
 
 
 @hookimpl
+def hwaccel_pipeline_info() -> PipelineInfo:
+    """Declare the vision-text pipeline: the labels it takes and the models that represent it."""
+    return PipelineInfo(name=NAME, description=DESCRIPTION, takes=TAKES,
+                        example_models=EXAMPLE_MODELS, versions=VERSIONS)
+
+
+@hookimpl
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim image-text models (TAXONOMY rule 2) with their subfamily by task."""
     from hwaccel.kit.claims import claim
@@ -58,5 +78,4 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.kit.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_vision_text.py.j2",
-                         example_models=EXAMPLE_MODELS)
+    return template_part(NAME, __package__, "test_vision_text.py.j2")

@@ -8,12 +8,24 @@ neither torch, transformers nor PIL.
 
 from __future__ import annotations
 
-from hwaccel import Classification, ModelRef, TemplatePart, hookimpl
+from hwaccel import (
+    Classification,
+    LabelRule,
+    ModelRef,
+    PipelineInfo,
+    TemplatePart,
+    hookimpl,
+)
 
 NAME = "vision"
 WORKLOAD = "hwaccel_pipeline_vision.workload:VisionWorkload"
 # The models that represent this pipeline in the default `hwaccel matrix` (offline).
 EXAMPLE_MODELS = ("tiny:vit",)
+DESCRIPTION = "Image and video models (TAXONOMY.md rule 5)."
+# The TAXONOMY.md labels this pipeline takes (rule ids of hwaccel.kit.taxonomy.RULE_IDS).
+TAKES = (LabelRule(rules=("image-video",)),)
+# The distributions whose versions this pipeline's results record.
+VERSIONS = ("transformers", "pillow")
 
 # The one table of vision subfamilies. Rows are tried top to bottom; the first row one of
 # whose TASKs (auto-model tables of the installed transformers) lists the model type gives
@@ -73,6 +85,13 @@ def row_tasks(subfamily: str) -> tuple[str, ...]:
 
 
 @hookimpl
+def hwaccel_pipeline_info() -> PipelineInfo:
+    """Declare the vision pipeline: the labels it takes and the models that represent it."""
+    return PipelineInfo(name=NAME, description=DESCRIPTION, takes=TAKES,
+                        example_models=EXAMPLE_MODELS, versions=VERSIONS)
+
+
+@hookimpl
 def hwaccel_classify(model: ModelRef) -> Classification | None:
     """Claim image and video models (TAXONOMY rule 5) with their subfamily by task."""
     from hwaccel.kit.claims import claim
@@ -92,5 +111,4 @@ def hwaccel_template(pipeline: str) -> TemplatePart | None:
         return None
     from hwaccel.kit.pipeline_parts import template_part
 
-    return template_part(NAME, __package__, "test_vision.py.j2",
-                         example_models=EXAMPLE_MODELS)
+    return template_part(NAME, __package__, "test_vision.py.j2")
