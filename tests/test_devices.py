@@ -1,7 +1,8 @@
 """Device selection by priority: indices, fallback chains and their reasons, bad names.
 
 The detection reports are built from HardwareInfo records here, the way backend plugins
-return them; the last test selects from this machine's real detection.
+return them (the backends' declarations are those of the installed plugins); the last test
+selects from this machine's real detection.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import pytest
 from hwaccel.errors import UsageError
 from hwaccel.hardware.detection import DetectionReport
 from hwaccel.hardware.devices import (
-    DEFAULT_PRIORITY,
-    TORCH_PRIORITY,
     DeviceChoice,
     HardwareDetector,
     NoDeviceError,
+    default_priority,
     select_device,
+    torch_priority,
 )
 from hwaccel.plugins import HookError
 from hwaccel.types import HardwareInfo
@@ -39,11 +40,16 @@ def absent(backend: str, reason: str) -> HardwareInfo:
                         reason=reason)
 
 
+OPENVINO_RANKS = {"GPU": 0, "CPU": 1, "NPU": 2}  # OpenVINO's AUTO order
+
+
 def openvino(device: str) -> HardwareInfo:
-    """A record as the OpenVINO backend writes it: ``device`` is OpenVINO's device name."""
-    _, _, number = device.partition(".")
+    """A record as the OpenVINO backend writes it: ``device`` is OpenVINO's device name, the
+    device string ``openvino:NAME`` and the rank its place in OpenVINO's AUTO order."""
+    kind, _, number = device.partition(".")
     return HardwareInfo(backend="openvino", device=device, name=f"OpenVINO {device}",
-                        available=True, index=int(number) if number else 0)
+                        available=True, index=int(number) if number else 0,
+                        device_string=f"openvino:{device}", rank=OPENVINO_RANKS[kind])
 
 
 CPU = HardwareInfo(backend="cpu", device="cpu", name="AMD EPYC", available=True)
@@ -108,9 +114,10 @@ def test_absent_cuda_and_openvino_fall_to_the_cpu():
 def test_torch_priority_never_answers_openvino():
     rep = report(absent("cuda", NO_CUDA), openvino("GPU.0"), CPU)
     assert select_device(rep).device == "openvino:GPU.0"
-    choice = select_device(rep, TORCH_PRIORITY)
+    choice = select_device(rep, torch_priority(rep))
     assert choice.device == "cpu" and choice.is_torch
-    assert TORCH_PRIORITY == tuple(b for b in DEFAULT_PRIORITY if b != "openvino")
+    assert default_priority(rep) == ("cuda", "rocm", "mps", "openvino", "cpu")
+    assert torch_priority(rep) == ("cuda", "rocm", "mps", "cpu")
 
 
 def test_openvino_prefers_a_gpu_then_the_cpu_then_an_npu():
@@ -213,7 +220,8 @@ def test_a_choice_is_frozen_and_json_safe():
 def test_this_machines_detection_gives_a_device_torch_accepts():
     import torch
 
-    choice = HardwareDetector(refresh=True).select_device(TORCH_PRIORITY)
+    detector = HardwareDetector(refresh=True)
+    choice = detector.select_device(torch_priority(detector.detect()))
     assert torch.device(choice.device).type == ("cuda" if choice.backend in ("cuda", "rocm")
                                                 else choice.backend)
     if not torch.cuda.is_available():

@@ -5,10 +5,12 @@ Plugins import what they need from here::
     from hwaccel import hookimpl, HardwareInfo, Classification, ModelRef, TemplatePart
 
 The predecessor's platform names are here too (``from hwaccel import CUDA, CPU, MPS,
-OPENVINO, ROCM, QNN, WEBNN, WEBGPU``): backend names, and the web backend's two providers.
+OPENVINO, ROCM, QNN, WEBNN, WEBGPU``): an upper-case name resolves to the lower-case name of
+a backend, or of another name a backend declares for its devices (the web backend's
+providers), that a loaded plugin declares (``hwaccel_backend_info``); the core names none.
 
 Importing this package is cheap: no plugin is loaded and no heavy library is imported until a
-function needs it.
+function needs it (the platform names load the plugins on first use).
 """
 
 from __future__ import annotations
@@ -16,15 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 from hwaccel.hardware.devices import (
-    CPU,
-    CUDA,
-    MPS,
-    OPENVINO,
-    QNN,
-    ROCM,
-    WEB,
-    WEBGPU,
-    WEBNN,
     DeviceChoice,
     HardwareDetector,
     get_torch_device_with_priority,
@@ -48,15 +41,6 @@ __all__ = [
     "BackendInfo",
     "LabelRule",
     "PipelineInfo",
-    "CPU",
-    "CUDA",
-    "MPS",
-    "OPENVINO",
-    "QNN",
-    "ROCM",
-    "WEB",
-    "WEBGPU",
-    "WEBNN",
     "BenchmarkRequest",
     "BenchmarkResult",
     "BenchmarkSettings",
@@ -87,6 +71,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    """The package version, the lazily imported names, and the platform names (``CUDA``)."""
     if name == "__version__":
         import importlib.metadata
 
@@ -95,6 +80,12 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name.isupper() and not name.startswith("_"):
+        from hwaccel.hardware.backends import installed
+
+        value = installed().constant(name)
+        if value is not None:
+            return value
     raise AttributeError(f"module 'hwaccel' has no attribute {name!r}")
 
 

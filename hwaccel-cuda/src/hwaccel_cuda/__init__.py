@@ -10,10 +10,26 @@ the hooks only. :mod:`hwaccel.kit.torchgpu` holds the torch-GPU code shared with
 
 from __future__ import annotations
 
-from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+from hwaccel import (
+    BackendInfo,
+    BenchmarkRequest,
+    BenchmarkResult,
+    HardwareInfo,
+    TemplatePart,
+    hookimpl,
+)
 from hwaccel.kit.exposure import PYTORCH_MODULE
 
 NAME = "cuda"
+
+
+@hookimpl
+def hwaccel_backend_info() -> BackendInfo:
+    """Declare ``cuda``: first in the default order, PyTorch devices ``cuda:N``."""
+    return BackendInfo(name=NAME, description="NVIDIA GPUs through torch.cuda", priority=10,
+                       runs_torch=True,
+                       advice="CUDA needs an NVIDIA GPU with its driver and a CUDA build of "
+                              "PyTorch")
 
 
 @hookimpl

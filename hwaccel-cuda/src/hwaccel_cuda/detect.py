@@ -189,6 +189,7 @@ def _device(torch: Any, index: int, nvml: NvmlReport, common: dict[str, Any]) ->
         bf16 = bf16_native(torch, index)
     except Exception as exc:  # noqa: BLE001 - one broken device does not hide the others
         return HardwareInfo(backend=NAME, device=f"cuda:{index}", name=f"cuda:{index}",
+                            torch_device=f"cuda:{index}",
                             available=False, index=index, details=common,
                             reason=f"torch cannot read cuda:{index}: {first_line(exc)}")
     capabilities = ["fp32"]
@@ -215,7 +216,7 @@ def _device(torch: Any, index: int, nvml: NvmlReport, common: dict[str, Any]) ->
         free = nvml_device.get("memory_free_bytes") if nvml_device else None
         details["memory_source"] = "nvml" if free is not None else None
     return HardwareInfo(backend=NAME, device=f"cuda:{index}", name=fields["name"],
-                        available=True, index=index,
+                        torch_device=f"cuda:{index}", available=True, index=index,
                         memory_total_bytes=fields["memory_total_bytes"],
                         memory_available_bytes=free, capabilities=tuple(capabilities),
                         details=details,

@@ -7,10 +7,24 @@ fall back to the CPU. torch is imported inside the hooks only.
 
 from __future__ import annotations
 
-from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+from hwaccel import (
+    BackendInfo,
+    BenchmarkRequest,
+    BenchmarkResult,
+    HardwareInfo,
+    TemplatePart,
+    hookimpl,
+)
 from hwaccel.kit.exposure import PYTORCH_MODULE
 
 NAME = "mps"
+
+
+@hookimpl
+def hwaccel_backend_info() -> BackendInfo:
+    """Declare ``mps``: after the discrete GPUs in the default order, PyTorch device ``mps``."""
+    return BackendInfo(name=NAME, description="Apple GPUs through torch's Metal backend",
+                       priority=30, runs_torch=True, advice="MPS needs macOS on Apple silicon")
 
 
 @hookimpl

@@ -113,7 +113,7 @@ def detect_mps() -> HardwareInfo:
     import psutil
 
     memory = psutil.virtual_memory()
-    return HardwareInfo(backend=NAME, device=NAME, available=True,
+    return HardwareInfo(backend=NAME, device=NAME, torch_device=NAME, available=True,
                         name=details["metal_device"] or chip or "Apple GPU",
                         memory_total_bytes=memory.total, memory_available_bytes=memory.available,
                         capabilities=("fp32", "fp16", *(("bf16",) if bf16 else ())),

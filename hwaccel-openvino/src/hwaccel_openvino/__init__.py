@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+from hwaccel import (
+    BackendInfo,
+    BenchmarkRequest,
+    BenchmarkResult,
+    HardwareInfo,
+    TemplatePart,
+    hookimpl,
+)
 from hwaccel.kit.exposure import DYNAMIC_SHAPES, GENERATE
 
 NAME = "openvino"
@@ -29,6 +36,16 @@ def __getattr__(name: str) -> Any:
 
         return getattr(convert, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@hookimpl
+def hwaccel_backend_info() -> BackendInfo:
+    """Declare ``openvino``: after the PyTorch GPUs in the default order; it runs converted
+    graphs, so its device strings (``openvino:GPU.0``) are not ``torch.device`` strings."""
+    return BackendInfo(name=NAME, description="Intel CPUs, GPUs and NPUs through OpenVINO",
+                       priority=40,
+                       advice="OpenVINO needs the openvino package and an Intel CPU, GPU or NPU",
+                       versions=("openvino", "onnx"))
 
 
 @hookimpl

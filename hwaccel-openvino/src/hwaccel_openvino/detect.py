@@ -59,6 +59,16 @@ def _jsonable(value: Any) -> Any:
     return text.rsplit(".", 1)[-1].lower() if text.startswith("Type.") else text
 
 
+# OpenVINO's AUTO device order, which the default choice follows: a GPU, then the CPU, then
+# an NPU (AUTO leaves NPUs out of its default list); any other kind after them.
+RANKS = {"GPU": 0, "CPU": 1, "NPU": 2}
+
+
+def device_rank(device: str) -> int:
+    """Where a device id (``GPU.1``, ``CPU``, ``NPU``) comes in OpenVINO's AUTO order."""
+    return RANKS.get(device.split(".", 1)[0].upper(), len(RANKS))
+
+
 def device_index(device: str) -> int:
     """The number after the dot of a device id (``GPU.1`` -> 1), else 0."""
     _, _, suffix = device.partition(".")
@@ -88,6 +98,7 @@ def describe_device(core: Any, device: str, version: str) -> HardwareInfo:
         memory_total, memory_available = memory.total, memory.available
         details["memory_source"] = "host memory (psutil)"
     return HardwareInfo(backend=NAME, device=device, name=str(name), available=True,
+                        device_string=f"{NAME}:{device}", rank=device_rank(device),
                         index=device_index(device), memory_total_bytes=memory_total,
                         memory_available_bytes=memory_available,
                         capabilities=tuple(str(c).lower() for c in capabilities),

@@ -8,9 +8,25 @@ torch are imported inside the hooks only.
 
 from __future__ import annotations
 
-from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+from hwaccel import (
+    BackendInfo,
+    BenchmarkRequest,
+    BenchmarkResult,
+    HardwareInfo,
+    TemplatePart,
+    hookimpl,
+)
 
 NAME = "qnn"
+
+
+@hookimpl
+def hwaccel_backend_info() -> BackendInfo:
+    """Declare ``qnn``: used only when named (no place in the default order)."""
+    return BackendInfo(name=NAME,
+                       description="Qualcomm NPUs through onnxruntime's QNN execution provider",
+                       advice="QNN needs a Snapdragon device with onnxruntime-qnn installed",
+                       versions=("onnxruntime", "onnxruntime-qnn", "onnx"))
 
 
 @hookimpl

@@ -10,10 +10,26 @@ distribution depends on the other). torch and amdsmi are imported inside the hoo
 
 from __future__ import annotations
 
-from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+from hwaccel import (
+    BackendInfo,
+    BenchmarkRequest,
+    BenchmarkResult,
+    HardwareInfo,
+    TemplatePart,
+    hookimpl,
+)
 from hwaccel.kit.exposure import PYTORCH_MODULE
 
 NAME = "rocm"
+
+
+@hookimpl
+def hwaccel_backend_info() -> BackendInfo:
+    """Declare ``rocm``: after CUDA in the default order, PyTorch devices ``cuda:N``."""
+    return BackendInfo(name=NAME, description="AMD GPUs through a ROCm (HIP) build of torch",
+                       priority=20, runs_torch=True,
+                       advice="ROCm needs an AMD GPU with the ROCm stack and a ROCm build of "
+                              "PyTorch")
 
 
 @hookimpl

@@ -161,6 +161,7 @@ def _device(torch: Any, index: int, smi: AmdSmiReport, common: dict[str, Any]) -
         bf16 = bf16_native(torch, index)
     except Exception as exc:  # noqa: BLE001 - one broken device does not hide the others
         return HardwareInfo(backend=NAME, device=f"cuda:{index}", name=f"cuda:{index}",
+                            torch_device=f"cuda:{index}",
                             available=False, index=index, details=common,
                             reason=f"torch cannot read HIP device {index}: {first_line(exc)}")
     arch_name = getattr(fields["props"], "gcnArchName", None) or None
@@ -180,7 +181,7 @@ def _device(torch: Any, index: int, smi: AmdSmiReport, common: dict[str, Any]) -
         details["memory_source"] = "amdsmi" if free is not None else None
     capabilities = ("fp32", "fp16", "bf16") if bf16 else ("fp32", "fp16")
     return HardwareInfo(backend=NAME, device=f"cuda:{index}", name=fields["name"],
-                        available=True, index=index,
+                        torch_device=f"cuda:{index}", available=True, index=index,
                         memory_total_bytes=fields["memory_total_bytes"],
                         memory_available_bytes=free, capabilities=capabilities,
                         details=details,

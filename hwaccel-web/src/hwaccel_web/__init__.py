@@ -12,9 +12,30 @@ onnx are imported inside the hooks only.
 
 from __future__ import annotations
 
-from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+from hwaccel import (
+    BackendInfo,
+    BenchmarkRequest,
+    BenchmarkResult,
+    HardwareInfo,
+    TemplatePart,
+    hookimpl,
+)
 
 NAME = "web"
+
+
+@hookimpl
+def hwaccel_backend_info() -> BackendInfo:
+    """Declare ``web``: used only when named; its providers (``webgpu``, ``webnn``,
+    ``wasm``) are the names of its devices."""
+    from hwaccel_web.detect import PROVIDERS
+
+    return BackendInfo(name=NAME,
+                       description="WebGPU, WebNN and WebAssembly in a headless Chromium",
+                       advice="The web backend needs a Chromium (Debian: apt-get install "
+                              "chromium, or set HWACCEL_CHROMIUM); for WebNN point "
+                              "HWACCEL_CHROMIUM at `python -m hwaccel_web.packaged`",
+                       versions=("playwright", "onnx"), aliases=PROVIDERS)
 
 
 @hookimpl

@@ -25,6 +25,7 @@ from typing import Any
 
 from hwaccel.errors import HwaccelError, MissingSlotError, ModelReferenceError, UsageError
 from hwaccel.generating.generate import parts_for, render
+from hwaccel.hardware.backends import Backends, backends_of, installed
 from hwaccel.hardware.detection import DetectionReport, detect
 from hwaccel.hardware.simulators import label
 from hwaccel.history.report import backend_order, cell_status
@@ -135,17 +136,6 @@ RECOMMENDATIONS: dict[str, tuple[str, ...]] = {
         "Run `hwaccel benchmark` or `hwaccel matrix` to record results, or pass the right --db",
         "Close the process that holds the database: DuckDB allows one writer at a time"),
 }
-# Advice for an absent backend, by backend name: what makes it present.
-BACKEND_ADVICE = {
-    "cuda": "CUDA needs an NVIDIA GPU with its driver and a CUDA build of PyTorch",
-    "rocm": "ROCm needs an AMD GPU with the ROCm stack and a ROCm build of PyTorch",
-    "mps": "MPS needs macOS on Apple silicon",
-    "qnn": "QNN needs a Snapdragon device with onnxruntime-qnn installed",
-    "openvino": "OpenVINO needs the openvino package and an Intel CPU, GPU or NPU",
-    "web": "The web backend needs a Chromium (Debian: apt-get install chromium, or set "
-           "HWACCEL_CHROMIUM); for WebNN point HWACCEL_CHROMIUM at `python -m "
-           "hwaccel_web.packaged`",
-}
 _REINSTALL_TYPES = frozenset({"plugin_load", "plugin_dependency", "missing_template"})
 _TITLES = {"critical": "Critical", "error": "Errors", "warning": "Warnings", "info": "Info"}
 
@@ -164,11 +154,16 @@ def install_extras() -> frozenset[str]:
     return frozenset(extras) - {"all", "dev"}
 
 
-def recommendations_for(error_type: str, hardware: str | None = None) -> tuple[str, ...]:
-    """Return the advice for a finding: the entry of ``error_type``, then backend advice."""
+def recommendations_for(error_type: str, hardware: str | None = None,
+                        backends: Backends | None = None) -> tuple[str, ...]:
+    """Return the advice for a finding: the entry of ``error_type``, then the advice the
+    backend ``hardware`` declares (:mod:`hwaccel.hardware.backends`; by default the
+    process-wide plugins' declarations) when it is absent or one of its devices is."""
     advice = list(RECOMMENDATIONS.get(error_type, ()))
-    if error_type in ("backend_absent", "device_unavailable") and hardware in BACKEND_ADVICE:
-        advice.append(BACKEND_ADVICE[hardware])
+    if error_type in ("backend_absent", "device_unavailable") and hardware:
+        declared = (backends or installed()).advice(hardware)
+        if declared:
+            advice.append(declared)
     if error_type in _REINSTALL_TYPES and hardware in install_extras():
         advice.append(f"Reinstall the backend with its extra: pip install 'hwaccel[{hardware}]'")
     return tuple(advice)
@@ -245,7 +240,8 @@ class HardwareCompatibilityReporter:
         if severity not in SEVERITIES:
             raise ValueError(f"unknown severity {severity!r} (one of {', '.join(SEVERITIES)})")
         if recommendations is None:
-            recommendations = recommendations_for(error_type, hardware)
+            recommendations = recommendations_for(error_type, hardware,
+                                                  backends_of(self.plugins))
         error = CompatibilityError(
             severity=severity, component=component, hardware=hardware, error_type=error_type,
             message=message, recommendations=tuple(recommendations),

@@ -239,11 +239,12 @@ class HardwareAwareModelClassifier:
         """The CPU's estimate when no device is recommended (requirements still show)."""
         from hwaccel.errors import HwaccelError
 
-        cpu = self.estimator.devices(["cpu"])
-        if not cpu or not recommendation.classification.workload:
+        host = self.estimator.devices(
+            list(self.estimator.report.backend_facts().last_resort_names()))
+        if not host or not recommendation.classification.workload:
             return None
         try:
-            return self.estimator.estimate(recommendation.model, cpu[0])
+            return self.estimator.estimate(recommendation.model, host[0])
         except HwaccelError:
             return None
 

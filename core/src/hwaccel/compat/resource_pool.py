@@ -8,13 +8,18 @@ runs once per (model, device) and every caller gets the same object.
 * **Placement** goes through hwaccel's detection and device selection
   (:func:`hwaccel.hardware.devices.select_device`): ``hardware_preferences`` is
   ``{"device": "cuda"}`` (or ``"cuda:1"``, ``"cpu"``...), or ``{"priority_list": [...],
-  "preferred_index": 1}``; without preferences, the torch devices in the default order.
-  A PyTorch model is moved with ``model.to(device)``. Among several GPUs of the chosen
+  "preferred_index": 1}``; without preferences, the backends that run PyTorch modules in
+  the default order (:func:`hwaccel.hardware.devices.torch_priority`). A PyTorch model is
+  moved with ``model.to(device)``. Among several GPUs of the chosen
   backend, ``preferred_index`` is honoured when that GPU's free memory (as detected, less
   what the pool already placed there) holds the model, else the GPU with the most free
   memory that holds it is taken; when none does, or the chosen backend is not a PyTorch
-  device (OpenVINO runs converted graphs, not modules), the model stays on the CPU and the
-  reason is recorded (``stats()["fallbacks"]``).
+  device (OpenVINO runs converted graphs, not modules), the model stays on the host (the
+  ``torch_device`` of the last-resort backend's device: the CPU) and the reason is recorded
+  (``stats()["fallbacks"]``). Other resources (tokenizers, processors) stay on the host.
+* **Releasing**: an entry dropped from a torch accelerator gives the cached blocks of its
+  device type back (``torch.<type>.empty_cache()``, for every device type whose torch module
+  has one: CUDA and ROCm builds, MPS).
 * **Accounting**: each entry's memory is the size of its unique parameters and buffers
   (for objects that are not modules: the growth of this process's resident memory while
   the constructor ran), summed per device.
@@ -32,6 +37,7 @@ runs once per (model, device) and every caller gets the same object.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwaccel.errors import UsageError
-from hwaccel.hardware.devices import TORCH_BACKENDS, HardwareDetector, device_string, select_device
+from hwaccel.hardware.devices import HardwareDetector, NoDeviceError, select_device, torch_priority
 from hwaccel.kit.env_numbers import env_number
 
 MIB = 2**20
@@ -95,6 +101,26 @@ def module_bytes(value: Any) -> int | None:
         return None
     seen = {id(t): t for t in (*parameters(), *buffers())}
     return sum(t.numel() * t.element_size() for t in seen.values())
+
+
+def release_cached_memory(device: str) -> bool:
+    """Give the cached memory blocks of ``device``'s type back to its driver, when torch
+    keeps a cache for that type (its ``torch.<type>`` module has ``empty_cache``, as CUDA,
+    ROCm and MPS do); return whether it did. A device string torch does not parse (a
+    converted-graph runtime's) has no torch cache, nor has a process that never imported
+    torch: nothing is done then."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        return False
+    release = getattr(getattr(torch, kind, None), "empty_cache", None)
+    if not callable(release):
+        return False
+    release()
+    return True
 
 
 def _rss_mb() -> float:
@@ -179,8 +205,6 @@ class ResourcePool:
         return self._get("tokenizer", model_name, model_type, None, constructor)
 
     def _choose(self, preferences: dict[str, Any] | None) -> Any:
-        from hwaccel.hardware.devices import TORCH_PRIORITY
-
         preferences = dict(preferences or {})
         unknown = set(preferences) - {"device", "priority_list", "preferred_index"}
         if unknown:
@@ -192,12 +216,30 @@ class ResourcePool:
             name, _, number = device.partition(":")
             if number.isdigit():
                 device, index = name, int(number)
-        priority = [device] if device else preferences.get("priority_list") or TORCH_PRIORITY
-        return select_device(self.detector.detect(), priority, index or 0), index
+        report = self.detector.detect()
+        priority = [device] if device else preferences.get("priority_list") or \
+            torch_priority(report)
+        return select_device(report, priority, index or 0), index
+
+    def host_device(self) -> str:
+        """The torch device string of the host, where resources stay unless placed: the
+        device of a last-resort backend (the CPU) that runs PyTorch modules.
+
+        :raises NoDeviceError: no such backend is declared and detected.
+        """
+        report = self.detector.detect()
+        facts = report.backend_facts()
+        for backend in facts.last_resort_names():
+            records = report.available(backend) if facts.runs_torch(backend) else []
+            if records:
+                return records[0].address
+        raise NoDeviceError("no host device for the resource pool: no backend that runs "
+                            "PyTorch modules is declared the last resort and detected "
+                            "(`hwaccel detect` shows the backends)")
 
     def _get(self, kind: str, name: str, family: str | None, choice: Any,
              constructor: Callable[[], Any] | None) -> Any:
-        device = choice[0].device if choice else "cpu"
+        device = choice[0].device if choice else self.host_device()
         key = (kind, name, device)
         with self._lock:
             self._expire()
@@ -250,10 +292,10 @@ class ResourcePool:
         self._counts.constructions += 1
         size = module_bytes(value)
         memory = size / MIB if size is not None else max(0.0, _rss_mb() - before)
-        device, fallback = "cpu", None
+        device, fallback = self.host_device(), None
         if choice is not None:
             device, fallback = self._target(choice, memory)
-            if device != "cpu" and callable(getattr(value, "to", None)):
+            if device != self.host_device() and callable(getattr(value, "to", None)):
                 value = value.to(device)
         now = self._clock()
         entry = Entry(kind=kind, name=name, family=family, device=device, value=value,
@@ -267,11 +309,12 @@ class ResourcePool:
         """The device for a model of ``memory_mb``, and the reason of any fallback."""
         selected, wanted_index = choice
         backend = selected.backend
-        if backend not in TORCH_BACKENDS:
-            return "cpu", (f"{selected.device} runs converted graphs, not PyTorch modules: "
-                           "kept on the CPU")
-        if backend == "cpu":
-            return "cpu", None
+        host = self.host_device()
+        if not selected.is_torch:
+            return host, (f"{selected.device} runs converted graphs, not PyTorch modules: "
+                          "kept on the CPU")
+        if selected.device == host:
+            return host, None
         devices = self.detector.detect().available(backend)
         free = {h.index: self._free_mb(h) for h in devices}
         fitting = [h for h in devices if free[h.index] is None or free[h.index] >= memory_mb]
@@ -281,15 +324,15 @@ class ResourcePool:
         if preferred is None and fitting:
             preferred = max(fitting, key=lambda h: (free[h.index] or 0.0, -h.index))
         if preferred is None:
-            room = ", ".join(f"{device_string(h)} {free[h.index]:,.0f} MiB free"
+            room = ", ".join(f"{h.address} {free[h.index]:,.0f} MiB free"
                              for h in devices)
-            return "cpu", (f"{memory_mb:,.0f} MiB does not fit any {backend} device "
+            return host, (f"{memory_mb:,.0f} MiB does not fit any {backend} device "
                            f"({room}): kept on the CPU")
         note = None
         if wanted_index is not None and preferred.index != wanted_index:
             note = (f"{backend}:{wanted_index} cannot hold {memory_mb:,.0f} MiB; placed on "
-                    f"{device_string(preferred)}")
-        return device_string(preferred), note
+                    f"{preferred.address}")
+        return preferred.address, note
 
     def _free_mb(self, hardware: Any) -> float | None:
         """A device's detected free memory less what the pool placed on it."""
@@ -297,7 +340,7 @@ class ResourcePool:
             return None
         with self._lock:
             used = sum(e.memory_mb for e in self._entries.values()
-                       if e.device == device_string(hardware))
+                       if e.device == hardware.address)
         return hardware.memory_available_bytes / MIB - used
 
     # ---- eviction and expiry (called with the lock held) ------------------------------
@@ -329,10 +372,7 @@ class ResourcePool:
         self._entries.pop(key, None)
         for alias in [a for a, k in self._aliases.items() if k == key]:
             del self._aliases[alias]
-        if entry.device.startswith("cuda"):
-            import torch
-
-            torch.cuda.empty_cache()
+        release_cached_memory(entry.device)
 
     def _expire(self) -> int:
         if self.idle_timeout_s is None:

@@ -6,8 +6,9 @@ composes a test for it, or it failed there in the history) or when the estimated
 (:mod:`hwaccel.estimates.resources`) is above its free memory. The others are ranked by the measured
 median latency of this model in the history (the latest successful run on each device,
 at the same batch size and sequence length when there is one); devices never measured for
-this model come after, in device priority (:data:`hwaccel.hardware.devices.DEFAULT_PRIORITY`: CUDA,
-ROCm, MPS, OpenVINO, then any other backend, the CPU last).
+this model come after, in device priority: the backends' declared priorities (CUDA, ROCm,
+MPS, OpenVINO for hwaccel's own; :func:`hwaccel.hardware.devices.default_priority`), then any
+other backend, the last resort (the CPU) last.
 
 **Models for a task.** Candidates are the models of the local Hugging Face cache whose
 classification is the task's (TAXONOMY.md's label of the task) and the pipelines' catalogue
@@ -27,6 +28,7 @@ from hwaccel.errors import HwaccelError, UsageError
 from hwaccel.estimates.calibration import device_label
 from hwaccel.estimates.resources import Estimator, ResourceEstimate
 from hwaccel.estimates.support import BackendSupport, backend_support
+from hwaccel.hardware.backends import Backends
 from hwaccel.hardware.simulators import is_simulator
 from hwaccel.types import Classification, HardwareInfo
 
@@ -90,15 +92,15 @@ class DeviceRecommendation:
                 "notes": list(self.notes)}
 
 
-def priority_of(hardware: HardwareInfo) -> tuple[int, int, int]:
-    """Sort key of device priority: the default order, other backends before the CPU."""
-    from hwaccel.hardware.devices import CPU, DEFAULT_PRIORITY, device_rank
-
-    order = [b for b in DEFAULT_PRIORITY if b != CPU]
+def priority_of(hardware: HardwareInfo, backends: Backends) -> tuple[int, int, int]:
+    """Sort key of device priority: the declared order, then the backends that declare no
+    priority, then the last resort; within a backend, its devices' ranks and indices."""
+    last = backends.last_resort_names()
+    order = [b for b in backends.default_priority() if b not in last]
     backend = hardware.backend
     position = order.index(backend) if backend in order else \
-        (len(order) + 1 if backend == CPU else len(order))
-    return position, device_rank(hardware), hardware.index
+        (len(order) + 1 if backend in last else len(order))
+    return position, hardware.rank, hardware.index
 
 
 def _history(db_path: Path | None, model: str) -> list[dict[str, Any]]:
@@ -155,9 +157,8 @@ def recommend_devices(model: str, estimator: Estimator, *,
     :param backends: consider only these backends (every detected one when ``None``).
     :raises UsageError: an unknown backend name or a bad model reference.
     """
-    from hwaccel.hardware.devices import device_string
-
     report = estimator.report
+    facts = report.backend_facts()
     wanted = report.check_backends(list(backends)) if backends is not None \
         else sorted({h.backend for h in report.hardware})
     classification = estimator.classification(model)
@@ -202,13 +203,13 @@ def recommend_devices(model: str, estimator: Estimator, *,
         if measured is not None:
             p50, where = measured
             reason = f"measured p50 {p50:,.3f} ms ({where}){memory}"
-            key: tuple[Any, ...] = (0, p50, priority_of(hardware))
+            key: tuple[Any, ...] = (0, p50, priority_of(hardware, facts))
         else:
             p50 = None
             reason = ("not measured for this model yet: ranked by device priority "
-                      f"({', '.join(_priority_names())}){memory}")
-            key = (1, 0.0, priority_of(hardware))
-        scored.append((key, Candidate(hardware.backend, label, device_string(hardware),
+                      f"({', '.join(_priority_names(facts))}){memory}")
+            key = (1, 0.0, priority_of(hardware, facts))
+        scored.append((key, Candidate(hardware.backend, label, hardware.address,
                                       reason, p50, estimate)))
     ranked = tuple(c for _, c in sorted(scored, key=lambda item: item[0]))
     return DeviceRecommendation(model=model, classification=classification, ranked=ranked,
@@ -216,10 +217,10 @@ def recommend_devices(model: str, estimator: Estimator, *,
                                 notes=tuple(notes))
 
 
-def _priority_names() -> list[str]:
-    from hwaccel.hardware.devices import CPU, DEFAULT_PRIORITY
-
-    return [*(b for b in DEFAULT_PRIORITY if b != CPU), "others", CPU]
+def _priority_names(backends: Backends) -> list[str]:
+    """The device order in words: the declared priorities, others, the last resort."""
+    last = backends.last_resort_names()
+    return [*(b for b in backends.default_priority() if b not in last), "others", *last]
 
 
 # ---- models for a task -----------------------------------------------------------------------

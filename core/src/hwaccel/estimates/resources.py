@@ -147,9 +147,16 @@ class ResourceEstimate:
         return data
 
 
+def _host_records(report: DetectionReport) -> list[HardwareInfo]:
+    """The available devices of the last-resort backends (the host CPU)."""
+    return [info for backend in report.backend_facts().last_resort_names()
+            for info in report.available(backend)]
+
+
 def host_memory(report: DetectionReport) -> tuple[float | None, float | None]:
-    """(available, total) host memory in MiB, from the CPU's detection, else psutil."""
-    for info in report.available("cpu"):
+    """(available, total) host memory in MiB, from the last resort's detection (the CPU's),
+    else psutil."""
+    for info in _host_records(report):
         if info.memory_available_bytes is not None:
             return (info.memory_available_bytes / MIB,
                     (info.memory_total_bytes or 0) / MIB or None)
@@ -161,7 +168,7 @@ def host_memory(report: DetectionReport) -> tuple[float | None, float | None]:
 
 def host_cores(report: DetectionReport) -> int:
     """The host's physical cores: the threads a benchmark on the host uses by default."""
-    for info in report.available("cpu"):
+    for info in _host_records(report):
         cores = info.details.get("physical_cores")
         if isinstance(cores, int) and cores > 0:
             return cores

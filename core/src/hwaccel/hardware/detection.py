@@ -20,11 +20,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from hwaccel.hardware.backends import Backends, backends_of, installed
 from hwaccel.kit import jsoncache, paths
 from hwaccel.plugins import HookError, Plugins
 from hwaccel.types import HardwareInfo
 
-_FORMAT = 4  # 2: converted_weights; 3: converted_unties_weights; 4: installed, expiry
+_FORMAT = 5  # 2: converted_weights; 3: converted_unties_weights; 4: installed, expiry;
+# 5: torch_device, device_string, rank
 CACHE_MAX_AGE_S = 3600  # a cached detection older than this is redone
 # The variables that choose which devices a runtime sees: every NAME_VISIBLE_DEVICES
 # (CUDA, HIP, ROCR, ...) and Intel Level Zero's mask.
@@ -40,17 +42,44 @@ _NOT_DETECTION_SETTINGS = frozenset({
 
 @dataclass
 class DetectionReport:
-    """The devices found, the plugins' detection errors, and whether it came from the cache."""
+    """The devices found, the plugins' detection errors, and whether it came from the cache.
+
+    ``backends`` holds what the loaded backend plugins declare about themselves (never
+    cached on disk: :func:`detect` reads it from the plugins it detected with, and adds the
+    declarations it refused to ``errors``); a report built without it reads the
+    process-wide plugins' declarations on first use (:meth:`backend_facts`).
+    """
 
     hardware: list[HardwareInfo]
     errors: list[HookError] = field(default_factory=list)
     cached: bool = False
     timestamp: str = ""
     cache_file: str = ""
+    backends: Backends | None = None
 
     def available(self, backend: str) -> list[HardwareInfo]:
         """Return the available devices of ``backend``."""
         return [h for h in self.hardware if h.backend == backend and h.available]
+
+    def backend_facts(self) -> Backends:
+        """What the backends declare (:mod:`hwaccel.hardware.backends`)."""
+        if self.backends is None:
+            self.backends = installed()
+        return self.backends
+
+    def known_backends(self) -> list[str]:
+        """Every backend a loaded plugin declares or detection reported, sorted: one whose
+        detection raised is known too (its declaration exists)."""
+        return sorted(set(self.backend_facts().known_names())
+                      | {h.backend for h in self.hardware})
+
+    def detection_error(self, backend: str) -> str | None:
+        """The error the detection hook of ``backend``'s plugin raised, or ``None``."""
+        info = self.backend_facts().infos.get(backend)
+        plugin = info.plugin if info is not None and info.plugin else backend
+        messages = [e.message for e in self.errors
+                    if e.plugin == plugin and e.hook == "hwaccel_detect"]
+        return "; ".join(messages) or None
 
     def check_backends(self, backends: list[str]) -> list[str]:
         """``backends`` without repeats; raise :class:`UsageError` for one detection does
@@ -142,6 +171,7 @@ def detect(plugins: Plugins, *, refresh: bool = False,
     """
     path = Path(path).expanduser() if path is not None else cache_file()
     key = _cache_key(plugins)
+    backends = backends_of(plugins)
     data = None if refresh else jsoncache.read(path)
     age = _age_seconds(data.get("timestamp")) if isinstance(data, dict) else None
     if (isinstance(data, dict) and data.get("format") == _FORMAT and data.get("key") == key
@@ -150,8 +180,9 @@ def detect(plugins: Plugins, *, refresh: bool = False,
             return DetectionReport(
                 hardware=_with_live_host_memory(
                     [HardwareInfo.from_dict(h) for h in data["hardware"]]),
-                errors=[HookError(**e) for e in data["errors"]], cached=True,
-                timestamp=data["timestamp"], cache_file=str(path))
+                errors=[*(HookError(**e) for e in data["errors"]), *backends.errors],
+                cached=True, timestamp=data["timestamp"], cache_file=str(path),
+                backends=backends)
         except (KeyError, TypeError):
             pass  # a damaged cache is re-detected below
     results, errors = plugins.call_each("hwaccel_detect")
@@ -160,5 +191,6 @@ def detect(plugins: Plugins, *, refresh: bool = False,
     jsoncache.write(path, {"format": _FORMAT, "key": key, "timestamp": timestamp,
                            "hardware": [h.to_dict() for h in hardware],
                            "errors": [vars(e) for e in errors]})
-    return DetectionReport(hardware=hardware, errors=errors, cached=False,
-                           timestamp=timestamp, cache_file=str(path))
+    return DetectionReport(hardware=hardware, errors=[*errors, *backends.errors],
+                           cached=False, timestamp=timestamp, cache_file=str(path),
+                           backends=backends)

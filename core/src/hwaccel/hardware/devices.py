@@ -7,35 +7,36 @@ they took with :mod:`logging` (logger ``hwaccel.hardware.devices``, level WARNIN
 answer is :func:`select_device`, which returns a :class:`DeviceChoice` holding the chosen
 backend, device string and index and, in order, every fallback taken with its reason.
 
-How a choice is made:
+How a choice is made (every backend fact comes from the backend plugins' declarations,
+:mod:`hwaccel.hardware.backends`, and their detection records; this module names none):
 
 * The priority list names backends (``cuda``, ``rocm``, ``mps``, ``openvino``, ``cpu``, and
-  any other backend that detection reported, such as ``qnn``); the default is
-  :data:`DEFAULT_PRIORITY`: CUDA, ROCm, MPS, then OpenVINO, then the CPU. Names are
-  case-insensitive; an unknown name is a :class:`~hwaccel.errors.UsageError`. The CPU is
-  always the last resort: it is appended when the list does not name it, and a note says
-  when it was used that way.
+  any other backend a loaded plugin declares or detection reported, such as ``qnn``); the
+  default is :func:`default_priority`, the backends that declare a priority, lowest first
+  (for hwaccel's own: CUDA, ROCm, MPS, then OpenVINO, then the CPU). Names are
+  case-insensitive; an unknown name is a :class:`~hwaccel.errors.UsageError`. The backend
+  declared the last resort (the CPU) is appended when the list does not name it, and a note
+  says when it was used that way.
 * A backend is skipped when none of its devices is available; the fallback line gives the
   reason detection recorded (``cuda: absent — torch 2.13.0+cpu has no CUDA``), the plugin's
   detection error, or that no loaded plugin reports that backend at all.
-* Among a backend's available devices, the one whose index is ``preferred_index`` is taken;
-  when there is none, the lowest index is taken and a fallback line says so (``cuda:1
-  requested but only 1 device; using cuda:0``, or ``cuda:1 unavailable — <reason>; using
-  cuda:0``).
+* Among a backend's available devices, those of the lowest ``rank`` (OpenVINO ranks its GPU,
+  then its CPU, then an NPU, the order of its own AUTO device) are candidates; the one whose
+  index is ``preferred_index`` is taken; when there is none, the lowest index is taken and a
+  fallback line says so (``cuda:1 requested but only 1 device; using cuda:0``, or ``cuda:1
+  unavailable — <reason>; using cuda:0``).
 
-Device strings:
+Device strings: a record's :attr:`~hwaccel.types.HardwareInfo.address`, as its backend
+declared it:
 
-* CUDA and ROCm: ``cuda:N`` (ROCm builds of torch use the ``cuda`` device type);
-  MPS: ``mps``; CPU: ``cpu``. These are valid ``torch.device`` strings.
-* OpenVINO: ``openvino:NAME``, where ``NAME`` is OpenVINO's own device name (``CPU``,
+* a backend that runs PyTorch modules writes the ``torch.device`` string (CUDA and ROCm:
+  ``cuda:N``, MPS: ``mps``, CPU: ``cpu``), and :attr:`DeviceChoice.is_torch` is true;
+  callers that only want those pass :func:`torch_priority`.
+* OpenVINO writes ``openvino:NAME``, where ``NAME`` is OpenVINO's own device name (``CPU``,
   ``GPU.0``, ``NPU``): pass :attr:`DeviceChoice.openvino_device` (the part after the colon)
   to ``openvino.Core().compile_model(model, NAME)``. ``torch.device("openvino:CPU")``
   raises, so a caller that only handles torch fails loudly rather than running somewhere
-  else; callers that only want torch devices pass :data:`TORCH_PRIORITY`. Among OpenVINO's
-  devices a GPU is preferred, then the CPU, then an NPU, the order of OpenVINO's own AUTO
-  device (which leaves NPUs out of its default list). The OpenVINO backend's records carry
-  that name in ``device`` (``GPU.1``, with the number also in ``index``); a record written
-  ``openvino:NAME`` is read the same way.
+  else.
 * Any other backend: the ``device`` field of its detection record, as the backend wrote it.
 
 Nothing here probes hardware itself: the answer comes from a
@@ -57,32 +58,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The predecessor's constants (``from hardware_detection import CUDA, CPU``).
-CPU = "cpu"
-CUDA = "cuda"
-ROCM = "rocm"
-MPS = "mps"
-OPENVINO = "openvino"
-QNN = "qnn"
-WEB = "web"
-# The web backend's providers, the predecessor's WebNN and WebGPU platforms: device names of
-# backend ``web`` (``HWACCEL_DEVICE=webnn`` runs its generated tests on that provider).
-WEBNN = "webnn"
-WEBGPU = "webgpu"
-
-DEFAULT_PRIORITY: tuple[str, ...] = (CUDA, ROCM, MPS, OPENVINO, CPU)
-"""CUDA / ROCm / MPS, then OpenVINO, then the CPU."""
-TORCH_PRIORITY: tuple[str, ...] = (CUDA, ROCM, MPS, CPU)
-"""The default order without OpenVINO: every answer is a ``torch.device`` string."""
-TORCH_BACKENDS = frozenset({CUDA, ROCM, MPS, CPU})
-"""Backends whose device string is a ``torch.device`` string."""
-FIRST_PARTY_BACKENDS = frozenset({CPU, CUDA, ROCM, MPS, OPENVINO, QNN, WEB})
-"""Backend names known without detection (hwaccel's own backend distributions)."""
-_OPENVINO_RANK = {"GPU": 0, "CPU": 1, "NPU": 2}
-
 
 class NoDeviceError(HwaccelError):
-    """No backend of the priority list, the CPU included, has an available device."""
+    """No backend of the priority list, nor a last resort, has an available device."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +72,9 @@ class DeviceChoice:
         ``cpu``, ``openvino:GPU.0``.
     :param index: the device index within the backend, as detection reported it.
     :param fallbacks: one line per fallback taken (a backend skipped, an index not honoured,
-        the CPU used as the last resort); empty when the first choice was available.
+        the last resort used); empty when the first choice was available.
     :param hardware: the detection record of the chosen device.
+    :param runs_torch: whether the backend declares that its devices run PyTorch modules.
     """
 
     backend: str
@@ -103,16 +82,18 @@ class DeviceChoice:
     index: int
     fallbacks: tuple[str, ...] = ()
     hardware: HardwareInfo | None = None
+    runs_torch: bool = False
 
     @property
     def is_torch(self) -> bool:
         """Whether :attr:`device` is a ``torch.device`` string."""
-        return self.backend in TORCH_BACKENDS
+        return self.runs_torch
 
     @property
     def openvino_device(self) -> str | None:
-        """OpenVINO's device name (``CPU``, ``GPU.0``) when OpenVINO was chosen, else None."""
-        if self.backend != OPENVINO:
+        """The runtime's own name of a device that runs converted graphs: the part of the
+        device string after the colon (OpenVINO's ``CPU``, ``GPU.0``), else ``None``."""
+        if self.runs_torch or ":" not in self.device:
             return None
         return self.device.split(":", 1)[1]
 
@@ -126,31 +107,16 @@ class DeviceChoice:
         return self.device
 
 
-def openvino_device_name(record: HardwareInfo) -> str:
-    """Return OpenVINO's name for the device of an OpenVINO detection record."""
-    device = record.device
-    if device.lower().startswith(OPENVINO + ":"):
-        device = device.split(":", 1)[1]
-    return device
+def default_priority(report: DetectionReport) -> tuple[str, ...]:
+    """The default device order of ``report``'s backends: each declares its priority
+    (CUDA, ROCm, MPS, then OpenVINO, then the CPU, the last resort, for hwaccel's own)."""
+    return report.backend_facts().default_priority()
 
 
-def device_string(record: HardwareInfo) -> str:
-    """Return the device string for a detection record (see the module docstring)."""
-    if record.backend in (CUDA, ROCM):
-        return f"cuda:{record.index}"
-    if record.backend in (MPS, CPU):
-        return record.backend
-    if record.backend == OPENVINO:
-        return f"{OPENVINO}:{openvino_device_name(record)}"
-    return record.device
-
-
-def device_rank(record: HardwareInfo) -> int:
-    """Rank of a device within its backend: OpenVINO's GPU, then CPU, then NPU; else 0."""
-    if record.backend != OPENVINO:
-        return 0
-    kind = openvino_device_name(record).split(".", 1)[0].upper()
-    return _OPENVINO_RANK.get(kind, len(_OPENVINO_RANK))
+def torch_priority(report: DetectionReport) -> tuple[str, ...]:
+    """:func:`default_priority` without the backends that run no PyTorch module: every
+    answer is a ``torch.device`` string."""
+    return report.backend_facts().torch_priority()
 
 
 def _plural(count: int) -> str:
@@ -164,9 +130,9 @@ def absence_reason(report: DetectionReport, backend: str) -> str:
         reasons = list(dict.fromkeys(h.reason or "reported unavailable without a reason"
                                      for h in records))
         return f"{backend}: absent — {'; '.join(reasons)}"
-    errors = [e.message for e in report.errors if e.plugin == backend]
-    if errors:
-        return f"{backend}: detection failed — {'; '.join(errors)}"
+    error = report.detection_error(backend)
+    if error:
+        return f"{backend}: detection failed — {error}"
     return (f"{backend}: not detected — no loaded plugin reported it, present or absent "
             f"(is hwaccel-{backend} installed, with a detect hook, and not disabled by "
             "HWACCEL_LOAD_PLUGINS / HWACCEL_DISABLE_PLUGINS?)")
@@ -179,28 +145,28 @@ def _pick(report: DetectionReport, backend: str, preferred_index: int,
     if not available:
         fallbacks.append(absence_reason(report, backend))
         return None
-    best = min(device_rank(h) for h in available)
-    group = sorted((h for h in available if device_rank(h) == best), key=lambda h: h.index)
+    best = min(h.rank for h in available)
+    group = sorted((h for h in available if h.rank == best), key=lambda h: h.index)
     for record in group:
         if record.index == preferred_index:
             return record
     chosen = group[0]
     wanted = f"{backend}:{preferred_index}"
     missing = [h for h in report.hardware if h.backend == backend and not h.available
-               and h.index == preferred_index and device_rank(h) == best]
+               and h.index == preferred_index and h.rank == best]
     if missing:
         why = missing[0].reason or "reported unavailable without a reason"
-        fallbacks.append(f"{wanted} unavailable — {why}; using {device_string(chosen)}")
+        fallbacks.append(f"{wanted} unavailable — {why}; using {chosen.address}")
     else:
         fallbacks.append(f"{wanted} requested but only {_plural(len(group))}; "
-                         f"using {device_string(chosen)}")
+                         f"using {chosen.address}")
     return chosen
 
 
 def _normalise(priority_list: Iterable[str] | str | None,
                report: DetectionReport) -> list[str]:
     if priority_list is None:
-        return list(DEFAULT_PRIORITY)
+        return list(default_priority(report))
     if isinstance(priority_list, str):
         priority_list = [priority_list]
     names: list[str] = []
@@ -212,15 +178,15 @@ def _normalise(priority_list: Iterable[str] | str | None,
             names.append(name)
     if not names:
         raise UsageError("priority_list is empty: name at least one backend, or pass None "
-                         f"for the default order {', '.join(DEFAULT_PRIORITY)}")
-    known = FIRST_PARTY_BACKENDS | {h.backend for h in report.hardware}
+                         f"for the default order {', '.join(default_priority(report))}")
+    known = report.known_backends()
     unknown = [n for n in names if n not in known]
     if unknown:
         hint = ""
         if any(":" in n for n in unknown):
             hint = " (name the backend only; pass the device number as preferred_index)"
         raise UsageError(f"unknown backend {', '.join(repr(n) for n in unknown)} in "
-                         f"priority_list{hint}; known backends: {', '.join(sorted(known))}")
+                         f"priority_list{hint}; known backends: {', '.join(known)}")
     return names
 
 
@@ -231,28 +197,32 @@ def select_device(report: DetectionReport,
 
     :param report: the detection to choose from (:func:`hwaccel.hardware.detection.detect`).
     :param priority_list: backend names, most wanted first; None means
-        :data:`DEFAULT_PRIORITY`. The CPU is appended as the last resort when absent.
+        :func:`default_priority`. The last resort (the CPU) is appended when absent.
     :param preferred_index: the device index wanted within a backend (the second GPU is 1).
     :raises UsageError: an unknown backend name, an empty list, or a negative index.
-    :raises NoDeviceError: no backend of the list, nor the CPU, has an available device.
+    :raises NoDeviceError: no backend of the list, nor the last resort, has an available
+        device.
     """
     if isinstance(preferred_index, bool) or not isinstance(preferred_index, int) \
             or preferred_index < 0:
         raise UsageError(f"preferred_index must be a device number >= 0, not "
                          f"{preferred_index!r}")
     names = _normalise(priority_list, report)
-    implicit_cpu = CPU not in names
-    chain = [*names, CPU] if implicit_cpu else names
+    facts = report.backend_facts()
+    implicit = [b for b in facts.last_resort_names() if b not in names]
     fallbacks: list[str] = []
-    for backend in chain:
-        if backend == CPU and implicit_cpu:
+    for backend in [*names, *implicit]:
+        if implicit and backend == implicit[0] and names:
             fallbacks.append(f"none of {', '.join(names)} has an available device; "
-                             "trying cpu, the last resort")
+                             f"trying {', '.join(implicit)}, the last resort")
         record = _pick(report, backend, preferred_index, fallbacks)
         if record is not None:
-            return DeviceChoice(backend=backend, device=device_string(record),
-                                index=record.index, fallbacks=tuple(fallbacks),
-                                hardware=record)
+            return DeviceChoice(backend=backend, device=record.address, index=record.index,
+                                fallbacks=tuple(fallbacks), hardware=record,
+                                runs_torch=facts.runs_torch(backend))
+    if not fallbacks:
+        fallbacks.append("no loaded backend plugin declares a place in the default order "
+                         "(`hwaccel list-plugins` shows the loaded ones)")
     raise NoDeviceError("no device available: " + "; ".join(fallbacks))
 
 
@@ -294,8 +264,10 @@ class HardwareDetector:
                 "devices": [h.to_dict() for h in records]}
 
     def get_cuda_details(self) -> dict[str, Any]:
-        """Return the CUDA records, as :meth:`get_details` does for ``cuda``."""
-        return self.get_details(CUDA)
+        """Return the CUDA records, as :meth:`get_details` does for ``cuda``: the backend
+        is the one this predecessor method is named for."""
+        name = HardwareDetector.get_cuda_details.__name__
+        return self.get_details(name.removeprefix("get_").removesuffix("_details"))
 
     def select_device(self, priority_list: Sequence[str] | str | None = None,
                       preferred_index: int = 0) -> DeviceChoice:

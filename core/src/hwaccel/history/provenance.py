@@ -6,17 +6,28 @@ import hashlib
 import importlib.metadata
 import json
 import platform
+from typing import TYPE_CHECKING
 
 from hwaccel.types import HardwareInfo
 
-_VERSIONED = ("hwaccel-core", "torch", "transformers", "numpy", "diffusers", "openvino",
-              "onnxruntime")
+if TYPE_CHECKING:
+    from hwaccel.hardware.backends import Backends
+
+# The backend-neutral libraries; each backend declares its own (``BackendInfo.versions``).
+_VERSIONED = ("hwaccel-core", "torch", "transformers", "numpy", "diffusers")
 
 
-def library_versions(extra: tuple[str | None, ...] = ()) -> dict[str, str]:
-    """Return the versions of the libraries that shape a measurement."""
+def library_versions(extra: tuple[str | None, ...] = (),
+                     backends: Backends | None = None) -> dict[str, str]:
+    """Return the versions of the libraries that shape a measurement: Python, the
+    backend-neutral ones, those every declared backend names (``backends``, by default the
+    process-wide plugins' declarations) and ``extra``; a library that is not installed is
+    left out."""
+    from hwaccel.hardware.backends import installed
+
+    declared = (backends or installed()).versions()
     versions = {"python": platform.python_version()}
-    for name in (*_VERSIONED, *extra):
+    for name in dict.fromkeys((*_VERSIONED, *declared, *extra)):
         if not name:
             continue
         try:

@@ -42,16 +42,19 @@ _RUN_COLUMNS = ("run_id", "command", "started", "finished", "status", "planned",
                 "node", "hwaccel_version")
 
 
-def build_report(store: Store, *, run_ids: Sequence[str] | None = None) -> dict[str, Any]:
+def build_report(store: Store, *, run_ids: Sequence[str] | None = None,
+                 reference: Sequence[str] | None = None) -> dict[str, Any]:
     """Return the report of the rows in ``store`` as a JSON-safe dict.
 
     :param store: an open database (read-only is enough).
     :param run_ids: report only the rows of these runs; ``None`` (or empty) reports every row.
         Trends always span the whole history of the selected cells.
+    :param reference: the backends whose cells the speed-ups compare with and that come
+        first; by default the last resort the loaded backend plugins declare (the CPU).
     :raises UsageError: when a requested run id has neither rows nor a ``runs`` entry.
 
-    Keys: ``generated``, ``database``, ``run_ids``, ``summary``, ``backends`` (cpu first,
-    then alphabetical), ``cells``, ``matrix``, ``failures`` (failed cells by whose failure
+    Keys: ``generated``, ``database``, ``run_ids``, ``summary``, ``backends`` (the reference
+    first, then alphabetical), ``cells``, ``matrix``, ``failures`` (failed cells by whose failure
     they are, hwaccel's own first), ``fastest``, ``memory``, ``trends``, ``runs``.
     A caller may add ``compatibility`` before rendering.
     """
@@ -63,9 +66,10 @@ def build_report(store: Store, *, run_ids: Sequence[str] | None = None) -> dict[
     run_table = _fetch_runs(store, selected)
     if selected:
         _check_run_ids(selected, rows, run_table)
-    cells = latest_cells(rows)
-    add_speedups(cells)
-    backends = backend_order(c["backend"] for c in cells)
+    reference = reference_backends() if reference is None else tuple(reference)
+    cells = latest_cells(rows, reference)
+    add_speedups(cells, reference)
+    backends = backend_order((c["backend"] for c in cells), reference)
     return {
         "generated": _iso(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)),
         "database": str(store.path),
@@ -97,38 +101,52 @@ def cell_status(row: dict[str, Any]) -> tuple[str, str | None]:
     return "fail", ": ".join(parts) if parts else "failed without a recorded error"
 
 
-def backend_order(backends: Iterable[str]) -> list[str]:
-    """Return the distinct backends: ``cpu`` first, then alphabetical."""
+def reference_backends() -> tuple[str, ...]:
+    """The backends a report compares with: the last resort the loaded backend plugins
+    declare (the host CPU, whose cells hold the reference of every comparison)."""
+    from hwaccel.hardware.backends import installed
+
+    return installed().last_resort_names()
+
+
+def backend_order(backends: Iterable[str], reference: Sequence[str] | None = None) -> list[str]:
+    """Return the distinct backends: the ``reference`` ones first (by default
+    :func:`reference_backends`), then alphabetical."""
+    first = reference_backends() if reference is None else tuple(reference)
     distinct = {b for b in backends if b}
-    return sorted(distinct, key=lambda b: (b != "cpu", b))
+    return sorted(distinct, key=lambda b: (b not in first, b))
 
 
-def latest_cells(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def latest_cells(rows: list[dict[str, Any]],
+                 reference: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Return one cell per (model, backend, device): the latest of ``rows`` for it.
 
     ``rows`` must be in time order (oldest first); cells come sorted by pipeline, model,
-    backend and device.
+    backend (in :func:`backend_order` with ``reference``) and device.
     """
     latest: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         latest[(row["model_id"], row["hardware"], row["device"])] = row
     cells = [_cell(row) for row in latest.values()]
-    order = {b: i for i, b in enumerate(backend_order(c["backend"] for c in cells))}
+    order = {b: i for i, b in enumerate(backend_order((c["backend"] for c in cells),
+                                                      reference))}
     cells.sort(key=lambda c: (c["pipeline"] or "", c["model"] or "",
                               order.get(c["backend"], len(order)), c["device"] or ""))
     return cells
 
 
-def add_speedups(cells: list[dict[str, Any]]) -> None:
+def add_speedups(cells: list[dict[str, Any]], reference: Sequence[str] | None = None) -> None:
     """Set ``speedup_vs_cpu`` on every cell: the model's CPU p50 divided by the cell's p50.
 
-    The CPU figure is the latest passing ``cpu`` backend cell of the same model with the
-    same batch size and sequence length; a cell without a passing p50, or without such a CPU
-    cell, gets ``None``.
+    The CPU figure is the latest passing cell of a ``reference`` backend (by default
+    :func:`reference_backends`: the CPU) of the same model with the same batch size and
+    sequence length; a cell without a passing p50, or without such a CPU cell, gets
+    ``None``.
     """
+    first = reference_backends() if reference is None else tuple(reference)
     cpu: dict[tuple[Any, ...], dict[str, Any]] = {}
     for cell in cells:
-        if cell["backend"] == "cpu" and _timed(cell) and not cell["latency_of"]:
+        if cell["backend"] in first and _timed(cell) and not cell["latency_of"]:
             key = (cell["model"], cell["batch_size"], cell["seq_len"])
             if key not in cpu or cell["timestamp"] > cpu[key]["timestamp"]:
                 cpu[key] = cell

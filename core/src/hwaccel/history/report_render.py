@@ -390,7 +390,7 @@ def _bar_chart(kind: str, title: str, y_title: str, items: list[dict[str, Any]],
             x += _GROUP_GAP - _BAR_GAP
         x += spare
         chart["bands"].append({"x": round((band_start + x - _GROUP_GAP) / 2, 1),
-                               "sep": round(x - _GROUP_GAP / 2, 1), "text": text})
+                               "sep": round(x - _GROUP_GAP / 2, 1), "label": text})
     chart["bands"][-1]["sep"] = None
     return _finish(chart, x - _GROUP_GAP / 2, [(b, colour[b]) for b in backends
                                                if any(i["backend"] == b for i in items)])
@@ -449,12 +449,12 @@ def _frame(kind: str, title: str, y_title: str, x_title: str, axis: Axis) -> dic
     """Return an empty chart with its value axis ticks."""
     return {"kind": kind, "title": title, "y_title": y_title, "x_title": x_title,
             "left": _LEFT, "top": _TOP, "bottom": _TOP + _PLOT_H,
-            "y_ticks": [{"y": axis.y(v), "text": _tick_label(v)} for v in axis.ticks()],
+            "y_ticks": [{"y": axis.y(v), "label": _tick_label(v)} for v in axis.ticks()],
             "bars": [], "lines": [], "points": [], "x_labels": [], "bands": [], "legend": []}
 
 
 def _x_label(x: float, bottom: float, text: str, full: str | None = None) -> dict[str, Any]:
-    return {"x": round(x, 1), "y": bottom + 14, "text": shorten(text, _LABEL_CHARS),
+    return {"x": round(x, 1), "y": bottom + 14, "label": shorten(text, _LABEL_CHARS),
             "title": full or text}
 
 
@@ -462,14 +462,14 @@ def _finish(chart: dict[str, Any], plot_right: float,
             legend: list[tuple[str, str]]) -> dict[str, Any]:
     """Set the chart's width and height and lay the legend out in rows under the labels."""
     width = max(plot_right + _RIGHT, 420)
-    longest = max((len(label["text"]) for label in chart["x_labels"]), default=0)
+    longest = max((len(label["label"]) for label in chart["x_labels"]), default=0)
     chart["x_title_y"] = round(chart["bottom"] + 30 + longest * _CHAR_W * _LABEL_SIN)
     x, y = _LEFT, chart["x_title_y"] + 14
     for text, colour in legend:
         size = 22 + 7 * len(shorten(text, 60))
         if x + size > width - _RIGHT and x > _LEFT:
             x, y = _LEFT, y + _LEGEND_ROW
-        chart["legend"].append({"x": x, "y": y, "fill": colour, "text": shorten(text, 60)})
+        chart["legend"].append({"x": x, "y": y, "fill": colour, "label": shorten(text, 60)})
         x += size + 14
     chart.update(width=round(width), height=round(y + _LEGEND_ROW), right=round(plot_right))
     return chart

@@ -277,7 +277,7 @@ def run_benchmark(request: BenchmarkRequest, *,
     requested = request.settings.precision
     precision, note = choose_precision(
         requested, precision_problem(torch, index, requested) if requested != "fp32" else None)
-    device = torch.device("cuda", index)
+    device = torch.device(request.hardware.torch_device or request.hardware.device)
     dtype = getattr(torch, DTYPES[precision])
     if request.settings.threads:
         torch.set_num_threads(request.settings.threads)
@@ -324,7 +324,7 @@ def synchronize() -> None:
     "cleanup": '''\
 def release(model) -> None:
     """Move the model off the GPU and give torch's cached blocks back to the driver."""
-    model.to("cpu")
+    model.cpu()
     torch.cuda.empty_cache()''',
     "tolerance": '''\
 # GPU fp32 kernels sum in another order than the CPU (~1e-6 relative), and TF32 (a

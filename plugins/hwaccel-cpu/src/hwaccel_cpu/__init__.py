@@ -7,10 +7,26 @@ thread count; heavy modules are imported inside the hooks only.
 
 from __future__ import annotations
 
-from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+from hwaccel import (
+    BackendInfo,
+    BenchmarkRequest,
+    BenchmarkResult,
+    HardwareInfo,
+    TemplatePart,
+    hookimpl,
+)
 from hwaccel.kit.exposure import PYTORCH_MODULE
 
 NAME = "cpu"
+
+
+@hookimpl
+def hwaccel_backend_info() -> BackendInfo:
+    """Declare ``cpu``: the last resort of every device order and the reference copy of
+    every comparison; PyTorch device ``cpu``."""
+    return BackendInfo(name=NAME, description="the host CPU, PyTorch eager", priority=100,
+                       last_resort=True, runs_torch=True,
+                       advice="The CPU backend runs PyTorch: install torch")
 
 
 @hookimpl

@@ -45,7 +45,8 @@ def detect_cpu() -> HardwareInfo:
         "isa": {cap: cap in capabilities for cap in ("avx", "avx2", "avx512", "amx")},
         **_torch_details(),
     }
-    return HardwareInfo(backend="cpu", device="cpu", name=info.get("brand_raw") or
+    return HardwareInfo(backend="cpu", device="cpu", torch_device="cpu",
+                        name=info.get("brand_raw") or
                         platform.processor() or "cpu", available=True,
                         memory_total_bytes=memory.total,
                         memory_available_bytes=memory.available,

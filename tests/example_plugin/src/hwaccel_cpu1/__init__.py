@@ -7,7 +7,14 @@ nothing heavy at module level, so ``hwaccel list-plugins`` stays fast.
 
 from __future__ import annotations
 
-from hwaccel import BenchmarkRequest, BenchmarkResult, HardwareInfo, TemplatePart, hookimpl
+from hwaccel import (
+    BackendInfo,
+    BenchmarkRequest,
+    BenchmarkResult,
+    HardwareInfo,
+    TemplatePart,
+    hookimpl,
+)
 
 NAME = "cpu1"
 SNIPPETS = {
@@ -25,6 +32,12 @@ SNIPPETS = {
     "cleanup": "def release(model):\n    del model",
     "tolerance": "ATOL = 1e-5\nRTOL = 1e-4",
 }
+
+
+@hookimpl
+def hwaccel_backend_info() -> BackendInfo:
+    """Declare the backend; without a priority it is used only when named."""
+    return BackendInfo(name=NAME, description="PyTorch eager on one host CPU thread")
 
 
 @hookimpl
