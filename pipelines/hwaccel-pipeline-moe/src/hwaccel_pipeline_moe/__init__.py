@@ -1,8 +1,9 @@
 """hwaccel pipeline ``moe``: mixture-of-experts language models (Mixtral, Qwen2-MoE, DeepSeek).
 
-Claims every model whose TAXONOMY.md reference label has pipeline ``moe`` (a generative text
-model whose default config declares more than one expert), keeps the text label's subfamily
-(``causal_lm`` or ``seq2seq``) and reports the text architecture as the ``text`` pipeline does.
+Takes the text models (TAXONOMY.md rules 6 and 7) whose config declares more than one expert,
+above the ``text`` pipeline and below ``state-space`` (a recurrent model with experts is
+that pipeline's), keeps the text label's subfamily (``causal_lm`` or ``seq2seq``) and
+reports the text architecture as the ``text`` pipeline does.
 The workload reuses the text workload and adds the expert count, top-k, router logits and the
 experts each token is routed to. Importing this module imports neither torch nor transformers.
 """

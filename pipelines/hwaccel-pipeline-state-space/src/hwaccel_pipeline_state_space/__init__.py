@@ -1,10 +1,11 @@
 """hwaccel pipeline ``state-space``: recurrent-state sequence models (Mamba, Mamba2, Jamba, RWKV).
 
-Claims every model whose TAXONOMY.md reference label has pipeline ``state-space``: SSMs and
-linear RNNs, pure or hybrid with attention, whose defining property is a fixed-size recurrent
-state instead of a KV cache that grows with the sequence. The workload reuses the text workload
-and adds a measurement of that state. Importing this module imports neither torch nor
-transformers.
+Takes the text models (TAXONOMY.md rules 6 and 7) of the recurrent model types it declares
+(:data:`RECURRENT_TYPES`), above the ``moe`` and ``text`` pipelines that share those rules:
+SSMs and linear RNNs, pure or hybrid with attention, whose defining property is a fixed-size
+recurrent state instead of a KV cache that grows with the sequence. The workload reuses the
+text workload and adds a measurement of that state. Importing this module imports neither
+torch nor transformers.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def hwaccel_pipeline_info() -> PipelineInfo:
 
 @hookimpl
 def hwaccel_classify(model: ModelRef) -> Classification | None:
-    """Claim recurrent-state text models (the taxonomy's state-space model types)."""
+    """Claim the recurrent-state text models the core handed to this pipeline."""
     from hwaccel.kit.claims import claim
 
     return claim(model, NAME, WORKLOAD)
