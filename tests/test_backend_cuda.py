@@ -29,8 +29,8 @@ from hwaccel import (
     BenchmarkSettings,
     Classification,
     HardwareInfo,
-    torchgpu,
 )
+from hwaccel.kit import torchgpu
 from hwaccel.kit.pipeline_parts import BACKEND_SLOTS
 from hwaccel_cuda import bench as cuda_bench
 from hwaccel_cuda import hwaccel_benchmark, hwaccel_detect, hwaccel_template
