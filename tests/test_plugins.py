@@ -88,11 +88,12 @@ def _status(plugins: Plugins) -> dict[str, tuple[str, str | None]]:
 def test_first_party_plugins_load_with_their_kind_and_hooks():
     records = {r.name: r for r in load(strict=True).records}
     assert records["cpu"].status == "loaded" and records["cpu"].kind == "backend"
-    assert set(records["cpu"].hooks) == {"hwaccel_detect", "hwaccel_template",
-                                         "hwaccel_benchmark"}
+    assert set(records["cpu"].hooks) == {"hwaccel_backend_info", "hwaccel_detect",
+                                         "hwaccel_template", "hwaccel_benchmark"}
     assert records["cpu"].distribution == "hwaccel-cpu"
     assert records["text"].status == "loaded" and records["text"].kind == "pipeline"
-    assert set(records["text"].hooks) == {"hwaccel_classify", "hwaccel_template"}
+    assert set(records["text"].hooks) == {"hwaccel_pipeline_info", "hwaccel_classify",
+                                          "hwaccel_template"}
 
 
 @pytest.mark.parametrize("key, status, message", [

@@ -17,14 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hwaccel.hardware.devices import (
-    DeviceChoice,
-    HardwareDetector,
-    get_torch_device_with_priority,
-    select_device,
-)
 from hwaccel.hookspecs import hookimpl
-from hwaccel.models.resolve import ModelRef
 from hwaccel.types import (
     BackendInfo,
     BenchmarkRequest,
@@ -67,6 +60,11 @@ _LAZY = {
     "HardwareAwareModelClassifier": "hwaccel.compat.hardware_model_integration",
     "get_hardware_aware_model_classification": "hwaccel.compat.hardware_model_integration",
     "get_global_resource_pool": "hwaccel.compat.resource_pool",
+    "ModelRef": "hwaccel.models.resolve",
+    "DeviceChoice": "hwaccel.hardware.devices",
+    "HardwareDetector": "hwaccel.hardware.devices",
+    "get_torch_device_with_priority": "hwaccel.hardware.devices",
+    "select_device": "hwaccel.hardware.devices",
 }
 
 
@@ -76,7 +74,7 @@ def __getattr__(name: str) -> Any:
         import importlib.metadata
 
         return importlib.metadata.version("hwaccel-core")
-    if name in _LAZY:  # imported on first use: they read the store and estimate
+    if name in _LAZY:  # the application's modules, imported on first use
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)

@@ -162,7 +162,10 @@ class PipelineInfo(_Record):
     precedence is higher). A pipeline that declares no rule takes the models for which
     TAXONOMY.md's rule names it (the default). ``example_models`` are references that load
     offline and represent the pipeline in the default ``hwaccel matrix``; ``versions`` are
-    distributions whose versions its results record.
+    distributions whose versions its results record. ``composition`` names the roles of the
+    parts of a composed reference ``NAME:<part>+<part>`` the pipeline runs (the retrieve-then-
+    generate pipeline: retriever, generator): the core resolves such a reference into its
+    parts and labels it by the last one; empty when the pipeline runs single models.
     """
 
     name: str
@@ -171,6 +174,7 @@ class PipelineInfo(_Record):
     precedence: int = 0
     example_models: tuple[str, ...] = ()
     versions: tuple[str, ...] = ()
+    composition: tuple[str, ...] = ()
     plugin: str | None = None
     distribution: str | None = None
     distribution_version: str | None = None

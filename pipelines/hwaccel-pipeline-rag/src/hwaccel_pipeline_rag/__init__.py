@@ -36,7 +36,8 @@ GENERATORS = ("causal_lm", "seq2seq")
 def hwaccel_pipeline_info() -> PipelineInfo:
     """Declare the rag pipeline: the labels it takes and the models that represent it."""
     return PipelineInfo(name=NAME, description=DESCRIPTION, takes=TAKES,
-                        example_models=EXAMPLE_MODELS, versions=VERSIONS)
+                        example_models=EXAMPLE_MODELS, versions=VERSIONS,
+                        composition=("retriever", "generator"))
 
 
 @hookimpl
