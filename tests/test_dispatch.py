@@ -98,3 +98,57 @@ def test_tracing_prints_every_hook_call():
     assert proc.returncode == 0, proc.stderr
     assert "hwaccel_classify [hook]" in proc.stderr
     assert "finish hwaccel_classify --> [text: Classification(" in proc.stderr
+
+
+# A backend whose detection raises: known by its declaration, never "unknown".
+FAILING_DETECTOR = """
+    from hwaccel import BackendInfo, hookimpl
+
+    @hookimpl
+    def hwaccel_backend_info():
+        return BackendInfo(name="brokenhw", advice="needs a brokenhw board")
+
+    @hookimpl
+    def hwaccel_detect():
+        raise RuntimeError("driver handshake failed")
+"""
+
+
+@pytest.fixture
+def broken_backend_env(tmp_path):
+    from conftest import pythonpath_env
+
+    root = make_plugin_dist(tmp_path / "dist", "hwaccel-brokenhw",
+                            {"brokenhw": "hwaccel_brokenhw"},
+                            {"hwaccel_brokenhw.py": FAILING_DETECTOR})
+    return {**pythonpath_env(root), "HWACCEL_CACHE_DIR": str(tmp_path / "cache"),
+            "HWACCEL_LOAD_PLUGINS": "brokenhw,cpu,text"}
+
+
+def test_benchmark_on_a_backend_whose_detection_raised_names_the_error(
+        broken_backend_env, tmp_path):
+    import json
+
+    proc = run_cli("benchmark", "tiny:bert", "--backend", "brokenhw", "--json",
+                   "--db", str(tmp_path / "h.duckdb"), env=broken_backend_env)
+    assert "unknown backend" not in proc.stderr
+    rows = json.loads(proc.stdout)["results"]
+    assert [(r["backend"], r["success"], r["error_category"]) for r in rows] == [
+        ("brokenhw", False, "detection-failed")]
+    assert "driver handshake failed" in rows[0]["error"]
+
+
+def test_the_matrix_records_that_backends_cells_as_not_tested(broken_backend_env, tmp_path):
+    import json
+
+    db = tmp_path / "m.duckdb"
+    proc = run_cli("matrix", "--models", "tiny:bert", "--backends", "brokenhw", "cpu",
+                   "--db", str(db), "--tests-dir", str(tmp_path / "t"), "--json",
+                   env=broken_backend_env)
+    assert proc.returncode in (0, 1), proc.stderr
+    report = json.loads(run_cli("report", "--db", str(db), "--json",
+                                env=broken_backend_env).stdout)
+    cells = {c["backend"]: c for c in report["cells"]}
+    assert cells["brokenhw"]["status"] == "not-tested"
+    assert "driver handshake failed" in cells["brokenhw"]["reason"]
+    assert cells["cpu"]["status"] == "pass"

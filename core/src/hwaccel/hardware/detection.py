@@ -82,15 +82,15 @@ class DetectionReport:
         return "; ".join(messages) or None
 
     def check_backends(self, backends: list[str]) -> list[str]:
-        """``backends`` without repeats; raise :class:`UsageError` for one detection does
-        not know."""
+        """``backends`` without repeats; raise :class:`UsageError` for one no plugin declares
+        and detection did not report."""
         from hwaccel.errors import UsageError
 
-        known = {h.backend for h in self.hardware}
+        known = set(self.known_backends())
         unknown = [b for b in backends if b not in known]
         if unknown:
             raise UsageError(f"unknown backend {', '.join(map(repr, unknown))} "
-                             f"(detected backends: {', '.join(sorted(known)) or 'none'})")
+                             f"(known backends: {', '.join(sorted(known)) or 'none'})")
         return list(dict.fromkeys(backends))
 
     def to_dict(self) -> dict:

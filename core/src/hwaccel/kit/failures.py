@@ -15,8 +15,10 @@ Every failure names whose it is:
   or died.
 
 Cells that could not be tried are not failures (:data:`NOT_RUN_CATEGORIES`): ``unavailable``
-(no such device here), ``unsupported`` (no plugin can compose it), ``model-unavailable`` (the
-weights are not on this machine), ``no-node`` (no node of a cluster offers the device).
+(no such device here), ``detection-failed`` (the backend's plugin raised while detecting, so
+whether it has a device is unknown; the message names the error), ``unsupported`` (no plugin
+can compose it), ``model-unavailable`` (the weights are not on this machine), ``no-node`` (no
+node of a cluster offers the device).
 
 Code that runs a stage of a job wraps it in :func:`stage`, which turns any exception into an
 :class:`AttributedError` carrying the category of that stage, unless the exception already
@@ -43,9 +45,12 @@ OOM = "oom"
 CRASH = "crash"
 FAILURE_CATEGORIES = (HARNESS, MODEL, BACKEND, MISSING_DEPENDENCY, TIMEOUT, OOM, CRASH)
 """The categories of a failure, in the order reports show them (hwaccel's own first)."""
-NOT_RUN_CATEGORIES = ("unavailable", "unsupported", "model-unavailable", "no-node")
-"""Categories of cells that could not be tried here (no device, no plugin to compose them,
-no weights on this machine, no node of a cluster offering the device): not failures."""
+DETECTION_FAILED = "detection-failed"
+NOT_RUN_CATEGORIES = ("unavailable", DETECTION_FAILED, "unsupported", "model-unavailable",
+                      "no-node")
+"""Categories of cells that could not be tried here (no device, a detection that raised, no
+plugin to compose them, no weights on this machine, no node of a cluster offering the
+device): not failures."""
 _JOB_ENDS = {"timeout": TIMEOUT, "oom": OOM, "killed": CRASH, "crash": CRASH}
 # import names whose pip distribution is named otherwise
 _PIP_NAMES = {"PIL": "pillow", "cv2": "opencv-python", "sklearn": "scikit-learn",

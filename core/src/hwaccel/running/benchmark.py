@@ -18,7 +18,7 @@ from hwaccel.errors import UsageError
 from hwaccel.hardware.detection import DetectionReport
 from hwaccel.history.provenance import fingerprint, library_versions
 from hwaccel.history.store import Store
-from hwaccel.kit.failures import failure
+from hwaccel.kit.failures import DETECTION_FAILED, failure
 from hwaccel.models.classify import classify_ref
 from hwaccel.models.resolve import ModelRef, resolve_model
 from hwaccel.plugins import HookError, Plugins
@@ -46,8 +46,12 @@ def _absent(backend: str, report: DetectionReport) -> HardwareInfo:
     known = [h for h in report.hardware if h.backend == backend]
     reasons = dict.fromkeys(h.reason for h in known if h.reason)  # devices share one reason
     reason = "; ".join(reasons) or "no device detected"
+    error = None if known else report.detection_error(backend)
+    if error:
+        reason = f"its detection failed: {error}"
     return HardwareInfo(backend=backend, device=backend, name=backend, available=False,
-                        reason=reason, plugin=known[0].plugin if known else None)
+                        reason=reason, plugin=known[0].plugin if known else None,
+                        details={"detection_error": error} if error else {})
 
 
 def _targets(spec: str, report: DetectionReport, every_device: bool, with_absent: bool
@@ -92,11 +96,11 @@ def plan(models: list[str], backends: list[str], plugins: Plugins, report: Detec
     ``BACKEND:DEVICE`` measures that one device. A backend (or a named device) that is not
     available gets one job decided in advance as ``unavailable``, with the reason.
     """
-    known = {h.backend for h in report.hardware}
+    known = set(report.known_backends())
     unknown = [b for b in backends if b not in known and b.split(":", 1)[0] not in known]
     if unknown:
         raise UsageError(f"unknown backend {', '.join(map(repr, unknown))} "
-                         f"(detected backends: {', '.join(sorted(known)) or 'none'})")
+                         f"(known backends: {', '.join(sorted(known)) or 'none'})")
     targets = [target for spec in dict.fromkeys(backends)
                for target in _targets(spec, report, every_device, with_absent)]
     errors: list[HookError] = []
@@ -121,6 +125,9 @@ def _decided(request: BenchmarkRequest, ref: ModelRef, present: bool) -> Benchma
         hardware = request.hardware
         name = hardware.backend if hardware.device == hardware.backend \
             else f"{hardware.backend}:{hardware.device}"
+        if hardware.details.get("detection_error"):
+            return failure(request, DETECTION_FAILED, f"{name} was not tested: "
+                                                      f"{hardware.reason}")
         return failure(request, "unavailable", f"{name} is absent: {hardware.reason}")
     if not request.classification.workload:
         return failure(request, "unsupported", request.classification.reason)
