@@ -1,6 +1,6 @@
 """``hwaccel list-plugins``: installed plugins, their hooks and load status, and executors.
 
-Executors (``hwaccel.running.executors`` entry points) are listed from their entry points without
+Executors (``hwaccel.executors`` entry points) are listed from their entry points without
 importing them, so that listing stays light (the Ray executor would import ray).
 """
 

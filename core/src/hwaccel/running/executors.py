@@ -7,7 +7,7 @@ the executor the cells to run and a ``record`` callback, and alone writes the da
 executor calls ``record`` once per finished cell, in the driver process, and never writes
 the database itself.
 
-Executors are found through the entry-point group ``hwaccel.running.executors`` (the entry-point
+Executors are found through the entry-point group ``hwaccel.executors`` (the entry-point
 name is the executor's name, its value the :class:`Executor` subclass) and imported only
 when chosen: ``hwaccel matrix --executor ray`` imports the Ray executor of the ``hwaccel-ray``
 distribution, and nothing else does. The core registers ``local``, the default: cells on
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # kept out of the import, so that listing executors stays lig
     from hwaccel.plugins import Plugins
     from hwaccel.running.cells import Cell, CellOutcome
 
-ENTRY_POINT_GROUP = "hwaccel.running.executors"
+ENTRY_POINT_GROUP = "hwaccel.executors"
 DEFAULT = "local"
 Record = Callable[["CellOutcome"], None]
 
@@ -212,7 +212,7 @@ class ExecutorEntry:
 
 
 def installed() -> list[ExecutorEntry]:
-    """Return the executors of the ``hwaccel.running.executors`` entry points, sorted by name."""
+    """Return the executors of the ``hwaccel.executors`` entry points, sorted by name."""
     found: dict[str, ExecutorEntry] = {}
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
