@@ -10,6 +10,7 @@ benchmark and get generated tests that pass, while every other model keeps its p
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -87,3 +88,39 @@ def test_generated_tests_of_the_forecasters_pass(installed, tmp_path):
                            env={**pythonpath_env(installed), **ONE_THREAD})
     # the shared checks and the pipeline's three, for each model
     assert "failed" not in run.stdout and "skipped" not in run.stdout, run.stdout[-2000:]
+
+
+CONTRACT = '''\
+from hwaccel_testkit import PipelineContract
+
+
+class TestTimeseries(PipelineContract):
+    plugin = "timeseries"
+'''
+
+
+def test_it_passes_the_pipeline_contract(installed, tmp_path):
+    (tmp_path / "test_contract.py").write_text(CONTRACT, encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "--rootdir", str(tmp_path), str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **pythonpath_env(installed)})
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "failed" not in proc.stdout and "7 passed" in proc.stdout, proc.stdout[-1000:]
+
+
+@pytest.mark.slow
+def test_it_composes_with_a_seventh_backend_installed_beside_it(installed, tmp_path):
+    """The third-party pipeline's model on the third-party backend: neither names the other,
+    and the core knows neither."""
+    from test_seventh_backend import SOURCE as ORTCPU
+    from test_seventh_backend import install
+
+    env = {**pythonpath_env(installed, install(ORTCPU, tmp_path)),
+           "HWACCEL_CACHE_DIR": str(tmp_path / "cache")}
+    proc = run_cli("benchmark", "tiny:patchtst", "--backend", "ortcpu", "--json",
+                   "--iterations", "3", "--min-seconds", "0",
+                   "--db", str(tmp_path / "x.duckdb"), env={**env, **ONE_THREAD})
+    assert proc.returncode == 0, proc.stderr
+    (row,) = json.loads(proc.stdout)["results"]
+    assert (row["backend"], row["success"]) == ("ortcpu", True), row["error"]
+    assert row["plugin"] == "ortcpu" and row["max_abs_diff"] is not None
