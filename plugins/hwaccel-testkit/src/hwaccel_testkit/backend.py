@@ -23,7 +23,7 @@ from hwaccel_testkit import support
 OTHER = "hwaccel-testkit-other"  # an id no plugin owns: the request of "another backend"
 
 
-class BackendContract:
+class BackendContract(support.Contract):
     """Subclass with ``plugin = "<entry-point name>"`` to check a backend plugin.
 
     Class attributes a subclass may set:
@@ -37,10 +37,8 @@ class BackendContract:
       device (off by default: the contract stays seconds).
     """
 
-    plugin: ClassVar[str] = ""
     backend: ClassVar[str | None] = None
     vendor_modules: ClassVar[tuple[str, ...]] = ()
-    lint_select: ClassVar[str] = support.LINT_SELECT
     run_benchmark: ClassVar[bool] = False
     benchmark_model: ClassVar[str] = "tiny:bert"
 
@@ -48,18 +46,6 @@ class BackendContract:
     def backend_id(self) -> str:
         """The backend this plugin serves."""
         return self.backend or self.plugin
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def contract_plugins(cls) -> Plugins:
-        """Every installed plugin, loaded by the core."""
-        return support.load_plugins()
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def alone(cls) -> Plugins:
-        """This plugin loaded alone (its hooks' answers, no other plugin's)."""
-        return support.load_plugins([cls.plugin])
 
     @pytest.fixture(scope="class")
     @classmethod

@@ -14,7 +14,7 @@ from hwaccel_testkit import support
 OTHER = "hwaccel-testkit-other"  # an id no plugin owns: "another pipeline", "another backend"
 
 
-class PipelineContract:
+class PipelineContract(support.Contract):
     """Subclass with ``plugin = "<entry-point name>"`` to check a pipeline plugin.
 
     Class attributes a subclass may set:
@@ -27,28 +27,14 @@ class PipelineContract:
     * ``lint_select``: the ruff rules generated files must pass (:data:`support.LINT_SELECT`).
     """
 
-    plugin: ClassVar[str] = ""
     pipeline: ClassVar[str | None] = None
     other_model: ClassVar[str | None] = None
     heavy_modules: ClassVar[tuple[str, ...]] = ("torch", "transformers")
-    lint_select: ClassVar[str] = support.LINT_SELECT
 
     @property
     def pipeline_id(self) -> str:
         """The pipeline this plugin serves."""
         return self.pipeline or self.plugin
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def contract_plugins(cls) -> Plugins:
-        """Every installed plugin, loaded by the core."""
-        return support.load_plugins()
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def alone(cls) -> Plugins:
-        """This plugin loaded alone (its hooks' answers, no other plugin's)."""
-        return support.load_plugins([cls.plugin])
 
     @pytest.fixture(scope="class")
     @classmethod

@@ -16,7 +16,9 @@ import textwrap
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+import pytest
 
 from hwaccel.plugins import PluginRecord, Plugins, load
 from hwaccel.types import BackendInfo, PipelineInfo, TemplatePart
@@ -181,3 +183,23 @@ def lint_problems(files: Iterable[Path], select: str) -> str:
     if ruff.returncode != 0:
         problems.append(ruff.stdout.strip() or ruff.stderr.strip())
     return "\n".join(problems)
+
+
+class Contract:
+    """What both contracts share: the plugin under test, the lint rules, and two ways to
+    load it (with every installed plugin, and alone)."""
+
+    plugin: ClassVar[str] = ""
+    lint_select: ClassVar[str] = LINT_SELECT
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def contract_plugins(cls) -> Plugins:
+        """Every installed plugin, loaded by the core."""
+        return load_plugins()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def alone(cls) -> Plugins:
+        """This plugin loaded alone (its hooks' answers, no other plugin's)."""
+        return load_plugins([cls.plugin])
