@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel import HardwareInfo
-from hwaccel.kit.failures import BACKEND, AttributedError, stage
-from hwaccel.kit.onnx_export import CallSignature, ExportedModel, export_for
+from hwaccel.kit.failures import BACKEND, AttributedError
+from hwaccel.kit.onnx_export import ExportedModel, export_for
+from hwaccel.kit.onnx_session import OnnxModel
 from hwaccel_qnn.detect import PROVIDER, detect_qnn
 
 DISABLE_CPU_FALLBACK = "session.disable_cpu_ep_fallback"
@@ -131,43 +132,16 @@ def create_session(path: Any, options: dict[str, str], *, cache_context: bool = 
     return session
 
 
-class QnnModel:
-    """An exported model in a QNN session, called like the torch model it came from."""
+class QnnModel(OnnxModel):
+    """An exported model in a QNN session, called like the torch model it came from (the
+    kit's :class:`~hwaccel.kit.onnx_session.OnnxModel`, with the QNN device and precision)."""
 
     def __init__(self, session: Any, exported: ExportedModel, hardware: HardwareInfo,
                  precision: str, quantization: dict[str, Any] | None = None):
-        self.session = session
-        self.exported = exported
+        super().__init__(session, exported, runtime="the QNN model")
         self.hardware = hardware
         self.precision = precision
         self.quantization = quantization
-        self._output_names = exported.signature.graph_output_names()
-
-    @property
-    def signature(self) -> CallSignature:
-        """The call the graph was exported for."""
-        return self.exported.signature
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the graph on exactly the exported inputs; return outputs shaped like the
-        torch model's (a dict of tensors, a tuple, or one tensor)."""
-        import torch
-
-        tensors = self.signature.check_call(
-            args, kwargs, runtime="the QNN model",
-            remedy="QNN graphs have static shapes, so place the model again for these inputs")
-        feed = {name: tensor.detach().cpu().contiguous().numpy()
-                for name, tensor in self.exported.feeds(tensors).items()}
-        with stage("inference", BACKEND):  # the runtime's errors raise from this frame
-            results = self.session.run(self._output_names, feed)
-        return self.signature.assemble(torch.from_numpy(r) for r in results)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        raise AttributeError(f"a QNN model is one fixed-shape ONNX graph, called as "
-                             f"model(**inputs); it has no {name!r} (generation and other "
-                             "methods need the torch model)")
 
     def __repr__(self) -> str:
         return (f"QnnModel({self.exported.path.name} on {self.hardware.device}, "
