@@ -119,7 +119,7 @@ def test_a_config_that_transformers_refuses_is_one_usage_line(tmp_path, capsys):
 
 def test_a_published_config_is_held_to_the_same_checks():
     from hwaccel.errors import ModelReferenceError
-    from hwaccel.models.resolve import ModelRef
+    from hwaccel.types import ModelRef
 
     ref = ModelRef(spec="org/model", kind="hub", model_type="bert",
                    config={"model_type": "bert", "num_hidden_layers": 10**6})

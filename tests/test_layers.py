@@ -4,6 +4,7 @@ import only the API and the kit, and the core names no first-party backend or pi
 from __future__ import annotations
 
 import ast
+import json
 import re
 from pathlib import Path
 
@@ -89,10 +90,14 @@ def test_backends_and_pipelines_import_only_the_api_and_the_kit():
     assert PLUGIN_SOURCES and not offences, "\n".join(offences)
 
 
-def test_the_plugin_api_imports_no_application_package_at_import_time():
+def test_the_api_and_the_kit_import_no_application_package_at_import_time():
+    """The kit may call into the application inside a function (a composition classifies
+    its parts), never at import: importing a plugin loads no application package."""
     offences = []
-    for name in API_MODULES - {"__main__.py"}:
-        tree = ast.parse((CORE / name).read_text(encoding="utf-8"))
+    modules = [CORE / name for name in API_MODULES - {"__main__.py"}]
+    for path in [*modules, *(CORE / "kit").glob("*.py")]:
+        name = path.relative_to(CORE)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in tree.body:  # module level only: functions may import lazily
             if isinstance(node, ast.ImportFrom) and node.module \
                     and node.module.startswith("hwaccel.") and not ALLOWED.match(node.module):
@@ -114,3 +119,16 @@ def test_no_first_party_backend_or_pipeline_id_is_a_literal_in_core_code():
                 if value in names or value.rstrip(":") in names:
                     offences.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
     assert not offences, "\n".join(offences)
+
+
+def test_loading_every_plugin_imports_no_application_package():
+    import subprocess
+    import sys
+
+    code = ("import importlib.metadata as m, json, sys\n"
+            "[ep.load() for ep in m.entry_points(group='hwaccel')]\n"
+            "print(json.dumps(sorted(k for k in sys.modules if k.startswith('hwaccel.'))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    loaded = json.loads(proc.stdout)
+    assert loaded and all(ALLOWED.match(name) for name in loaded), loaded

@@ -26,6 +26,7 @@ from hwaccel.types import (
     Classification,
     HardwareInfo,
     LabelRule,
+    ModelRef,
     PipelineInfo,
     TemplatePart,
 )
@@ -60,7 +61,6 @@ _LAZY = {
     "HardwareAwareModelClassifier": "hwaccel.compat.hardware_model_integration",
     "get_hardware_aware_model_classification": "hwaccel.compat.hardware_model_integration",
     "get_global_resource_pool": "hwaccel.compat.resource_pool",
-    "ModelRef": "hwaccel.models.resolve",
     "DeviceChoice": "hwaccel.hardware.devices",
     "HardwareDetector": "hwaccel.hardware.devices",
     "get_torch_device_with_priority": "hwaccel.hardware.devices",

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from hwaccel.models.resolve import ModelRef
     from hwaccel.types import (
         BackendInfo,
         BenchmarkRequest,
         BenchmarkResult,
         Classification,
         HardwareInfo,
+        ModelRef,
         PipelineInfo,
         TemplatePart,
     )

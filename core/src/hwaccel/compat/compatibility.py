@@ -31,11 +31,11 @@ from hwaccel.hardware.simulators import label
 from hwaccel.history.report import backend_order, cell_status
 from hwaccel.history.store import Store
 from hwaccel.models.classify import classify_ref
-from hwaccel.models.resolve import ModelRef, resolve_model
+from hwaccel.models.resolve import resolve_model
 from hwaccel.plugins import HookError, PluginRecord, Plugins, load
 from hwaccel.running.benchmark import plan
 from hwaccel.running.runner import run_job
-from hwaccel.types import BenchmarkResult, BenchmarkSettings, Classification, HardwareInfo
+from hwaccel.types import BenchmarkResult, BenchmarkSettings, Classification, HardwareInfo, ModelRef
 
 SEVERITIES = ("critical", "error", "warning", "info")
 LOW_MEMORY_FRACTION = 0.10  # a device with less than this share of its memory free warns

@@ -231,8 +231,7 @@ def task_label(task: str) -> Any:
 
     :raises UsageError: a task no rule of TAXONOMY.md places.
     """
-    from hwaccel.kit.taxonomy import reference_label
-    from hwaccel.models.classify import PIPELINE_TASKS, task_names
+    from hwaccel.kit.taxonomy import PIPELINE_TASKS, reference_label, task_names
 
     label = reference_label("", task_names((task,)))
     if label.family == "unknown":

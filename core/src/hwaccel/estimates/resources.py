@@ -50,9 +50,8 @@ from hwaccel.estimates.calibration import (
 )
 from hwaccel.estimates.footprint import DTYPE_BYTES, Footprint, footprint_of
 from hwaccel.hardware.detection import DetectionReport
-from hwaccel.models.resolve import ModelRef
 from hwaccel.plugins import Plugins
-from hwaccel.types import Classification, HardwareInfo
+from hwaccel.types import Classification, HardwareInfo, ModelRef
 
 #: longest a model's footprint may take to compute (its skeleton built on the meta device):
 #: the config checks bound every size, but modules built one per expert (Switch

@@ -16,7 +16,7 @@ from hwaccel.kit.taxonomy import TEXT_ARCHITECTURES
 from hwaccel.types import Classification
 
 if TYPE_CHECKING:
-    from hwaccel.models.resolve import ModelRef
+    from hwaccel.types import ModelRef
 
 # TAXONOMY.md's order of signals, strongest first: config, local folder, cache, hub, an
 # explicit class name, explicit tasks, the name alone.

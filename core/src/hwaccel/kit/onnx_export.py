@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel.kit.failures import BACKEND, HARNESS, AttributedError
-from hwaccel.models.checkpoint_files import checkpoint_files
 
 __all__ = ["CONSTANT_TYPES", "OPSET", "CallSignature", "ExportError", "ExportedModel", "Outputs",
            "StaticShapeError", "TensorSpec", "cached_export", "capture", "config_digest",
@@ -332,6 +331,8 @@ def config_digest(model: Any) -> str:
 def weights_fingerprint(weights_dir: str | os.PathLike[str] | None) -> list[list[Any]]:
     """Name, size and modification time of each file of a model folder's checkpoint (the
     files :func:`~hwaccel.models.checkpoint_files.checkpoint_files` chooses, which are loaded)."""
+    from hwaccel.models.checkpoint_files import checkpoint_files
+
     if not weights_dir:
         return []
     folder = Path(weights_dir)

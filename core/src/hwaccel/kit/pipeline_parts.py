@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from importlib.resources import files
 
-from hwaccel.models.resolve import ModelRef
-from hwaccel.types import TemplatePart
+from hwaccel.types import ModelRef, TemplatePart
 
 # What a workload-based test body imports, and the backend slots it calls.
 WORKLOAD_IMPORTS = """\
@@ -34,7 +33,7 @@ def template_part(name: str, package: str, template_file: str) -> TemplatePart:
 def model_tasks(model: ModelRef) -> frozenset[str]:
     """The auto-model tasks of a reference: its model type's tables, else its explicit tasks."""
     from hwaccel.kit import autotables
-    from hwaccel.models.classify import task_names
+    from hwaccel.kit.taxonomy import task_names
 
     if model.model_type:
         return autotables.load().tasks(model.model_type)

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hwaccel.kit.taxonomy import Label
-    from hwaccel.models.resolve import ModelRef
-    from hwaccel.types import Classification
+    from hwaccel.types import Classification, ModelRef
 
 
 def not_cached_message(spec: str) -> str:

@@ -236,3 +236,29 @@ def task_needs_same_pipeline(family: str) -> bool:
     texts or turn images into text, two pipelines' jobs)."""
     return any(entry["name"] == family and entry.get("task_needs_same_pipeline", False)
                for entry in TABLE["families"])
+
+
+# Hugging Face pipeline task names (and a few synonyms) -> auto-model TASK names.
+PIPELINE_TASKS = {
+    "fill-mask": "MASKED_LM", "feature-extraction": "TEXT_ENCODING",
+    "sentence-similarity": "TEXT_ENCODING", "text-classification": "SEQUENCE_CLASSIFICATION",
+    "token-classification": "TOKEN_CLASSIFICATION", "question-answering": "QUESTION_ANSWERING",
+    "text-generation": "CAUSAL_LM", "text2text-generation": "SEQ_TO_SEQ_CAUSAL_LM",
+    "summarization": "SEQ_TO_SEQ_CAUSAL_LM", "translation": "SEQ_TO_SEQ_CAUSAL_LM",
+    "image-classification": "IMAGE_CLASSIFICATION", "object-detection": "OBJECT_DETECTION",
+    "image-segmentation": "IMAGE_SEGMENTATION", "depth-estimation": "DEPTH_ESTIMATION",
+    "automatic-speech-recognition": "CTC", "audio-classification": "AUDIO_CLASSIFICATION",
+    "text-to-speech": "TEXT_TO_WAVEFORM", "text-to-audio": "TEXT_TO_WAVEFORM",
+    "zero-shot-image-classification": "ZERO_SHOT_IMAGE_CLASSIFICATION",
+    "image-text-to-text": "IMAGE_TEXT_TO_TEXT",
+    "visual-question-answering": "VISUAL_QUESTION_ANSWERING",
+}
+
+
+def task_names(tasks: tuple[str, ...]) -> frozenset[str]:
+    """Map pipeline task names (``fill-mask``) or TASK names (``MASKED_LM``) to TASK names."""
+    out = set()
+    for task in tasks:
+        key = task.strip().lower()
+        out.add(PIPELINE_TASKS.get(key, task.strip().upper().replace("-", "_")))
+    return frozenset(out)

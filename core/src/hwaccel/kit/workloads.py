@@ -14,8 +14,7 @@ from typing import Any, Protocol
 
 from hwaccel.errors import HwaccelError
 from hwaccel.kit.tiny import TINY_SEED
-from hwaccel.models.resolve import ModelRef, resolve_model
-from hwaccel.types import Classification
+from hwaccel.types import Classification, ModelRef
 
 
 class Workload(Protocol):
@@ -194,7 +193,10 @@ class TransformersWorkload(BaseWorkload):
 
 
 def load_workload(model: str, classification: Classification | None = None) -> Workload:
-    """Return the workload for ``model``, classifying it first when no classification is given."""
+    """Return the workload for ``model``, classifying it first when no classification is given
+    (the application resolves and classifies the reference: imported here, on use)."""
+    from hwaccel.models.resolve import resolve_model
+
     ref = resolve_model(model)
     if classification is None:
         from hwaccel.models.classify import classify_ref

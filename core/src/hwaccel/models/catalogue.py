@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any
 
-from hwaccel.models.resolve import ModelRef
 from hwaccel.plugins import HookError, Plugins
+from hwaccel.types import ModelRef
 
 CATALOGUE_FILE = "catalogue.json"
 _FORMAT = 1

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hwaccel.errors import ModelReferenceError
 from hwaccel.kit import paths
 from hwaccel.models import hub_cache
-from hwaccel.models.checkpoint_files import WEIGHT_SUFFIXES, unusable_checkpoint
+from hwaccel.models.checkpoint_files import WEIGHT_SUFFIXES
+from hwaccel.types import ModelRef
 
 if TYPE_CHECKING:
-    from hwaccel.kit.taxonomy import Label
+    pass
 
 TINY_PREFIX = "tiny:"
 _COMPOSITION_PREFIX = re.compile(r"^([a-z][a-z0-9_-]*):")
@@ -42,95 +42,6 @@ ALIASES: dict[str, tuple[str, str, str]] = {
 }
 _CLASS_NAME = re.compile(r"^[A-Z][A-Za-z0-9]*$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """A resolved model reference and the evidence about what it is.
-
-    ``signal`` names where the evidence came from, strongest first: ``config`` (a tiny
-    config), ``local`` (a folder's ``config.json``), ``hf-cache``, ``class``, ``task``,
-    ``name`` (the name alone), ``none``. ``label`` is the TAXONOMY.md reference label, set
-    by the core before pipelines are asked to claim the model. A composition
-    (``<pipeline>:<part>+<part>``) holds its parts in ``components``, in the order of the
-    pipeline's declared roles.
-    """
-
-    spec: str
-    kind: str  # tiny | local | alias | hub | composite
-    path: str | None = None
-    config: dict[str, Any] | None = None
-    model_type: str | None = None
-    architectures: tuple[str, ...] = ()
-    model_class: str | None = None
-    tasks: tuple[str, ...] = ()
-    signal: str = "none"
-    evidence: str = ""
-    label: Label | None = None
-    components: tuple[ModelRef, ...] = ()
-
-    @property
-    def is_tiny(self) -> bool:
-        """True for ``tiny:`` references, whose weights are random."""
-        return self.kind == "tiny"
-
-    @property
-    def is_diffusers(self) -> bool:
-        """True when the config is a diffusers ``model_index.json`` or model config."""
-        return self.config is not None and "_class_name" in self.config
-
-    @property
-    def loadable(self) -> bool:
-        """True when the weights (or a tiny build) are on this machine: nothing to download.
-        A folder with a config but no weight file is not: hwaccel never invents weights; nor
-        is one whose checkpoint is broken (an index or a safetensors header)."""
-        if self.kind == "composite":
-            return all(part.loadable for part in self.components)
-        return self.is_tiny or (self.path is not None and holds_weights(self.path)
-                                and unusable_checkpoint(self.path) is None)
-
-    def unavailable_message(self) -> str:
-        """Why :attr:`loadable` is false, in one line."""
-        problem = unusable_checkpoint(self.path) if self.path is not None else None
-        if problem is not None:
-            return f"{problem} (the model's own files: hwaccel never repairs weights)"
-        if self.path is not None:
-            return (f"{self.path} holds no weight file ({', '.join(WEIGHT_SUFFIXES)}), only "
-                    "its config: hwaccel runs a model's own weights and never invents them "
-                    f"(save them there, or use tiny:{self.model_type or '<model_type>'} for "
-                    "a small model with random weights)")
-        return not_cached_message(self.spec)
-
-    def load_config(self) -> Any:
-        """Return the transformers config object (tiny configs are shrunk; nothing remote).
-
-        A reference without files but with a config (a catalogue's published config) gets
-        that config built on the installed transformers' defaults for its model type.
-        """
-        from transformers import AutoConfig
-
-        if self.is_tiny:
-            from hwaccel.kit.tiny import tiny_config
-
-            return tiny_config(self.model_type or "")
-        if self.path is None and (self.config is None or not self.model_type):
-            raise ModelReferenceError(not_cached_message(self.spec))
-        if self.path is None:  # a published config (a catalogue's), held to a file's rules
-            from hwaccel.models.config_checks import check_sizes
-
-            check_sizes(self.config, f"the published config of {self.spec}")
-        try:
-            if self.path is None:  # a published config, no files
-                return AutoConfig.for_model(self.model_type, **{
-                    k: v for k, v in self.config.items() if k != "model_type"})
-            return AutoConfig.from_pretrained(self.path, trust_remote_code=False,
-                                              local_files_only=True)
-        except Exception as exc:  # noqa: BLE001 - transformers' refusal of the user's config
-            # (a ValueError, huggingface_hub's StrictDataclassError for a field's type, ...)
-            from hwaccel.kit.failures import one_line
-
-            raise ModelReferenceError(f"transformers refuses the config of {self.spec}: "
-                                      f"{one_line(exc)}") from None
 
 
 def holds_weights(folder: str | Path) -> bool:

@@ -20,7 +20,7 @@ from hwaccel.history.provenance import fingerprint, library_versions
 from hwaccel.history.store import Store
 from hwaccel.kit.failures import DETECTION_FAILED, failure
 from hwaccel.models.classify import classify_ref
-from hwaccel.models.resolve import ModelRef, resolve_model
+from hwaccel.models.resolve import resolve_model
 from hwaccel.plugins import HookError, Plugins
 from hwaccel.running.jobs import JobPool
 from hwaccel.running.runner import run_job
@@ -31,6 +31,7 @@ from hwaccel.types import (
     BenchmarkSettings,
     Classification,
     HardwareInfo,
+    ModelRef,
 )
 
 
