@@ -16,7 +16,7 @@ torch, and never hang. What is checked:
   model, low enough that a model skeleton builds in seconds). Whether heads must divide
   the width depends on the architecture (BERT requires it, Llama-style models floor the
   head size): the model's own check decides, and
-  :meth:`hwaccel.models.resolve.ModelRef.load_config` and the footprint report its refusal as the
+  :meth:`hwaccel.types.ModelRef.load_config` and the footprint report its refusal as the
   config's error.
 
 :func:`load_config_json` reads and checks a file; :func:`check_sizes` checks a parsed dict
