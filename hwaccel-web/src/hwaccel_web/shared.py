@@ -40,7 +40,6 @@ from hwaccel_web.errors import BrowserError
 
 IDLE_ENV = "HWACCEL_WEB_IDLE"
 DEFAULT_IDLE_S = 60.0
-ZYGOTE_MODULE = "hwaccel.running.zygote"
 _EXIT_WAIT_S = 2.0
 _STOP_WAIT_S = 15.0
 
@@ -81,13 +80,9 @@ def alive(pid: int, started: float) -> bool:
 def run_owner() -> int | None:
     """The process whose life is the run's: the job zygote that forked this process; None
     when this process is not a job."""
-    import psutil
+    from hwaccel.kit.jobs import job_owner
 
-    try:
-        parent = psutil.Process(os.getppid())
-        return parent.pid if ZYGOTE_MODULE in parent.cmdline() else None
-    except psutil.Error:
-        return None
+    return job_owner()
 
 
 def run_key(owner: int, executable: str) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from hwaccel.errors import HwaccelError
+from hwaccel.kit.jobs import ZYGOTE_MODULE
 
 _POLL_S = 0.05
 _MEMORY_POLL_S = 0.1
@@ -77,7 +78,7 @@ class _Zygote:
     def __init__(self, env: dict[str, str], log: Path):
         self.log = open(log, "ab")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hwaccel.running.zygote"], stdin=subprocess.PIPE,
+            [sys.executable, "-m", ZYGOTE_MODULE], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self.log, env=env, start_new_session=True)
         self.started: queue.Queue[int | None] = queue.Queue()
         self.exits: dict[int, int | None] = {}
