@@ -316,9 +316,8 @@ class TemplatePart(_Record):
     and the ``required_slots`` it expects a backend to fill. A backend answers with
     ``owner="backend"`` and ``snippets``: Python source for each slot it provides. The core
     composes the two halves; a backend missing a required slot is a clear error. A pipeline
-    also names its ``example_models``: references that load offline (``tiny:`` models or
-    shipped ones), which ``hwaccel matrix`` uses to represent the pipeline by default, and
-    ``source``: where its template comes from (``package/file.py.j2``). A backend declares in
+    also names ``source``: where its template comes from (``package/file.py.j2``); its
+    example models are in its :class:`PipelineInfo`. A backend declares in
     ``exposes`` what its loaded model offers the checks beyond inputs in, outputs out (names
     of :data:`hwaccel.kit.exposure.FEATURES`: the PyTorch module's internals, ``generate``, calls
     of any shape, cache outputs); ``None`` means it runs the PyTorch module itself. A check
@@ -330,7 +329,6 @@ class TemplatePart(_Record):
     template: str | None = None
     required_slots: tuple[str, ...] = ()
     snippets: dict[str, str] = field(default_factory=dict)
-    example_models: tuple[str, ...] = ()
     source: str | None = None
     exposes: tuple[str, ...] | None = None
     plugin: str | None = None

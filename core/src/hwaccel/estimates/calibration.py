@@ -20,7 +20,7 @@ is taken away. The load phase is calibrated the same way from the high-water mar
 model is loaded. Accelerators with their own memory
 get ``D[d, p]``, the device's baseline, from the example's device peak likewise.
 
-The example models are the pipelines' own (:attr:`TemplatePart.example_models`): the
+The example models are the pipelines' own (:attr:`PipelineInfo.example_models`): the
 smallest of the model's pipeline (a tiny one, or a composition of the pipeline's own), and
 the single example of all whose weight files are largest (the shipped MiniLM).
 
