@@ -355,6 +355,8 @@ class BenchmarkSettings(_Record):
     threads: int | None = None
     precision: str = "fp32"  # what the caller asks for; the result says what actually ran
     measure: str = "timing"  # "memory": the memory pass, with no reference copy loaded
+    new_tokens: int = 0  # > 0: time greedy generation of this many tokens after a prompt
+    # of ``seq_len`` tokens (kit.generation), instead of one forward call
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -388,6 +390,16 @@ class BenchmarkResult(_Record):
     the backend compared them. ``device_peak_mb`` is an accelerator's own memory high-water
     mark (GPU memory), ``details`` what else the backend wants on record for this run (a
     precision fallback and its reason, whether operators could fall back to the CPU).
+
+    A generation benchmark (``settings.new_tokens > 0``, :mod:`hwaccel.kit.generation`)
+    times whole greedy ``generate`` calls: the latency fields are those calls end to end,
+    ``seq_len`` is the prompt length and ``new_tokens`` the tokens each row decodes;
+    ``ttft_ms`` is the median time to the first new token (the prefill), ``tpot_p50_ms`` and
+    ``tpot_p90_ms`` the per-output-token latency over the decode steps of every timed call,
+    ``tokens_per_s`` the new tokens of the whole batch per second at the mean call,
+    ``token_match`` the share of greedy tokens identical to the CPU PyTorch fp32 reference's,
+    and ``kv_cache`` how past keys and values were kept (``dynamic``, ``static``,
+    ``stateful``, or ``none: <why>`` for a loop that re-runs the sequence).
     """
 
     model: str
@@ -425,3 +437,10 @@ class BenchmarkResult(_Record):
     plugin: str | None = None
     distribution: str | None = None
     distribution_version: str | None = None
+    new_tokens: int | None = None
+    ttft_ms: float | None = None
+    tpot_p50_ms: float | None = None
+    tpot_p90_ms: float | None = None
+    tokens_per_s: float | None = None
+    token_match: float | None = None
+    kv_cache: str | None = None

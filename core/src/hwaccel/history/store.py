@@ -88,6 +88,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN pid INTEGER;
     ALTER TABLE runs ADD COLUMN process_started DOUBLE;
     """,
+    """
+    ALTER TABLE hardware_results ADD COLUMN new_tokens INTEGER;
+    ALTER TABLE hardware_results ADD COLUMN ttft_ms DOUBLE;
+    ALTER TABLE hardware_results ADD COLUMN tpot_p50_ms DOUBLE;
+    ALTER TABLE hardware_results ADD COLUMN tpot_p90_ms DOUBLE;
+    ALTER TABLE hardware_results ADD COLUMN tokens_per_s DOUBLE;
+    ALTER TABLE hardware_results ADD COLUMN token_match DOUBLE;
+    ALTER TABLE hardware_results ADD COLUMN kv_cache VARCHAR;
+    ALTER TABLE runs ADD COLUMN scenario VARCHAR;
+    ALTER TABLE runs ADD COLUMN scenario_file VARCHAR;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -140,6 +151,10 @@ def result_row(result: BenchmarkResult, classification: Classification | None, r
         "hardware_fingerprint": result.hardware_fingerprint, "plugin": result.plugin,
         "max_abs_diff": result.max_abs_diff, "device_memory_usage": result.device_peak_mb,
         "details": json.dumps(result.details, sort_keys=True) if result.details else None,
+        "new_tokens": result.new_tokens, "ttft_ms": result.ttft_ms,
+        "tpot_p50_ms": result.tpot_p50_ms, "tpot_p90_ms": result.tpot_p90_ms,
+        "tokens_per_s": result.tokens_per_s, "token_match": result.token_match,
+        "kv_cache": result.kv_cache,
         **{name: context.get(name) for name in CONTEXT_COLUMNS},
     }
 
@@ -255,9 +270,10 @@ class Store:
             for info in hardware])
 
     def start_run(self, run_id: str, command: str, planned: int, settings: dict[str, Any],
-                  node: str) -> None:
-        """Record that a run began, with what it planned, how it measures, and this process
-        as its owner."""
+                  node: str, scenario: str | None = None,
+                  scenario_file: str | None = None) -> None:
+        """Record that a run began, with what it planned, how it measures, this process as
+        its owner, and the scenario file it ran (its text and path), if any."""
         from importlib.metadata import version
 
         owner = run_owner.this_process()
@@ -265,7 +281,8 @@ class Store:
                               "status": "running", "planned": planned,
                               "settings": json.dumps(settings, sort_keys=True), "node": node,
                               "hwaccel_version": version("hwaccel-core"), "host": owner.host,
-                              "pid": owner.pid, "process_started": owner.started},
+                              "pid": owner.pid, "process_started": owner.started,
+                              "scenario": scenario, "scenario_file": scenario_file},
                      returning=None)
 
     def finish_run(self, run_id: str, status: str) -> None:
