@@ -336,10 +336,14 @@ class TemplatePart(_Record):
     distribution_version: str | None = None
 
 
-QUANTIZED_PRECISIONS = ("int8",)
-"""Precisions that run a quantized model: only a device that declares one among its
+QUANTIZED_PRECISIONS = ("int8", "int4")
+"""Precisions that run a quantized model (int8 activations and weights, or weights only, as
+the backend records in the row's details): only a device that declares one among its
 ``capabilities`` is asked for it (a job on any other is ``unsupported``, never a float run
 recorded under that name)."""
+NATIVE_PRECISION = "native"
+"""The precision a device runs when nobody tells it one (OpenVINO's CPU plugin picks bf16 on
+a CPU with bf16 instructions; PyTorch runs fp32): the row records what actually ran."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
