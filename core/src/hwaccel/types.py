@@ -358,7 +358,6 @@ class BenchmarkSettings(_Record):
     max_seconds: float = 60.0
     threads: int | None = None
     precision: str = "fp32"  # what the caller asks for; the result says what actually ran
-    measure: str = "timing"  # "memory": the memory pass, with no reference copy loaded
     new_tokens: int = 0  # > 0: time greedy generation of this many tokens after a prompt
     # of ``seq_len`` tokens (kit.generation), instead of one forward call
 

@@ -11,6 +11,11 @@ quantized inside the load time) on a device that declares int8. The result recor
 precision that ran, what was asked, how it was quantized, and what its latency is the latency of
 (``details.latency_of``: Qualcomm's x86_64 simulator of the HTP is not an NPU). An exporter
 or a QNN session that refuses the graph is the backend's failure (:mod:`hwaccel.kit.failures`).
+
+QNN does not generate: the HTP compiles a graph for one fixed input shape, so a decoding loop
+would need a graph per sequence length, or a decoder exported with a fixed-size key/value
+cache as inputs and outputs, which this backend does not build. A generation request
+(``settings.new_tokens > 0``) is recorded as ``unsupported`` with :data:`NO_GENERATION`.
 """
 
 from __future__ import annotations
@@ -24,9 +29,14 @@ from hwaccel.kit.onnx_prepare import export_first
 from hwaccel.kit.workloads import load_workload
 from hwaccel_qnn.runtime import QnnModel, load_on_qnn, run_precision
 
+NO_GENERATION = ("QNN runs fixed-shape graphs: generation needs a graph per sequence length "
+                 "or a fixed-size key/value cache export, which the qnn backend does not build")
+
 
 def run(request: BenchmarkRequest) -> BenchmarkResult:
     """Measure the request's workload on its QNN device, compared with the CPU reference."""
+    if request.settings.new_tokens > 0:
+        return failure(request, "unsupported", NO_GENERATION)
     exported = export_first(request)
     if "error" in exported:  # attributed by the export process (the exporter's: backend)
         return failure(request, exported["category"], exported["error"])

@@ -66,8 +66,15 @@ def _details(model: WebModel, request: BenchmarkRequest) -> dict[str, Any]:
     return details
 
 
+NO_GENERATION = ("the web backend runs one exported forward graph in onnxruntime-web, without "
+                 "past keys/values as graph inputs and outputs, so it does not generate")
+
+
 def run(request: BenchmarkRequest) -> BenchmarkResult:
-    """Measure the request's workload in the browser on its provider, against the CPU."""
+    """Measure the request's workload in the browser on its provider, against the CPU
+    (a generation request is ``unsupported``: :data:`NO_GENERATION`)."""
+    if request.settings.new_tokens > 0:
+        return failure(request, "unsupported", NO_GENERATION)
     settings = request.settings
     threads = settings.threads or default_threads()
     export = ExportBeforeMeasuring(request)

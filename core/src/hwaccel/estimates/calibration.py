@@ -12,22 +12,22 @@ workload loads it there first), ``W_run`` the weights at the precision the devic
 (as its converted graph holds them: tied word embeddings twice in an ONNX export),
 ``A`` the call's activations when the device computes on the host, ``R[d, p]`` the
 **runtime baseline** (libraries, the runtime's start, the first call's workspaces) and
-``e[d]`` the **extra copies of the weights** the backend keeps (OpenVINO's compiled graph;
-0 for PyTorch on the CPU). Two measurements give both: the memory pass of a small example
-model and of the largest example model, each on that device; ``e`` is the slope between
-them (never below 0), ``R`` what remains of the small example's peak once its computed part
-is taken away. The load phase is calibrated the same way from the high-water mark once the
-model is loaded. Accelerators with their own memory
-get ``D[d, p]``, the device's baseline, from the example's device peak likewise.
-
+``e[d]`` the **extra copies of the weights** the backend keeps (OpenVINO's compiled graph; 0
+for PyTorch on the CPU). Two measurements give both: the memory figure of a benchmark of a
+small example model and of the largest example model, each on that device; ``e`` is the
+slope between them (never below 0), ``R`` what remains of the small example's peak once its
+computed part is taken away. The load phase is calibrated the same way from the high-water
+mark once the model is loaded. Accelerators with their own memory get ``D[d, p]``, the
+device's baseline, from the example's device peak likewise.
 The example models are the pipelines' own (:attr:`PipelineInfo.example_models`): the
 smallest of the model's pipeline (a tiny one, or a composition of the pipeline's own), and
 the single example of all whose weight files are largest (the shipped MiniLM).
 
-A measurement is taken from the DuckDB history when it holds a successful memory pass of
-that example on the same device (same hardware fingerprint, same library versions);
-otherwise it is measured now with the benchmark's own jobs (a timing pass of one call, then
-the memory pass) and kept in ``calibration.json`` in the hwaccel cache folder.
+A measurement is taken from the DuckDB history when it holds a successful benchmark of that
+example on the same device (same hardware fingerprint, same library versions); otherwise it
+is measured now with the benchmark's own job (one timed call, the kernel's high-water mark
+taken before any reference copy loads) and kept in ``calibration.json`` in the hwaccel cache
+folder.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from hwaccel.kit import jsoncache, paths
 from hwaccel.plugins import Plugins
 from hwaccel.types import BenchmarkSettings, HardwareInfo
 
-#: how calibration jobs measure: one timed call (the timing pass fills conversion caches
-#: as a benchmark's does), then the memory pass
+#: how calibration jobs measure: one timed call (which fills conversion caches as a
+#: benchmark's does), with the memory figure of the same job
 SETTINGS = BenchmarkSettings(warmup=0, min_iterations=1, min_seconds=0.0, max_seconds=60.0)
 _FORMAT = 1
 MIB = 2**20
@@ -91,7 +91,7 @@ def has_own_memory(hardware: HardwareInfo) -> bool:
 
 @dataclass(frozen=True)
 class Measured:
-    """One memory pass of an example model on a device (MiB)."""
+    """The memory figures of one benchmark of an example model on a device (MiB)."""
 
     model: str
     peak_mb: float
@@ -342,7 +342,7 @@ class Calibrator:
                 if not result.success or result.peak_rss_mb is None:
                     self._measured[(label, model)] = (
                         f"{result.error_category}: {result.error}" if not result.success
-                        else "the memory pass did not finish")
+                        else "the benchmark recorded no memory figure")
                     continue
                 stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
                 found = Measured(model=model,

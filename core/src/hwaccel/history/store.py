@@ -20,8 +20,8 @@ process that owns it (:mod:`hwaccel.running.run_owner`). Every open for writing 
 the ``running`` runs of this host whose process is gone.
 
 Units: ``load_time`` and ``inference_time`` (the mean latency) are seconds,
-``memory_usage`` is the peak resident memory of the job's memory pass in MiB, ``*_ms`` columns are
-milliseconds.
+``memory_usage`` is the peak resident memory of the benchmark's job in MiB (before any
+reference copy was loaded), ``*_ms`` columns are milliseconds.
 """
 
 from __future__ import annotations

@@ -168,14 +168,24 @@ def benchmark_workload(request: BenchmarkRequest, *,
                        ) -> BenchmarkResult:
     """Measure the pipeline's workload for ``request`` on a device, the same way everywhere.
 
+    One process measures everything, in this order: the model is loaded and placed (load
+    time; ``details["load_peak_rss_mb"]`` is the kernel high-water mark then), the calls are
+    timed, ``peak_rss_mb`` is the high-water mark after them (this model on this device
+    alone: nothing else has been loaded yet), and only then is the CPU reference copy loaded
+    and run, when there is one to compare with.
+
+    With ``request.settings.new_tokens > 0`` each timed call is a whole greedy generation
+    (:mod:`hwaccel.kit.generation`: time to first token, per-token latency, tokens/s, and
+    the share of tokens identical to the CPU reference's, which generation always computes);
+    otherwise it is one forward call.
+
     :param place_model: moves (or converts) the CPU model onto the device; its time counts
         as load time.
     :param place_inputs: moves the inputs onto the device (not timed).
     :param synchronize: waits for the device to finish; called inside every timed call.
     :param compare_reference: also run a separately loaded CPU PyTorch fp32 copy of the
-        model on the same inputs (before the device model is loaded, outside the timings)
-        and report the largest absolute difference of the outputs as ``max_abs_diff``.
-        The memory pass (``settings.measure == "memory"``) never loads that copy.
+        model on the same inputs (after the timings and the memory figure) and report the
+        largest absolute difference of the outputs as ``max_abs_diff``.
     :param timer: the device's own per-call timer (CUDA events), recorded in ``details``
         as ``timer``; without one, calls are timed with ``time.perf_counter``.
     :param call_context: makes a fresh context manager that is entered around every call of
@@ -190,9 +200,6 @@ def benchmark_workload(request: BenchmarkRequest, *,
 
     Compared with the reference, a workload that makes embeddings also records
     ``details["cosine_similarity"]`` (:func:`embedding_similarity`).
-
-    The memory pass also records ``details["load_peak_rss_mb"]``: the process's high-water
-    mark once the model is loaded (and converted), before its first call.
     """
     from hwaccel.kit.failures import (
         BACKEND,
@@ -206,9 +213,14 @@ def benchmark_workload(request: BenchmarkRequest, *,
     from hwaccel.kit.workloads import load_workload
 
     settings = request.settings
+    generating = settings.new_tokens > 0
     with stage("prepare", HARNESS):
         workload = load_workload(request.model, request.classification)
         workload.prepare()
+    if generating:
+        from hwaccel.kit.generation import check_generates
+
+        check_generates(workload, request.model)
 
     def on_the_model(exc: BaseException) -> str:
         return blame_reference(exc, workload)
@@ -217,15 +229,15 @@ def benchmark_workload(request: BenchmarkRequest, *,
         return blame_by_frame(exc, BACKEND)
 
     def run_reference() -> Any:
-        """The CPU PyTorch fp32 outputs of a separately loaded copy of the model."""
+        """The CPU PyTorch fp32 outputs (or greedy tokens) of a separately loaded copy."""
         with stage("inputs", HARNESS):
             cpu_inputs = workload.make_inputs(settings.batch_size, settings.seq_len)
         with stage("reference", on_the_model):
-            return workload.forward(workload.load_model(), cpu_inputs)
+            reference_model = workload.load_model()
+            if generating:
+                return workload.generate(reference_model, cpu_inputs, settings.new_tokens)
+            return workload.forward(reference_model, cpu_inputs)
 
-    reference = None
-    if compare_reference and settings.measure != "memory":
-        reference = run_reference()
     baseline = process_memory_mb("VmRSS")
     start = time.perf_counter()
     if load_lazily:
@@ -244,42 +256,58 @@ def benchmark_workload(request: BenchmarkRequest, *,
             cpu_model = workload.load_model()
         with stage("placement", on_the_device):
             model = place_model(cpu_model)
+        del cpu_model
     load_time = time.perf_counter() - start
-    details: dict[str, Any] = {"timer": timer.name if timer is not None else "perf_counter"}
-    if settings.measure == "memory":  # the high-water mark once loaded, before any call
-        details["load_peak_rss_mb"] = process_memory_mb("VmHWM")
+    details: dict[str, Any] = {"timer": timer.name if timer is not None else "perf_counter",
+                               "load_peak_rss_mb": process_memory_mb("VmHWM")}
     with stage("inputs", HARNESS):
         cpu_inputs = workload.make_inputs(settings.batch_size, settings.seq_len)
     with stage("placement", on_the_device):
         inputs = place_inputs(cpu_inputs)
 
-    def call() -> Any:
+    def in_context(run: Callable[[], Any]) -> Any:
         with call_context() if call_context is not None else nullcontext():
-            output = workload.forward(model, inputs)
+            output = run()
             if synchronize is not None:
                 synchronize()
         return output
 
     try:
-        timing = time_calls(call, warmup=settings.warmup,
-                            min_iterations=settings.min_iterations,
-                            min_seconds=settings.min_seconds,
-                            max_seconds=settings.max_seconds, timer=timer)
+        if generating:
+            from hwaccel.kit.generation import time_generation
+
+            timing = time_generation(workload, model, inputs, settings, in_context)
+        else:
+            timing = time_calls(lambda: in_context(lambda: workload.forward(model, inputs)),
+                                warmup=settings.warmup, min_iterations=settings.min_iterations,
+                                min_seconds=settings.min_seconds,
+                                max_seconds=settings.max_seconds, timer=timer)
     except Exception as exc:  # noqa: BLE001 - attributed, then raised again
-        if reference is None:  # whose failure: the model's when the CPU reference fails too
-            run_reference()
+        run_reference()  # whose failure: the model's when the CPU reference fails too
         found, message = attribute(exc, on_the_device(exc))
         raise AttributedError(found, f"device: {message}", stage="device") from exc
+    peak = process_memory_mb("VmHWM")
+    reference = run_reference() if compare_reference or generating else None
+    fields: dict[str, Any] = {}
     with stage("outputs", HARNESS):
-        shapes = workload.output_shapes(timing.last_output)
-        diff = max_abs_diff(reference, timing.last_output) if reference else None
-        similarity = embedding_similarity(workload, reference, timing.last_output, cpu_inputs)
-    if similarity is not None:
-        details["cosine_similarity"] = similarity
+        if generating:
+            from hwaccel.kit.generation import generation_fields
+
+            fields = generation_fields(timing, reference, settings, model)
+            shapes = {"sequences": list(timing.last_output.shape)}
+        else:
+            shapes = workload.output_shapes(timing.last_output)
+            fields["max_abs_diff"] = (max_abs_diff(reference, timing.last_output)
+                                      if reference else None)
+            similarity = embedding_similarity(workload, reference, timing.last_output,
+                                              cpu_inputs)
+            if similarity is not None:
+                details["cosine_similarity"] = similarity
+    details.update(fields.pop("details", {}))
     return BenchmarkResult(
         model=request.model, backend=request.hardware.backend, device=request.hardware.device,
         success=True, load_time_s=load_time, cold_ms=timing.cold_ms,
         iterations=len(timing.times_ms), batch_size=settings.batch_size,
         seq_len=settings.seq_len, threads=threads, precision=precision,
-        output_shapes=shapes, baseline_rss_mb=baseline, max_abs_diff=diff, details=details,
-        **summarize(timing.times_ms, settings.batch_size))
+        output_shapes=shapes, baseline_rss_mb=baseline, peak_rss_mb=peak, details=details,
+        **fields, **summarize(timing.times_ms, settings.batch_size))

@@ -1,8 +1,8 @@
 """One cell of the matrix, run where it is called: its generated test, then its benchmark.
 
 A cell is one (model, device). :class:`CellRunner` renders the generated test file for its
-(model, backend), runs it under pytest in a job process, then benchmarks the model (timing
-pass, then memory pass), each job with the time and memory limits of its
+(model, backend), runs it under pytest in a job process, then benchmarks the model (one
+job: timings, then the memory figure), each job with the time and memory limits of its
 :class:`~hwaccel.running.jobs.JobPool`. Every executor (:mod:`hwaccel.running.executors`) runs
 cells through
 it: the local one on this machine, a distributed one on whichever node it placed the cell.

@@ -1,12 +1,11 @@
 """The compatibility matrix: models x detected devices, every cell tested and measured.
 
 A cell renders the generated test file for its (model, backend), runs it under pytest in a
-job process of its own, then benchmarks the model (timing pass, then memory pass), each job
-with a time limit and a memory limit (:mod:`hwaccel.running.cells`, :mod:`hwaccel.running.jobs`).
-So every
-cell is also a check that the generated code works. A crash, a hang, an out-of-memory or a
-failed conversion is a recorded failure with its category and message, and the matrix goes
-on.
+job process of its own, then benchmarks the model (one job: timings, then the memory
+figure), each job with a time limit and a memory limit (:mod:`hwaccel.running.cells`,
+:mod:`hwaccel.running.jobs`). So every cell is also a check that the generated code works.
+A crash, a hang, an out-of-memory or a failed conversion is a recorded failure with its
+category and message, and the matrix goes on.
 
 Where cells run is the executor's choice (:mod:`hwaccel.running.executors`). With the local one they
 run one at a time by default; with several workers, cells of different compute resources

@@ -1,7 +1,9 @@
 """What a job process runs: a benchmark through the backend's hook, or a generated test.
 
-Both run in a child of :mod:`hwaccel.running.zygote`. A benchmark result is stamped by the core with
-the kernel's memory high-water mark of this process, the load average at the start, library
+Both run in a child of :mod:`hwaccel.running.zygote`. A benchmark result is stamped by the
+core with the kernel's memory high-water mark of this process (unless the measurement
+recorded it before loading its reference copy, as
+:func:`hwaccel.kit.measure.benchmark_workload` does), the load average at the start, library
 versions and the hardware fingerprint. A generated test runs under pytest in this process;
 its outcome is counted per test and the first failure kept as one line.
 """
@@ -36,8 +38,9 @@ def run(request: BenchmarkRequest) -> BenchmarkResult:
         else:
             result = failure(request, "unsupported",
                              f"no loaded plugin benchmarks backend {request.hardware.backend!r}")
+    peak = result.peak_rss_mb if result.peak_rss_mb is not None else process_memory_mb("VmHWM")
     return dataclasses.replace(
-        result, peak_rss_mb=process_memory_mb("VmHWM"), load_avg=load_avg,
+        result, peak_rss_mb=peak, load_avg=load_avg,
         versions={**library_versions((result.distribution,
                                       request.classification.distribution)),
                   **result.versions},

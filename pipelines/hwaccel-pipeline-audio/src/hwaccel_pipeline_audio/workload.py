@@ -445,15 +445,17 @@ class AudioWorkload(TransformersWorkload):
             previous = token
         return out
 
-    def generate(self, model: Any, inputs: dict[str, Any], new_tokens: int) -> Any:
-        """Greedy generation of exactly ``new_tokens`` tokens per row (seq2seq models)."""
+    def generate(self, model: Any, inputs: dict[str, Any], new_tokens: int,
+                 **extra: Any) -> Any:
+        """Greedy generation of exactly ``new_tokens`` tokens per row (seq2seq models);
+        ``extra`` goes to the model's ``generate`` as it is (a ``streamer``)."""
         import torch
 
         if not self.generative:
             raise HwaccelError(f"{self.model_class.__name__} does not generate text")
         prompt = {k: v for k, v in inputs.items()
                   if k != "decoder_input_ids" and k in self.forward_parameters}
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = dict(extra)
         if not self.whisper_style:
             options["decoder_start_token_id"] = self.decoder_start_token_id
         pad = getattr(self.config, "pad_token_id", None)

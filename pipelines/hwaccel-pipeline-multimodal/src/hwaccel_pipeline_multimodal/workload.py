@@ -544,11 +544,13 @@ class MultimodalWorkload(TransformersWorkload):
         height, width = int(pixels.shape[-2]), int(pixels.shape[-1])
         return (height // patch) * (width // patch) + 1
 
-    def generate(self, model: Any, inputs: dict[str, Any], new_tokens: int) -> Any:
-        """Greedy generation of exactly ``new_tokens`` tokens per row after the prompt."""
+    def generate(self, model: Any, inputs: dict[str, Any], new_tokens: int,
+                 **extra: Any) -> Any:
+        """Greedy generation of exactly ``new_tokens`` tokens per row after the prompt;
+        ``extra`` goes to the model's ``generate`` as it is (a ``streamer``)."""
         import torch
 
-        options = {}
+        options = dict(extra)
         for key in ("pad_token_id", "eos_token_id"):
             value = getattr(self.text_config, key, None)
             if isinstance(value, int):

@@ -297,8 +297,10 @@ class RagWorkload(BaseWorkload):
                 "retrieval_scores": (batch, self.top_k),
                 "retrieved_indices": (batch, self.top_k)}
 
-    def generate(self, model: Any, inputs: dict[str, Any], new_tokens: int) -> Any:
-        """Retrieve, then greedy generation of exactly ``new_tokens`` tokens per question."""
+    def generate(self, model: Any, inputs: dict[str, Any], new_tokens: int,
+                 **extra: Any) -> Any:
+        """Retrieve, then greedy generation of exactly ``new_tokens`` tokens per question;
+        ``extra`` goes to the generator's ``generate`` as it is (a ``streamer``)."""
         import torch
 
         question = {k: inputs[k] for k in ("input_ids", "attention_mask", "question_ids",
@@ -307,7 +309,7 @@ class RagWorkload(BaseWorkload):
             options = {"pad_token_id": token_id(self.generator_config, "pad_token_id",
                                                 "eos_token_id"),
                        "eos_token_id": token_id(self.generator_config, "eos_token_id"),
-                       "decoder_start_token_id": self._decoder_start()}
+                       "decoder_start_token_id": self._decoder_start(), **extra}
             with torch.inference_mode():
                 return model.generate_rag(**question, new_tokens=new_tokens, **options)
         with torch.inference_mode():
@@ -315,7 +317,8 @@ class RagWorkload(BaseWorkload):
             ids, mask = model.prompt(indices, inputs["question_ids"],
                                      inputs["question_attention_mask"])
         return self.parts[1].generate(model.generator,
-                                      {"input_ids": ids, "attention_mask": mask}, new_tokens)
+                                      {"input_ids": ids, "attention_mask": mask}, new_tokens,
+                                      **extra)
 
     def generated_length(self, inputs: dict[str, Any], new_tokens: int) -> int:
         """The sequence length :meth:`generate` returns for ``inputs``."""

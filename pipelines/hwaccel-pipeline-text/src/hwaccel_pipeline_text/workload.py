@@ -182,12 +182,14 @@ class TextWorkload(TransformersWorkload):
             return {"last_hidden_state": (batch, out_seq, int(self.text_config.hidden_size))}
         return {}
 
-    def generate(self, model: Any, inputs: dict[str, Any], new_tokens: int) -> Any:
-        """Greedy generation of exactly ``new_tokens`` tokens per row."""
+    def generate(self, model: Any, inputs: dict[str, Any], new_tokens: int,
+                 **options: Any) -> Any:
+        """Greedy generation of exactly ``new_tokens`` tokens per row; ``options`` go to the
+        model's ``generate`` as they are (a ``streamer``)."""
         import torch
 
         prompt = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
-        options = {"pad_token_id": self._token_id("pad_token_id", "eos_token_id")}
+        options = {"pad_token_id": self._token_id("pad_token_id", "eos_token_id"), **options}
         if self.encoder_decoder:
             options["decoder_start_token_id"] = self._token_id("decoder_start_token_id",
                                                                "pad_token_id")
