@@ -1,15 +1,20 @@
-"""Benchmark jobs in real processes: timeouts, crashes, errors, kills, and one real success."""
+"""Benchmark jobs in real processes: timeouts, crashes, errors, kills, the zygote's preload
+and exit, and one real success."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from conftest import make_plugin_dist, pythonpath_env
+from hwaccel.running.jobs import JobPool
 from hwaccel.running.runner import run_job
 from hwaccel.types import BenchmarkRequest, BenchmarkSettings, Classification, HardwareInfo
 
@@ -58,6 +63,12 @@ BODIES = {
     "killy": """\
     os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(30)
+""",
+    "probe": """\
+    probe = request.hardware.details["probe"]
+    with open(probe + ".tmp", "w") as out:
+        out.write(" ".join(m for m in ("pytest", "torch") if m in sys.modules))
+    os.replace(probe + ".tmp", probe)
 """,
 }
 
@@ -161,6 +172,68 @@ def test_no_plugin_for_the_backend(with_plugins):
     result = run_job(request, timeout_s=60)
     assert_failure(result, request, "unsupported")
     assert "nobody" in result.error
+
+
+def wait_for(path: Path, proc: subprocess.Popen) -> None:
+    """Wait until ``path`` exists, failing if ``proc`` ends first (or after a minute)."""
+    deadline = time.monotonic() + 60
+    while not path.is_file():
+        assert proc.poll() is None, f"the zygote ended with {proc.returncode} first"
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.05)
+
+
+def test_closing_stdin_kills_the_jobs_and_the_zygote_leaves_with_os_exit(with_plugins,
+                                                                        tmp_path):
+    pidfile, atexit_ran = tmp_path / "pids", tmp_path / "atexit-ran"
+    # the zygote as the job pool starts it (preloading torch and transformers), with an
+    # atexit handler that only the interpreter's normal shutdown would run
+    start = (f"import atexit, runpy, sys; atexit.register(open, {str(atexit_ran)!r}, 'w'); "
+             "sys.argv = ['zygote', 'benchmark']; "
+             "runpy.run_module('hwaccel.running.zygote', run_name='__main__')")
+    zygote = subprocess.Popen([sys.executable, "-c", start], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    request = request_for("sleepy", pidfile=str(pidfile))
+    job = {"kind": "benchmark", "payload": request.to_dict(), "cpus": None,
+           "result": str(tmp_path / "result.json"), "log": str(tmp_path / "log.txt")}
+    zygote.stdin.write((json.dumps(job) + "\n").encode())
+    zygote.stdin.flush()
+    assert "started" in json.loads(zygote.stdout.readline())
+    wait_for(pidfile, zygote)
+    worker, grandchild = (int(p) for p in pidfile.read_text().split())
+    zygote.stdin.close()
+    assert zygote.wait(timeout=60) == 0
+    assert zygote.stdout.read() == b"", "the job that was killed is not reported as exited"
+    assert not atexit_ran.exists(), "the zygote went through the interpreter's shutdown"
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)  # killed and reaped by the zygote before it left
+    deadline = time.monotonic() + 5
+    while not process_gone(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process_gone(grandchild), "the job's own child process survived the zygote"
+
+
+def test_the_zygote_preloads_pytest_only_for_a_pool_that_runs_tests(with_plugins, tmp_path):
+    def preloaded(pool: JobPool, probe: Path) -> list[str]:
+        request = request_for("probe", probe=str(probe))
+        pool.run("benchmark", request.to_dict(), timeout_s=120)
+        return probe.read_text().split()
+
+    test_file = tmp_path / "test_generated.py"
+    test_file.write_text("def test_pytest_runs():\n    assert 1 + 1 == 2\n")
+    with JobPool(kinds=("benchmark",)) as pool:
+        assert preloaded(pool, tmp_path / "benchmark-pool") == ["torch"]
+        # a kind the pool did not name still runs: its child imports pytest itself
+        outcome = pool.run("test", {"path": str(test_file)}, timeout_s=120)
+        assert outcome.status == "ok", outcome.message
+        assert (outcome.result["status"], outcome.result["passed"]) == ("passed", 1)
+    with JobPool() as pool:  # every kind: the matrix's pool, which runs generated tests
+        assert preloaded(pool, tmp_path / "test-pool") == ["pytest", "torch"]
+
+
+def test_a_pool_refuses_an_unknown_job_kind():
+    with pytest.raises(ValueError, match="unknown job kind.*bench"):
+        JobPool(kinds=("bench",))
 
 
 @pytest.mark.slow

@@ -153,7 +153,7 @@ def run(jobs: list[Job], db_path: Path, run_id: str, timeout_s: float,
     as soon as it is known; a job above ``memory_limit_mb`` of resident memory is killed and
     recorded as ``oom``."""
     results = []
-    with JobPool(memory_limit_mb=memory_limit_mb) as pool:
+    with JobPool(memory_limit_mb=memory_limit_mb, kinds=("benchmark",)) as pool:
         for job in jobs:
             if on_start:
                 on_start(job)

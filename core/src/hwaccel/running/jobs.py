@@ -27,6 +27,7 @@ from typing import Any
 
 from hwaccel.errors import HwaccelError
 from hwaccel.kit.jobs import ZYGOTE_MODULE
+from hwaccel.running.zygote import PRELOAD, modules_for
 
 _POLL_S = 0.05
 _MEMORY_POLL_S = 0.1
@@ -75,10 +76,10 @@ def _kill_group(pid: int) -> None:
 class _Zygote:
     """One running zygote process and the thread that reads its answers."""
 
-    def __init__(self, env: dict[str, str], log: Path):
+    def __init__(self, env: dict[str, str], log: Path, kinds: tuple[str, ...]):
         self.log = open(log, "ab")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", ZYGOTE_MODULE], stdin=subprocess.PIPE,
+            [sys.executable, "-m", ZYGOTE_MODULE, *kinds], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self.log, env=env, start_new_session=True)
         self.started: queue.Queue[int | None] = queue.Queue()
         self.exits: dict[int, int | None] = {}
@@ -123,7 +124,8 @@ class _Zygote:
             return self.dead, None
 
     def close(self) -> None:
-        """Close the zygote's stdin (it kills its children and exits) and reap it."""
+        """Close the zygote's stdin (it kills and reaps its children, then leaves with
+        ``os._exit``, so the wait is short) and reap it."""
         if self.proc.stdin:
             try:
                 self.proc.stdin.close()
@@ -151,12 +153,18 @@ class JobPool:
     :param env: environment of the zygote and so of every job (default: this process's,
         with ``HF_HUB_OFFLINE=1`` so that no job reaches a model hub).
     :param memory_limit_mb: kill a job whose process group's resident memory exceeds this.
+    :param kinds: the job kinds the pool will run (default: every kind); the zygote
+        preloads what they need (pytest only for ``test``). A job of another kind still
+        runs, importing what it needs in its own process.
     """
 
     def __init__(self, env: dict[str, str] | None = None,
-                 memory_limit_mb: float | None = None):
+                 memory_limit_mb: float | None = None,
+                 kinds: tuple[str, ...] = tuple(PRELOAD)):
         self.env = {**(env if env is not None else os.environ), "HF_HUB_OFFLINE": "1"}
         self.memory_limit_mb = memory_limit_mb
+        modules_for(kinds)  # an unknown kind is refused here, not in the zygote's log
+        self.kinds = kinds
         self._tmp = tempfile.TemporaryDirectory(prefix="hwaccel-jobs-")
         self._zygote: _Zygote | None = None
         self._submit = threading.Lock()
@@ -174,7 +182,7 @@ class JobPool:
         if self._zygote is None or self._zygote.dead:
             if self._zygote is not None:
                 self._zygote.close()
-            self._zygote = _Zygote(self.env, Path(self._tmp.name) / "zygote.log")
+            self._zygote = _Zygote(self.env, Path(self._tmp.name) / "zygote.log", self.kinds)
         return self._zygote
 
     def run(self, kind: str, payload: dict[str, Any], *, timeout_s: float,

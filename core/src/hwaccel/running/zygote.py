@@ -3,7 +3,10 @@
 Starting a fresh Python for every job would spend 5 s or more on importing torch and
 transformers before any model loads. The zygote imports them once (on Linux; elsewhere it
 preloads nothing, since forking after Apple's frameworks initialise is unsafe) and forks a
-child per job, so every job still runs in its own process: a crash, a hang or an
+child per job, so every job still runs in its own process. What it imports is what the job
+kinds named on its command line need (``python -m hwaccel.running.zygote benchmark``:
+:data:`PRELOAD`; pytest only for ``test`` jobs); a job of a kind not named still runs, its
+child importing what it needs itself. Every job runs in its own process: a crash, a hang or an
 out-of-memory kills only that child. Each child starts its own session (the driver kills
 its whole process group), dies with the zygote (``PR_SET_PDEATHSIG``), writes its output to
 its own log, may be pinned to CPU cores, and resets the kernel's memory high-water mark so
@@ -13,7 +16,10 @@ Protocol, one JSON object per line. The driver writes jobs on the zygote's stdin
 ``{"kind", "payload", "result", "log", "cpus"}``; the zygote answers on its original stdout
 ``{"started": pid}`` for every job in order, and ``{"exited": pid, "code": c}`` whenever a
 child ends (``c`` is the exit status, or minus the signal that killed it). When stdin
-closes the zygote kills its remaining children and exits.
+closes the zygote kills its remaining children, reaps them, flushes the protocol and exits
+with ``os._exit`` (status 0; 1 after an error of its own, whose traceback goes to stderr):
+the interpreter's normal shutdown with torch and transformers loaded would take a second
+or more, and nothing is left for it to do.
 """
 
 from __future__ import annotations
@@ -24,18 +30,30 @@ import select
 import signal
 import sys
 import traceback
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NoReturn
 
-# What every job needs and costs seconds to import (see MACHINE-NOTES: import costs).
-PRELOAD = ("torch", "transformers", "transformers.modeling_utils", "pytest")
+# What the jobs of each kind need and costs seconds to import (see MACHINE-NOTES: import
+# costs); the keys are the job kinds :func:`dispatch` runs.
+_MODELS = ("torch", "transformers", "transformers.modeling_utils")
+PRELOAD: dict[str, tuple[str, ...]] = {"benchmark": _MODELS, "test": (*_MODELS, "pytest")}
 
 
-def _preload() -> None:
+def modules_for(kinds: Iterable[str]) -> list[str]:
+    """The modules to preload for jobs of ``kinds``, in order, without repeats."""
+    unknown = sorted(set(kinds) - PRELOAD.keys())
+    if unknown:
+        raise ValueError(f"unknown job kind(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(PRELOAD)}")
+    return list(dict.fromkeys(name for kind in kinds for name in PRELOAD[kind]))
+
+
+def _preload(modules: list[str]) -> None:
     if not sys.platform.startswith("linux"):
         return
     import importlib
 
-    for name in PRELOAD:
+    for name in modules:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - a job that needs it will report the failure
@@ -110,14 +128,33 @@ def _exit_code(status: int) -> int:
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
-def serve() -> None:
-    """Read jobs from stdin and fork a child for each until stdin closes."""
+def serve(kinds: Iterable[str]) -> None:
+    """Preload what jobs of ``kinds`` need, then read jobs from stdin and fork a child for
+    each until stdin closes; kill and reap the children left."""
     protocol = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)  # stray prints of preloaded modules must not corrupt the protocol
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    _preload()
+    _preload(modules_for(kinds))
     zygote = os.getpid()
     children: set[int] = set()
+    try:
+        _serve_jobs(protocol, zygote, children)
+    finally:
+        for pid in children:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in children:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        protocol.flush()
+
+
+def _serve_jobs(protocol: Any, zygote: int, children: set[int]) -> None:
+    """Fork a child per job line on stdin, reporting starts and exits, until stdin closes."""
     pending = b""
     stdin = sys.stdin.fileno()
     while True:
@@ -132,7 +169,7 @@ def serve() -> None:
             continue
         chunk = os.read(stdin, 65536)
         if not chunk:
-            break
+            return
         pending += chunk
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
@@ -143,12 +180,24 @@ def serve() -> None:
                 _child(job, zygote)
             children.add(pid)
             protocol.write(json.dumps({"started": pid}) + "\n")
-    for pid in children:
+
+
+def main(argv: list[str]) -> NoReturn:
+    """Serve jobs of the kinds in ``argv`` (every kind when none is named), then leave with
+    ``os._exit``, skipping the interpreter's slow shutdown of what was preloaded."""
+    code = 1
+    try:
+        serve(argv or PRELOAD)
+        code = 0
+    except BaseException:  # noqa: BLE001 - stderr (the zygote's log) is where it is said
+        traceback.print_exc()
+    finally:
         try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
 
 
 if __name__ == "__main__":
-    serve()
+    main(sys.argv[1:])
