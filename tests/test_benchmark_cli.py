@@ -43,9 +43,14 @@ def test_unsupported_model_is_a_recorded_failure(tmp_db):
 @pytest.mark.parametrize("args, message", [
     (["--backend", "warpdrive"], "unknown backend 'warpdrive'"),
     (["--backend", "cpu", "--iterations", "0"], "--iterations must be at least 1"),
-    (["--backend", "cpu", "--timeout", "nan"], "--timeout must be a finite number"),
+    (["--backend", "cpu", "--timeout", "nan"], "--timeout must be a positive number"),
     (["--backend", "cpu", "--min-seconds", "inf"], "--min-seconds must be a finite number"),
-    (["--backend", "cpu", "--max-seconds", "-1"], "--warmup, --min-seconds and --max-seconds"),
+    (["--backend", "cpu", "--max-seconds", "-1"], "--max-seconds must be at least 0, not -1"),
+    (["--backend", "cpu", "--new-tokens", "-1"], "--new-tokens must be at least 0, not -1"),
+    (["--backend", "cpu", "--seq-len", "8", "--prompt-len", "16"],
+     "--seq-len 8 and --prompt-len 16 set the same setting"),
+    (["--backend", "cpu", "--batch-size", "many"], "argument --batch-size: invalid"),
+    ([], "no backends: name one with --backend"),
 ])
 def test_bad_options_fail_before_any_job(tmp_db, args, message):
     proc = run_cli("benchmark", "tiny:bert", "--db", str(tmp_db), *args)

@@ -176,7 +176,7 @@ def test_unknown_pipeline_and_bad_options_are_one_line_errors(tmp_db):
                          (("--backends", "cpu", "--skip-backends", "cpu"),
                           "--skip-backends leaves no backend to measure"),
                          (("--memory-limit", "nan"), "--memory-limit must be a positive"),
-                         (("--timeout", "nan"), "--timeout must be a finite number")):
+                         (("--timeout", "nan"), "--timeout must be a positive number")):
         proc = run_cli("matrix", *args, "--db", str(tmp_db))
         assert proc.returncode == 2, (args, proc.stderr)
         assert needle in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

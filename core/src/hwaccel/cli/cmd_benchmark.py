@@ -1,4 +1,9 @@
-"""``hwaccel benchmark``: load time, latency percentiles, throughput and peak memory."""
+"""``hwaccel benchmark``: load time, latency percentiles, throughput and peak memory; with
+``--new-tokens``, generation (time to the first token, per-token latency, tokens/s).
+
+:func:`measure` runs a sweep of settings as one run; ``hwaccel run`` uses it for a scenario
+file of kind ``benchmark``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,20 @@ import argparse
 import socket
 import uuid
 from pathlib import Path
+from typing import Any
 
-from hwaccel.cli.measure_options import add_measure_options, memory_limit_from, settings_from
+from hwaccel.cli.measure_options import (
+    add_measure_options,
+    memory_limit_from,
+    scenario_from,
+    settings_of,
+    sweep_from,
+)
+
+#: the column naming each setting a sweep varies
+SWEEP_COLUMNS = {"batch_size": "batch", "seq_len": "seq", "new_tokens": "new tokens",
+                 "precision": "asked", "warmup": "warmup", "iterations": "min iters",
+                 "min_seconds": "min s", "max_seconds": "max s", "threads": "threads asked"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,19 +33,177 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "benchmark", help="load time, latency percentiles, throughput, peak memory",
         description="Benchmark each model on each backend, one job process per pair with a "
                     "time and a memory limit: cold first call, warm-up, then at least "
-                    "--iterations calls and --min-seconds. Every result is kept in the DuckDB "
-                    "history.")
-    parser.add_argument("models", nargs="+", metavar="MODEL")
-    parser.add_argument("--backend", dest="backends", action="append", required=True,
+                    "--iterations calls and --min-seconds; with --new-tokens, whole greedy "
+                    "generations. Every result is kept in the DuckDB history.")
+    parser.add_argument("models", nargs="*", metavar="MODEL",
+                        help="models to measure (default: the --config scenario's models)")
+    parser.add_argument("--backend", dest="backends", action="append",
                         metavar="BACKEND", help="backend to measure on (each of its available "
                         "devices), or BACKEND:DEVICE for one device as `hwaccel detect` names "
-                        "it (web:wasm, cuda:1, openvino:GPU.0); repeatable")
-    add_measure_options(parser, timeout=600.0)
+                        "it (web:wasm, cuda:1, openvino:GPU.0); repeatable (default: the "
+                        "--config scenario's backends)")
+    add_measure_options(parser, timeout=600.0, auto_batch=True)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Plan, run and store the benchmarks; exit 1 when any job failed."""
+    """Plan, run and store the benchmarks (the sweep of ``--config``, if any); exit 1 when
+    any job failed."""
+    scenario = scenario_from(args, "benchmark")
+    models = names(args.models, scenario, "models", "name a MODEL")
+    backends = names(args.backends, scenario, "backends", "name one with --backend")
+    return measure(models, backends, sweep_from(args, scenario), args, scenario)
+
+
+def names(given: list[str] | None, scenario: Any, key: str, hint: str) -> list[str]:
+    """Models or backends: those on the command line, else the scenario's.
+
+    :raises UsageError: neither names any.
+    """
+    from hwaccel.errors import UsageError
+
+    if given:
+        return given
+    if scenario is not None and key in scenario.values:
+        return list(scenario.values[key])
+    if scenario is not None:
+        raise scenario.error(key, f"no {key}: {hint} on the command line or list {key} in "
+                                  "the scenario")
+    raise UsageError(f"no {key}: {hint}")
+
+
+def measure(models: list[str], backends: list[str], points: list[dict[str, Any]],
+            args: argparse.Namespace, scenario: Any = None) -> int:
+    """Benchmark every model on every backend at each point of the sweep, as one run
+    stored with the scenario (its text and path), and print the table or JSON.
+
+    ``args`` carries ``db``, ``timeout``, ``memory_limit`` and ``json``. Returns the exit
+    status: 1 when any job failed.
+    """
+    from hwaccel.cli.output import err_console, print_json, warn_errors
+    from hwaccel.hardware.detection import detect
+    from hwaccel.history.store import Store
+    from hwaccel.kit.paths import default_db_path
+    from hwaccel.plugins import load
+    from hwaccel.running import benchmark
+    from hwaccel.scenarios.schema import AUTO
+
+    memory_limit = memory_limit_from(args)
+    plugins = load()
+    report = detect(plugins)
+    jobs, auto, errors = [], [], {}
+    for point in points:
+        planned, hook_errors = benchmark.plan(models, backends, plugins, report,
+                                              settings_of(point), every_device=True)
+        errors.update((str(e), e) for e in hook_errors)  # each point classifies again
+        jobs += planned
+        auto += [point["batch_size"] == AUTO] * len(planned)
+    warn_errors(errors.values())
+    db_path = Path(args.db or default_db_path())
+    chosen: list[dict[str, Any]] = []
+    if any(auto):
+        jobs, chosen = auto_batched(jobs, auto, plugins, report, db_path, memory_limit,
+                                    quiet=args.json)
+    run_id = uuid.uuid4().hex
+    with Store(db_path) as store:  # opened for each write only: other runs share the file
+        store.start_run(run_id, "benchmark", len(jobs), {
+            "settings": settings_of(points[0]).to_dict(), "sweep": points, "models": models,
+            "backends": backends, "timeout_s": args.timeout,
+            "memory_limit_mb": round(memory_limit), "batch_size_auto": chosen},
+            socket.gethostname(), scenario=scenario.text if scenario else None,
+            scenario_file=str(Path(scenario.path).resolve()) if scenario else None)
+    status = "interrupted"
+    try:
+        results = _run_with_progress(jobs, db_path, run_id, args, memory_limit, err_console)
+        status = "finished"
+    finally:
+        with Store(db_path) as store:
+            store.finish_run(run_id, status)
+    if args.json:
+        print_json({"db": str(db_path), "run_id": run_id,
+                    "results": [r.to_dict() for r in results]})
+    else:
+        from hwaccel.scenarios.expand import varied
+
+        shown = [n for n in SWEEP_COLUMNS if n in varied(points)
+                 or (n == "batch_size" and any(auto))]
+        print_table(f"Benchmark (run {run_id[:8]}, stored in {db_path})", jobs, results, shown)
+    return 0 if all(r.success for r in results) else 1
+
+
+def auto_batched(jobs: list[Any], auto: list[bool], plugins: Any, report: Any, db_path: Path,
+                 memory_limit: float, quiet: bool) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Give each job marked in ``auto`` the largest batch the memory estimate says fits
+    (``hwaccel resources``' max batch, :class:`hwaccel.estimates.resources.Estimator`),
+    printing one line per job on stderr; return the jobs and what was chosen, with its
+    estimate, for the run's record. A job decided in advance keeps batch 1.
+
+    A job is killed above ``memory_limit``, so the estimate is asked what fits the smaller
+    of that limit and the free memory. Generation counts the KV cache of the prompt and
+    every new token.
+
+    :raises UsageError: the estimate cannot tell the largest batch (no runtime baseline).
+    """
+    import dataclasses
+
+    from hwaccel.cli.output import err_console
+    from hwaccel.errors import UsageError
+    from hwaccel.estimates.resources import Estimator
+    from hwaccel.running.cells import device_label
+
+    def on_measure(model: str, device: str) -> None:
+        if not quiet:
+            err_console.print(f"measuring the runtime baseline of {device} with {model} "
+                              "(once; kept in the cache)", highlight=False, soft_wrap=True)
+
+    estimator = Estimator(plugins, _within(report, memory_limit), db_path=db_path,
+                          on_measure=on_measure)
+    out, chosen = [], []
+    for job, is_auto in zip(jobs, auto, strict=True):
+        if not is_auto or job.skip is not None:
+            out.append(job)
+            continue
+        request = job.request
+        settings = request.settings
+        device = device_label(request.hardware.backend, request.hardware.device)
+        estimate = estimator.estimate(request.model, request.hardware, batch_size=1,
+                                      seq_len=settings.seq_len + settings.new_tokens,
+                                      precision=settings.precision)
+        if estimate.max_batch_size is None:
+            raise UsageError(f"batch size auto: the memory estimate of {request.model} on "
+                             f"{device} cannot tell the largest batch ({estimate.reason}); "
+                             "give --batch-size")
+        size = max(1, estimate.max_batch_size)
+        per_sample = estimate.activations_mb + estimate.kv_cache_mb + estimate.state_mb
+        basis = (f"at batch 1 it {estimate.reason}; {per_sample:,.2f} MiB more per sample "
+                 f"({estimate.source})")
+        if not quiet:
+            err_console.print(f"batch size auto: {size} for {request.model} on {device} "
+                              f"(estimate: {basis})", highlight=False, soft_wrap=True)
+        chosen.append({"model": request.model, "device": device, "batch_size": size,
+                       "estimate": basis})
+        out.append(dataclasses.replace(job, request=dataclasses.replace(
+            request, settings=dataclasses.replace(settings, batch_size=size))))
+    return out, chosen
+
+
+def _within(report: Any, memory_limit: float) -> Any:
+    """``report`` with the free memory of every device that uses the host's memory capped
+    at ``memory_limit`` MiB: what a job may use before it is killed."""
+    import dataclasses
+
+    from hwaccel.estimates.calibration import has_own_memory
+
+    cap = int(memory_limit * 2**20)
+    return dataclasses.replace(report, hardware=[
+        dataclasses.replace(h, memory_available_bytes=min(h.memory_available_bytes, cap))
+        if h.memory_available_bytes is not None and not has_own_memory(h) else h
+        for h in report.hardware])
+
+
+def _run_with_progress(jobs: list[Any], db_path: Path, run_id: str, args: argparse.Namespace,
+                       memory_limit: float, console: Any) -> list[Any]:
+    """Run the jobs behind a progress bar on stderr (none with ``--json``)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -38,62 +213,57 @@ def run(args: argparse.Namespace) -> int:
         TimeElapsedColumn,
     )
 
-    from hwaccel.cli.output import err_console, num, print_json, table, warn_errors
-    from hwaccel.hardware.detection import detect
-    from hwaccel.history.store import Store
-    from hwaccel.kit.paths import default_db_path
-    from hwaccel.plugins import load
     from hwaccel.running import benchmark
 
-    settings = settings_from(args)
-    memory_limit = memory_limit_from(args)
-    plugins = load()
-    report = detect(plugins)
-    jobs, errors = benchmark.plan(args.models, args.backends, plugins, report, settings,
-                                  every_device=True)
-    warn_errors(errors)
-    db_path = Path(args.db or default_db_path())
-    run_id = uuid.uuid4().hex
-    with Store(db_path) as store:  # opened for each write only: other runs share the file
-        store.start_run(run_id, "benchmark", len(jobs), {
-            "settings": settings.to_dict(), "models": args.models, "backends": args.backends,
-            "timeout_s": args.timeout, "memory_limit_mb": round(memory_limit)},
-            socket.gethostname())
-    status = "interrupted"
-    try:
-        with Progress(SpinnerColumn(), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=err_console, transient=True, disable=args.json) as progress:
-            task = progress.add_task("benchmark", total=len(jobs))
+    with Progress(SpinnerColumn(), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=console, transient=True, disable=args.json) as progress:
+        task = progress.add_task("benchmark", total=len(jobs))
 
-            def on_start(job: benchmark.Job) -> None:
-                progress.update(task, description=f"{job.request.model} on "
-                                                  f"{job.request.hardware.device}")
+        def on_start(job: benchmark.Job) -> None:
+            settings = job.request.settings
+            progress.update(task, description=f"{job.request.model} on "
+                                              f"{job.request.hardware.device} (batch "
+                                              f"{settings.batch_size}, seq {settings.seq_len}"
+                                              f"{_tokens(settings.new_tokens)})")
 
-            results = benchmark.run(jobs, db_path, run_id, args.timeout, memory_limit,
-                                    on_start=on_start,
-                                    on_done=lambda job, result: progress.advance(task))
-        status = "finished"
-    finally:
-        with Store(db_path) as store:
-            store.finish_run(run_id, status)
-    if args.json:
-        print_json({"db": str(db_path), "run_id": run_id,
-                    "results": [r.to_dict() for r in results]})
-    else:
-        from hwaccel.hardware.simulators import label
-        from hwaccel.running.cells import device_label
+        return benchmark.run(jobs, db_path, run_id, args.timeout, memory_limit,
+                             on_start=on_start,
+                             on_done=lambda job, result: progress.advance(task))
 
-        table(f"Benchmark (run {run_id[:8]}, stored in {db_path})",
-              ["model", "device", "ok", "load s", "cold ms", "p50 ms", "p90 ms", "p99 ms",
-               "items/s", "peak MiB", "iters", "threads", "precision", "max diff", "error"],
-              [[r.model, device_label(r.backend, r.device), "yes" if r.success else "no",
-                num(r.load_time_s), num(r.cold_ms),
-                *(f"{num(v)}{label(r.details)}" if v is not None else None
-                  for v in (r.p50_ms, r.p90_ms, r.p99_ms)),
-                num(r.throughput, 1), num(r.peak_rss_mb, 0), r.iterations or None, r.threads,
-                r.precision if r.success else None,
-                f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else None,
-                f"{r.error_category}: {r.error}" if not r.success else None]
-               for r in results])
-    return 0 if all(r.success for r in results) else 1
+
+def _tokens(new_tokens: int) -> str:
+    return f", {new_tokens} new tokens" if new_tokens else ""
+
+
+def print_table(title: str, jobs: list[Any], results: list[Any], sweep: list[str]) -> None:
+    """The results table: a column per setting in ``sweep`` (what the sweep varies), the
+    forward-call columns, and the generation columns when any row generated."""
+    from hwaccel.cli.output import num, table
+    from hwaccel.hardware.simulators import label
+    from hwaccel.running.cells import device_label
+
+    generation = any(r.new_tokens for r in results)
+    columns = ["model", "device", *(SWEEP_COLUMNS[name] for name in sweep), "ok", "load s",
+               "cold ms", "p50 ms", "p90 ms", "p99 ms", "items/s", "peak MiB", "iters",
+               "threads", "precision", "max diff"]
+    if generation:
+        columns += ["TTFT ms", "tok p50 ms", "tok p90 ms", "tok/s", "match", "kv cache"]
+    rows = []
+    for job, r in zip(jobs, results, strict=True):
+        settings = job.request.settings.to_dict()
+        settings["iterations"] = settings["min_iterations"]
+        row = [r.model, device_label(r.backend, r.device), *(settings[n] for n in sweep),
+               "yes" if r.success else "no", num(r.load_time_s), num(r.cold_ms),
+               *(f"{num(v)}{label(r.details)}" if v is not None else None
+                 for v in (r.p50_ms, r.p90_ms, r.p99_ms)),
+               num(r.throughput, 1), num(r.peak_rss_mb, 0), r.iterations or None, r.threads,
+               r.precision if r.success else None,
+               f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else None]
+        if generation:
+            row += [num(r.ttft_ms), num(r.tpot_p50_ms), num(r.tpot_p90_ms),
+                    num(r.tokens_per_s, 1),
+                    f"{r.token_match:.0%}" if r.token_match is not None else None,
+                    r.kv_cache]
+        rows.append([*row, f"{r.error_category}: {r.error}" if not r.success else None])
+    table(title, [*columns, "error"], rows)

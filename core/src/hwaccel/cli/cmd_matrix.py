@@ -6,7 +6,13 @@ import argparse
 import uuid
 from typing import Any
 
-from hwaccel.cli.measure_options import add_measure_options, memory_limit_from, settings_from
+from hwaccel.cli.measure_options import (
+    add_measure_options,
+    memory_limit_from,
+    scenario_from,
+    settings_of,
+    sweep_from,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,17 +24,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "process with a time and memory limit. Failures are recorded with their "
                     "category and the matrix goes on. Default models: the examples of every "
                     "pipeline plugin.")
-    parser.add_argument("--models", nargs="+", metavar="MODEL", help="models to measure")
+    parser.add_argument("--models", nargs="+", metavar="MODEL",
+                        help="models to measure (default: the --config scenario's models, "
+                             "else the examples of every pipeline plugin)")
     parser.add_argument("--pipelines", nargs="+", metavar="PIPELINE",
                         help="the example models of these pipelines")
     parser.add_argument("--backends", nargs="+", metavar="BACKEND",
-                        help="only these backends (default: every detected backend)")
+                        help="only these backends (default: the --config scenario's "
+                             "backends, else every detected backend)")
     parser.add_argument("--skip-backends", nargs="+", metavar="BACKEND", default=[],
                         help="leave these detected backends out")
-    parser.add_argument("--workers", type=int, default=1,
+    parser.add_argument("--workers", type=int,
                         help="cells at once, on different compute resources and CPU cores "
-                             "(local executor)")
-    parser.add_argument("--executor", default="local", metavar="NAME",
+                             "(local executor; default: 1)")
+    parser.add_argument("--executor", metavar="NAME",
                         help="where cells run: 'local' (this machine, the default) or an "
                              "installed executor such as 'ray' (hwaccel-ray)")
     parser.add_argument("--address", metavar="ADDR",
@@ -46,7 +55,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Plan, run and record the matrix; exit 130 on Ctrl-C with every finished cell kept."""
+    """Plan, run and record the matrix (one matrix run per point of the ``--config``
+    scenario's sweep); exit 130 on Ctrl-C with every finished cell kept."""
     import tempfile
     from pathlib import Path
 
@@ -55,9 +65,11 @@ def run(args: argparse.Namespace) -> int:
     from hwaccel.plugins import load
     from hwaccel.running import executors
 
-    settings = settings_from(args)
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
+    scenario = scenario_from(args, "matrix")
+    points = sweep_from(args, scenario)
+    for key in ("models", "backends"):
+        if not getattr(args, key) and scenario is not None and key in scenario.values:
+            setattr(args, key, list(scenario.values[key]))
     executor_class = executors.load(args.executor)
     if args.address and executor_class.runs_here:
         raise UsageError(f"--address needs an executor that runs cells elsewhere; "
@@ -73,14 +85,16 @@ def run(args: argparse.Namespace) -> int:
             plugins, Path(args.tests_dir or tmp), args.timeout, memory_limit, args.address,
             on_phase=progress.phase))
         try:
-            return _run(args, settings, executor, memory_limit, progress)
+            return max(_run(args, settings_of(point), executor, memory_limit, progress,
+                            scenario, points) for point in points)
         finally:
             executor.close()
 
 
 def _run(args: argparse.Namespace, settings: Any, executor: Any, memory_limit: float | None,
-         progress: Any) -> int:
-    """Detect, plan and run the matrix with ``executor``; return the exit status."""
+         progress: Any, scenario: Any, points: list[dict[str, Any]]) -> int:
+    """Detect, plan and run the matrix of ``settings`` (a point of the sweep ``points``)
+    with ``executor``, stored with ``scenario`` (or ``None``); return the exit status."""
     from pathlib import Path
 
     from hwaccel.cli.output import print_json, warn_errors
@@ -124,7 +138,9 @@ def _run(args: argparse.Namespace, settings: Any, executor: Any, memory_limit: f
             "concurrency": concurrency, "timeout_s": args.timeout, "executor": executor.name,
             "address": args.address,
             "memory_limit_mb": round(memory_limit) if memory_limit else None,
-            "resume": args.resume}, runner.node)
+            "resume": args.resume, "sweep": points}, runner.node,
+            scenario=scenario.text if scenario else None,
+            scenario_file=str(Path(scenario.path).resolve()) if scenario else None)
         if not report.cached:
             store.insert_detection(report.hardware, run_id)
     runnable = sum(c.skip is None for c in todo)
