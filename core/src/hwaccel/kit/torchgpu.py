@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from hwaccel import BenchmarkRequest, BenchmarkResult
+from hwaccel.types import NATIVE_PRECISION
 
 #: precision name -> torch dtype attribute
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -188,7 +189,13 @@ def check_index(torch: Any, index: int, env_names: Iterable[str]) -> str | None:
 
 
 def choose_precision(requested: str, problem: str | None) -> tuple[str, str | None]:
-    """``(precision that runs, note)``: fall back to fp32 when ``problem`` says why not."""
+    """``(precision that runs, note)``: fall back to fp32 when ``problem`` says why not.
+
+    ``native`` (the device's own default) is fp32: PyTorch runs a module in the dtype its
+    weights are loaded in, fp32, unless told otherwise.
+    """
+    if requested == NATIVE_PRECISION:
+        return "fp32", "native asked: PyTorch's default dtype is fp32"
     if requested not in DTYPES:
         return "fp32", f"unknown precision {requested!r}; ran fp32"
     if requested != "fp32" and problem:
