@@ -7,17 +7,17 @@ Both sides time the same model (default: the shipped MiniLM, ``BertModel``) on t
 batch 1 with the same thread count, in fresh processes, interleaved round by round:
 
 - **hwaccel**: ``hwaccel benchmark MODEL --backend cpu --json`` (the planner, the job zygote,
-  the workload, the timing pass and the memory pass, the database write).
+  the workload, its one benchmark job (timings, memory figure), the database write).
 - **bare**: this file, re-run with ``--bare``: ``transformers.AutoModel.from_pretrained`` of
   the same files, ``torch.set_num_threads``, random token ids of the same shape, three
   warm-up calls under ``torch.inference_mode`` and 200 calls timed with
   ``time.perf_counter``; no hwaccel import at all.
 
 Printed per round: both p50s and their ratio; then the median p50 of each side and the
-ratio of the medians (target: within 5%). Also printed, from hwaccel's own JSON: the timing
-pass's wall time split into model loading, the calls themselves (cold + warm-up + timed
-calls at their mean) and the rest, which is the per-cell process overhead beyond model
-loading; the memory pass's wall time; and the CLI's wall time beyond its job processes.
+ratio of the medians (target: within 5%). Also printed, from hwaccel's own JSON: the
+benchmark job's wall time split into model loading, the calls themselves (cold + warm-up +
+timed calls at their mean) and the rest, which is the per-cell process overhead beyond model
+loading; and the CLI's wall time beyond its job process.
 """
 
 from __future__ import annotations
@@ -93,14 +93,12 @@ def run_bare(args: argparse.Namespace, env: dict[str, str], path: str) -> float:
 
 
 def overhead(result: dict) -> dict[str, float]:
-    """Split the timing pass's wall time into loading, calls and the rest."""
-    details = result["details"]
+    """Split the benchmark job's wall time into loading, calls and the rest."""
     calls_s = (result["cold_ms"] + result["mean_ms"] * (result["iterations"] + 3)) / 1000.0
-    timing = details["timing_pass_s"]
-    return {"timing_pass_s": timing, "load_s": result["load_time_s"], "calls_s": calls_s,
-            "overhead_s": timing - result["load_time_s"] - calls_s,
-            "memory_pass_s": details["memory_pass_s"],
-            "cli_beyond_jobs_s": result["cli_wall_s"] - result["wall_time_s"]}
+    job = result["wall_time_s"]
+    return {"job_s": job, "load_s": result["load_time_s"], "calls_s": calls_s,
+            "overhead_s": job - result["load_time_s"] - calls_s,
+            "cli_beyond_jobs_s": result["cli_wall_s"] - job}
 
 
 def main() -> None:
