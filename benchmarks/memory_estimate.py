@@ -8,8 +8,8 @@ t5-small, mamba-130m, plus the shipped MiniLM) and every backend present, it
 and
    an empty history, so the runtime baselines are measured in this run and no measured peak
    of the model itself can stand in for the estimate);
-2. measures the peak in a separate process, exactly as ``hwaccel benchmark`` does (a timing
-   pass of one call, then the memory pass; the kernel's high-water mark of that process,
+2. measures the peak in a separate process, exactly as ``hwaccel benchmark`` does (one job of
+   one timed call; the kernel's high-water mark of that process before any reference copy,
    plus those of the processes its backend starts beside it: the web backend's browser);
 3. prints the error of each, and beside it the weights-only figure that
    ``accelerate estimate-memory`` gives (``accelerate.utils.calculate_maximum_sizes`` of the
