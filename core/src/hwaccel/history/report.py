@@ -2,10 +2,25 @@
 
 ``build_report`` reads ``hardware_results`` (and ``runs``) and returns one JSON-safe dict that
 ``hwaccel.history.report_render`` turns into Markdown, JSON and HTML. Nothing in it is typed in:
-every
-status, latency, speed-up, memory figure and trend comes from recorded rows.
+every status, latency, speed-up, memory figure and trend comes from recorded rows.
 
-A *cell* is the latest row of one (model, backend, device) among the selected rows. Its status:
+Every selected row becomes an *entry* (a dict of its figures, status and reason). Two views of
+the entries:
+
+- a *cell* is the latest entry of one (model, backend, device): the compatibility matrix,
+  the failures, the fastest backend and the memory read the cells, so a model's status on a
+  device is what its latest row says;
+- a *measurement* is the latest entry of one (model, backend, device, requested precision,
+  precision that ran, batch size, sequence or prompt length, new tokens)
+  (:mod:`hwaccel.history.report_measurements`): a second precision, batch size or length
+  measured later does not hide the first. Every cell is also a measurement (the same dict).
+
+The measurements feed ``generation`` (one table per model of its generation rows: time to
+the first token, per-token latency, tokens/s, token match, KV cache), ``precisions`` (a
+device measured at several precisions: each with its own speed-up and output difference) and,
+with every entry of a run, ``sweeps`` (a run's rows at several batch sizes or lengths).
+Speed-ups are against the latest fp32 measurement of a reference backend (the CPU) with the
+same batch size, length and new tokens. A cell's status:
 
 - ``pass``: the benchmark succeeded and the generated test passed (or none was run);
 - ``not-tested``: the combination could not be tried (backend or model unavailable,
@@ -24,6 +39,16 @@ from typing import Any
 
 from hwaccel.errors import UsageError
 from hwaccel.hardware.simulators import simulated_latency
+from hwaccel.history.report_measurements import (
+    generation_tables,
+    latest_measurements,
+    precision_groups,
+    precision_label,
+    reference_measurements,
+    settings_key,
+    sweeps,
+    timed,
+)
 from hwaccel.history.store import Store
 from hwaccel.kit.failures import NOT_RUN_CATEGORIES
 
@@ -36,7 +61,8 @@ _COLUMNS = (
     "success", "error", "error_category", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "cv",
     "throughput", "load_time", "cold_ms", "memory_usage", "device_memory_usage",
     "max_abs_diff", "threads", "load_avg", "precision", "batch_size", "seq_len", "test_status",
-    "test_summary", "run_id", "timestamp", "source", "node", "details",
+    "test_summary", "run_id", "timestamp", "source", "node", "details", "new_tokens",
+    "ttft_ms", "tpot_p50_ms", "tpot_p90_ms", "tokens_per_s", "token_match", "kv_cache",
 )
 _RUN_COLUMNS = ("run_id", "command", "started", "finished", "status", "planned", "settings",
                 "node", "hwaccel_version")
@@ -54,8 +80,9 @@ def build_report(store: Store, *, run_ids: Sequence[str] | None = None,
     :raises UsageError: when a requested run id has neither rows nor a ``runs`` entry.
 
     Keys: ``generated``, ``database``, ``run_ids``, ``summary``, ``backends`` (the reference
-    first, then alphabetical), ``cells``, ``matrix``, ``failures`` (failed cells by whose failure
-    they are, hwaccel's own first), ``fastest``, ``memory``, ``trends``, ``runs``.
+    first, then alphabetical), ``cells``, ``measurements``, ``matrix``, ``failures`` (failed
+    cells by whose failure they are, hwaccel's own first), ``fastest``, ``memory``,
+    ``generation``, ``precisions``, ``sweeps``, ``trends``, ``runs`` (see the module doc).
     A caller may add ``compatibility`` before rendering.
     """
     if isinstance(run_ids, str):
@@ -67,8 +94,11 @@ def build_report(store: Store, *, run_ids: Sequence[str] | None = None,
     if selected:
         _check_run_ids(selected, rows, run_table)
     reference = reference_backends() if reference is None else tuple(reference)
-    cells = latest_cells(rows, reference)
-    add_speedups(cells, reference)
+    entries = [_entry(row) for row in rows]
+    cells = latest_cells(entries, reference)
+    measured = latest_measurements(entries)
+    add_speedups(measured, reference)
+    measurements = in_report_order(measured, reference)
     backends = backend_order((c["backend"] for c in cells), reference)
     return {
         "generated": _iso(dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)),
@@ -77,10 +107,15 @@ def build_report(store: Store, *, run_ids: Sequence[str] | None = None,
         "summary": summarize(cells),
         "backends": backends,
         "cells": cells,
+        "measurements": measurements,
         "matrix": build_matrix(cells, backends),
         "failures": failures_by_category(cells),
         "fastest": fastest(cells),
         "memory": peak_memory(cells, backends),
+        "generation": generation_tables(measurements),
+        "precisions": precision_groups(measurements,
+                                       reference_measurements(measured, reference)),
+        "sweeps": sweeps(in_report_order(entries, reference)),
         "trends": trends(_fetch_history(store, columns), cells),
         "runs": runs(run_table, rows),
     }
@@ -117,44 +152,48 @@ def backend_order(backends: Iterable[str], reference: Sequence[str] | None = Non
     return sorted(distinct, key=lambda b: (b not in first, b))
 
 
-def latest_cells(rows: list[dict[str, Any]],
+def latest_cells(entries: list[dict[str, Any]],
                  reference: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Return one cell per (model, backend, device): the latest of ``rows`` for it.
+    """Return one cell per (model, backend, device): the latest of ``entries`` for it.
 
-    ``rows`` must be in time order (oldest first); cells come sorted by pipeline, model,
-    backend (in :func:`backend_order` with ``reference``) and device.
+    ``entries`` must be in time order (oldest first); cells come in :func:`in_report_order`.
     """
     latest: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        latest[(row["model_id"], row["hardware"], row["device"])] = row
-    cells = [_cell(row) for row in latest.values()]
-    order = {b: i for i, b in enumerate(backend_order((c["backend"] for c in cells),
+    for entry in entries:
+        latest[(entry["model"], entry["backend"], entry["device"])] = entry
+    return in_report_order(list(latest.values()), reference)
+
+
+def in_report_order(entries: list[dict[str, Any]],
+                    reference: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Return ``entries`` sorted by pipeline, model, backend (in :func:`backend_order` with
+    ``reference``), device, then batch size, length, new tokens and precision; entries equal
+    in all of those keep their order (oldest first)."""
+    order = {b: i for i, b in enumerate(backend_order((e["backend"] for e in entries),
                                                       reference))}
-    cells.sort(key=lambda c: (c["pipeline"] or "", c["model"] or "",
-                              order.get(c["backend"], len(order)), c["device"] or ""))
-    return cells
+    return sorted(entries, key=lambda e: (
+        e["pipeline"] or "", e["model"] or "", order.get(e["backend"], len(order)),
+        e["device"] or "", e["batch_size"] or 0, e["seq_len"] or 0, e["new_tokens"] or 0,
+        precision_label(e)))
 
 
-def add_speedups(cells: list[dict[str, Any]], reference: Sequence[str] | None = None) -> None:
-    """Set ``speedup_vs_cpu`` on every cell: the model's CPU p50 divided by the cell's p50.
+def add_speedups(measurements: list[dict[str, Any]],
+                 reference: Sequence[str] | None = None) -> None:
+    """Set ``speedup_vs_cpu`` on every measurement (or cell; oldest first): the reference p50
+    divided by its p50, so each precision of a device gets its own ratio.
 
-    The CPU figure is the latest passing cell of a ``reference`` backend (by default
-    :func:`reference_backends`: the CPU) of the same model with the same batch size and
-    sequence length; a cell without a passing p50, or without such a CPU cell, gets
+    The reference is the latest passing fp32 measurement of a ``reference`` backend (by
+    default :func:`reference_backends`: the CPU) of the same model with the same batch size,
+    length and new tokens (:func:`~hwaccel.history.report_measurements.reference_measurements`);
+    one without a passing p50 measured on its device, or without such a reference, gets
     ``None``.
     """
     first = reference_backends() if reference is None else tuple(reference)
-    cpu: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for cell in cells:
-        if cell["backend"] in first and _timed(cell) and not cell["latency_of"]:
-            key = (cell["model"], cell["batch_size"], cell["seq_len"])
-            if key not in cpu or cell["timestamp"] > cpu[key]["timestamp"]:
-                cpu[key] = cell
-    for cell in cells:
-        reference = cpu.get((cell["model"], cell["batch_size"], cell["seq_len"]))
-        cell["speedup_vs_cpu"] = (reference["p50_ms"] / cell["p50_ms"]
-                                  if reference and _timed(cell) and not cell["latency_of"]
-                                  else None)
+    references = reference_measurements(measurements, first)
+    for entry in measurements:
+        found = references.get(settings_key(entry))
+        entry["speedup_vs_cpu"] = (found["p50_ms"] / entry["p50_ms"]
+                                   if found and timed(entry) else None)
 
 
 def summarize(cells: list[dict[str, Any]]) -> dict[str, int]:
@@ -208,8 +247,8 @@ def fastest(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     a simulator's latency is not a device's, so it is never the fastest)."""
     best: dict[str, dict[str, Any]] = {}
     for cell in cells:
-        if _timed(cell) and not cell["latency_of"] and (cell["model"] not in best
-                             or cell["p50_ms"] < best[cell["model"]]["p50_ms"]):
+        if timed(cell) and (cell["model"] not in best
+                            or cell["p50_ms"] < best[cell["model"]]["p50_ms"]):
             best[cell["model"]] = cell
     keys = ("model", "pipeline", "backend", "device", "p50_ms", "speedup_vs_cpu", "precision",
             "batch_size", "seq_len")
@@ -245,29 +284,32 @@ def trends(history: list[dict[str, Any]], cells: list[dict[str, Any]]) -> list[d
     """Return the p50 history of each selected (model, backend, device) over all runs.
 
     ``history`` holds every successful row with a positive p50, oldest first. A series is one
-    (model, backend, device) at one batch size, sequence length and precision, so that only
-    like is compared with like; ``change_pct`` is the last p50 against the first, in percent
-    (``None`` for a single point).
+    (model, backend, device) at one batch size, sequence length, new tokens (0: one forward
+    call) and precision, so that only like is compared with like; ``change_pct`` is the last
+    p50 against the first, in percent (``None`` for a single point).
     """
     wanted = {(c["model"], c["backend"], c["device"]) for c in cells}
     series: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for row in history:
         if (row["model_id"], row["hardware"], row["device"]) in wanted:
             key = (row["model_id"], row["hardware"], row["device"], row["batch_size"],
-                   row["seq_len"], row["precision"], simulated_latency(row["details"]))
+                   row["seq_len"], row["new_tokens"] or 0, row["precision"],
+                   simulated_latency(row["details"]))
             series[key].append({"run_id": row["run_id"], "timestamp": _iso(row["timestamp"]),
                                 "p50_ms": _number(row["p50_ms"])})
     out = []
-    for (model, backend, device, batch, seq_len, precision, latency_of), points in \
+    for (model, backend, device, batch, seq_len, new_tokens, precision, latency_of), points in \
             series.items():
         first, last = points[0]["p50_ms"], points[-1]["p50_ms"]
         change = (last - first) / first * 100.0 if len(points) > 1 and first else None
         out.append({"model": model, "backend": backend, "device": device, "batch_size": batch,
-                    "seq_len": seq_len, "precision": precision, "points": points,
+                    "seq_len": seq_len, "new_tokens": new_tokens, "precision": precision,
+                    "points": points,
                     "change_pct": change, "latency_of": latency_of})
     order = {b: i for i, b in enumerate(backend_order(t["backend"] for t in out))}
     out.sort(key=lambda t: (t["model"] or "", order.get(t["backend"], 0), t["device"] or "",
-                            t["batch_size"] or 0, t["seq_len"] or 0, t["precision"] or ""))
+                            t["batch_size"] or 0, t["seq_len"] or 0, t["new_tokens"],
+                            t["precision"] or ""))
     return out
 
 
@@ -327,8 +369,11 @@ def _matrix_entry(members: list[dict[str, Any]]) -> dict[str, Any] | None:
             "status": status, "reasons": reasons}
 
 
-def _cell(row: dict[str, Any]) -> dict[str, Any]:
+def _entry(row: dict[str, Any]) -> dict[str, Any]:
+    """The report's view of one ``hardware_results`` row (a cell or measurement when it is
+    the latest of its kind)."""
     status, reason = cell_status(row)
+    details = _details(row["details"])
     return {
         "model": row["model_id"], "model_type": row["model_type"], "family": row["family"],
         "subfamily": row["subfamily"], "pipeline": row["pipeline"], "backend": row["hardware"],
@@ -346,13 +391,24 @@ def _cell(row: dict[str, Any]) -> dict[str, Any]:
         "category": row["error_category"] if status == "fail" else None,
         "source": row["source"], "node": row["node"], "run_id": row["run_id"],
         "timestamp": _iso(row["timestamp"]), "speedup_vs_cpu": None,
-        "latency_of": simulated_latency(row["details"]),
+        "latency_of": simulated_latency(details),
+        # what was asked for, as the backend recorded it when it ran something else
+        "requested_precision": details.get("requested_precision") or row["precision"],
+        "cosine_similarity": _number(details.get("cosine_similarity")),
+        "new_tokens": row["new_tokens"], "ttft_ms": _number(row["ttft_ms"]),
+        "tpot_p50_ms": _number(row["tpot_p50_ms"]), "tpot_p90_ms": _number(row["tpot_p90_ms"]),
+        "tokens_per_s": _number(row["tokens_per_s"]), "token_match": _number(row["token_match"]),
+        "kv_cache": row["kv_cache"],
     }
 
 
-def _timed(cell: dict[str, Any]) -> bool:
-    """Whether the cell passed with a positive p50 (so that ratios are defined)."""
-    return cell["status"] == "pass" and bool(cell["p50_ms"]) and cell["p50_ms"] > 0
+def _details(text: str | None) -> dict[str, Any]:
+    """The row's ``details`` JSON as a dict (empty when missing or not an object)."""
+    try:
+        details = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return details if isinstance(details, dict) else {}
 
 
 def _table_columns(store: Store, table: str) -> set[str]:

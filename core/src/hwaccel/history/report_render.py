@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 
 from hwaccel.errors import HwaccelError, UsageError
+from hwaccel.history.report_measurements import precision_label
 
 FORMATS = {"md": "hwaccel-report.md", "json": "hwaccel-report.json",
            "html": "hwaccel-report.html"}
@@ -65,6 +66,74 @@ def fmt_pct(value: float | None) -> str:
     return "-" if value is None else f"{value:+.1f} %"
 
 
+def fmt_share(value: float | None) -> str:
+    """Format a share between 0 and 1 in percent (``97.5 %``); ``-`` when missing."""
+    return "-" if value is None else f"{value * 100:.1f} %"
+
+
+def fmt_diff(value: float | None) -> str:
+    """Format an output difference in scientific notation (``1.4e-07``); ``-`` when
+    missing."""
+    return "-" if value is None else f"{value:.1e}"
+
+
+def fmt_cosine(value: float | None) -> str:
+    """Format a cosine similarity with the digits that tell 0.99999 from 0.999999."""
+    return "-" if value is None else f"{value:.6f}"
+
+
+#: each sweep table and chart: (axis, metric) -> title, x title, y title
+SWEEP_KINDS = {
+    ("batch_size", "throughput"): ("Throughput against batch size", "batch size", "items/s"),
+    ("batch_size", "tokens_per_s"): ("Generation throughput against batch size", "batch size",
+                                     "new tokens/s"),
+    ("seq_len", "p50_ms"): ("p50 latency against sequence length",
+                            "sequence length (tokens)", "p50 latency (ms)"),
+    ("seq_len", "ttft_ms"): ("Time to first token against prompt length",
+                             "prompt length (tokens)", "time to first token (ms)"),
+}
+
+
+def sweep_groups(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sweeps by kind (:data:`SWEEP_KINDS` order): ``kind`` (``axis-metric``), ``title``,
+    ``x_title``, ``y_title``, ``xs`` (every x of the kind, increasing), ``sweeps``, and
+    ``names`` (one per sweep, its settings added where names would clash)."""
+    out = []
+    for (axis, metric), (title, x_title, y_title) in SWEEP_KINDS.items():
+        members = [s for s in data["sweeps"] if (s["axis"], s["metric"]) == (axis, metric)]
+        if members:
+            out.append({"kind": f"sweep-{axis}-{metric}", "metric": metric, "title": title,
+                        "x_title": x_title,
+                        "y_title": y_title, "sweeps": members, "names": _sweep_names(members),
+                        "xs": sorted({p["x"] for s in members for p in s["points"]})})
+    return out
+
+
+def sweep_value(sweep: dict[str, Any], x: Any) -> float | None:
+    """The sweep's y at ``x`` (``None`` where it has no point there)."""
+    return next((p["y"] for p in sweep["points"] if p["x"] == x), None)
+
+
+def fixed_settings(sweep: dict[str, Any]) -> str:
+    """The settings a sweep keeps fixed, as text (``seq 32, 16 new tokens``)."""
+    parts = [f"batch {sweep['batch_size']}" if sweep["axis"] == "seq_len" else
+             f"seq {sweep['seq_len'] if sweep['seq_len'] is not None else '-'}"]
+    if sweep["new_tokens"]:
+        parts.append(f"{sweep['new_tokens']} new tokens")
+    return ", ".join(parts)
+
+
+def _sweep_names(sweeps: list[dict[str, Any]]) -> list[str]:
+    """Name each sweep by model, backend, device and precision; add the fixed settings, then
+    the run, where names clash."""
+    names = [f"{s['model']} · {s['backend']} ({s['device']}) {s['precision_label']}"
+             for s in sweeps]
+    names = [n if names.count(n) == 1 else f"{n} {fixed_settings(s)}"
+             for n, s in zip(names, sweeps, strict=True)]
+    return [n if names.count(n) == 1 else f"{n} run {s['run_id'][:8]}"
+            for n, s in zip(names, sweeps, strict=True)]
+
+
 def shorten(text: str | None, limit: int = _REASON_CHARS) -> str:
     """Return ``text`` on one line, cut to ``limit`` characters with an ellipsis."""
     flat = " ".join(str(text or "").split())
@@ -99,13 +168,17 @@ def untested_notes(data: dict[str, Any]) -> dict[str, int]:
 # --- Markdown ----------------------------------------------------------------------------
 
 def render_markdown(data: dict[str, Any]) -> str:
-    """Return the report as Markdown: matrix, per-model results, fastest, memory, trends."""
+    """Return the report as Markdown: matrix, per-model results, fastest, memory,
+    generation, precisions, sweeps, trends."""
     lines = ["# hwaccel compatibility report", "", *_md_header(data), ""]
     for title, body in (("Compatibility matrix (pipeline x backend)", _md_matrix(data)),
                         ("Failures by whose they are", _md_failures(data)),
                         ("Results per model", _md_cells(data)),
                         ("Fastest backend per model", _md_fastest(data)),
                         ("Peak memory per model and backend", _md_memory(data)),
+                        ("Generation", _md_generation(data)),
+                        ("Precisions", _md_precisions(data)),
+                        ("Sweeps", _md_sweeps(data)),
                         ("Latency trends", _md_trends(data)),
                         ("Runs", _md_runs(data)),
                         ("Compatibility errors", _md_compatibility(data))):
@@ -174,12 +247,13 @@ def _md_cells(data: dict[str, Any]) -> list[str]:
         return ["No results recorded."]
     return _md_table(
         ["model", "pipeline", "backend", "device", "status", "p50 ms", "p90 ms",
-         "speed-up vs CPU", "memory MiB", "device MiB", "precision", "batch", "seq", "reason"],
+         "speed-up vs CPU", "memory MiB", "device MiB", "precision", "batch", "seq",
+         "new tokens", "reason"],
         [[c["model"], c["pipeline"], c["backend"], c["device"], STATUS_TEXT[c["status"]],
           fmt_latency(c["p50_ms"], c["latency_of"]), fmt_latency(c["p90_ms"], c["latency_of"]),
           fmt_speedup(c["speedup_vs_cpu"]),
-          fmt_num(c["memory_mib"]), fmt_num(c["device_memory_mib"]), c["precision"],
-          c["batch_size"], c["seq_len"], c["reason"] and shorten(c["reason"])]
+          fmt_num(c["memory_mib"]), fmt_num(c["device_memory_mib"]), precision_label(c),
+          c["batch_size"], c["seq_len"], c["new_tokens"], c["reason"] and shorten(c["reason"])]
          for c in data["cells"]])
 
 
@@ -199,6 +273,77 @@ def _md_memory(data: dict[str, Any]) -> list[str]:
     return _md_table(["model", "backend", "device", "peak memory MiB", "device memory MiB"],
                      [[m["model"], m["backend"], m["device"], fmt_num(m["memory_mib"]),
                        fmt_num(m["device_memory_mib"])] for m in data["memory"]])
+
+
+def _md_generation(data: dict[str, Any]) -> list[str]:
+    lines = ["No generation benchmark passed (`--new-tokens`)."] if not data["generation"] \
+        else []
+    for table in data["generation"]:
+        lines += [f"### {_md(table['model'])}", "", *_md_table(
+            ["backend", "device", "precision", "batch", "prompt", "new tokens", "TTFT ms",
+             "per-token p50 ms", "per-token p90 ms", "tokens/s", "token match", "KV cache",
+             "call p50 ms", "speed-up vs CPU"],
+            [[r["backend"], r["device"], r["precision_label"], r["batch_size"], r["seq_len"],
+              r["new_tokens"], fmt_latency(r["ttft_ms"], r["latency_of"]),
+              fmt_latency(r["tpot_p50_ms"], r["latency_of"]),
+              fmt_latency(r["tpot_p90_ms"], r["latency_of"]), fmt_num(r["tokens_per_s"], 1),
+              fmt_share(r["token_match"]), r["kv_cache"],
+              fmt_latency(r["p50_ms"], r["latency_of"]), fmt_speedup(r["speedup_vs_cpu"])]
+             for r in table["rows"]]), ""]
+    return lines[:-1] if data["generation"] else lines
+
+
+def precision_title(group: dict[str, Any]) -> str:
+    """One line naming a precision group: model, device and the settings it was measured
+    at."""
+    length = (f"prompt {group['seq_len']}, {group['new_tokens']} new tokens"
+              if group["new_tokens"] else f"seq {group['seq_len']}")
+    return (f"{group['model']} on {group['backend']} ({group['device']}), batch "
+            f"{group['batch_size']}, {length}")
+
+
+def reference_text(group: dict[str, Any]) -> str:
+    """What the group's speed-ups are against: the CPU fp32 measurement and its p50."""
+    ref = group["reference"]
+    if ref is None:
+        return "No CPU fp32 measurement at these settings: no speed-up."
+    return (f"Speed-ups against {ref['backend']} ({ref['device']}) {ref['precision']}: "
+            f"p50 {fmt_ms(ref['p50_ms'])} ms (run {ref['run_id']}).")
+
+
+def _md_precisions(data: dict[str, Any]) -> list[str]:
+    if not data["precisions"]:
+        return ["No device was measured at more than one precision."]
+    lines = []
+    for group in data["precisions"]:
+        lines += [f"### {_md(precision_title(group))}", "", _md(reference_text(group)), "",
+                  *_md_table(["precision", "status", "p50 ms", "items/s", "tokens/s",
+                              "speed-up vs CPU fp32", "max abs diff", "cosine",
+                              "token match", "reason"],
+                             [[r["precision_label"], STATUS_TEXT[r["status"]],
+                               fmt_latency(r["p50_ms"], r["latency_of"]),
+                               fmt_num(r["throughput"], 1), fmt_num(r["tokens_per_s"], 1),
+                               fmt_speedup(r["speedup_vs_cpu"]), fmt_diff(r["max_abs_diff"]),
+                               fmt_cosine(r["cosine_similarity"]), fmt_share(r["token_match"]),
+                               r["reason"] and shorten(r["reason"])]
+                              for r in group["rows"]]), ""]
+    return lines[:-1]
+
+
+def _md_sweeps(data: dict[str, Any]) -> list[str]:
+    groups = sweep_groups(data)
+    if not groups:
+        return ["No run measured one model at several batch sizes or lengths."]
+    lines = []
+    for group in groups:
+        fmt = fmt_ms if group["metric"].endswith("_ms") else (lambda v: fmt_num(v, 1))
+        lines += [f"### {group['title']}", "", *_md_table(
+            ["model", "backend", "device", "precision", "fixed", "run",
+             *(f"{group['x_title'].split(' (')[0]} {x}" for x in group["xs"])],
+            [[s["model"], s["backend"], s["device"], s["precision_label"], fixed_settings(s),
+              s["run_id"], *(fmt(sweep_value(s, x)) for x in group["xs"])]
+             for s in group["sweeps"]]), ""]
+    return lines[:-1]
 
 
 def _md_trends(data: dict[str, Any]) -> list[str]:
@@ -254,15 +399,21 @@ _ENV = jinja2.Environment(loader=jinja2.PackageLoader("hwaccel.history", "templa
                           autoescape=True, undefined=jinja2.StrictUndefined,
                           trim_blocks=True, lstrip_blocks=True)
 _ENV.filters.update(ms=fmt_ms, latency=fmt_latency, num=fmt_num, speedup=fmt_speedup, pct=fmt_pct,
-                    shorten=shorten, matrix_text=matrix_text)
+                    share=fmt_share, diff=fmt_diff, cosine=fmt_cosine, shorten=shorten,
+                    matrix_text=matrix_text, precision=precision_label, fixed=fixed_settings)
 
 
 def render_html(data: dict[str, Any]) -> str:
     """Return the report as one self-contained HTML page with inline SVG charts."""
     charts = {"latency": latency_chart(data), "memory": memory_chart(data),
-              "trend": trend_chart(data)}
+              "trend": trend_chart(data), "tokens": tokens_charts(data)}
+    sweeps = sweep_groups(data)
+    for group in sweeps:
+        group["chart"] = sweep_chart(group)
     return _ENV.get_template("report.html.j2").render(
-        data=data, charts=charts, compatibility=data.get("compatibility"),
+        data=data, charts=charts, compatibility=data.get("compatibility"), sweeps=sweeps,
+        sweep_value=sweep_value, precision_title=precision_title,
+        reference_text=reference_text,
         notes=untested_notes(data),
         status_text=STATUS_TEXT, severities=SEVERITIES,
         trend_series=[t for t in data["trends"] if len(t["points"]) > 1])
@@ -334,7 +485,7 @@ def latency_chart(data: dict[str, Any]) -> dict[str, Any] | None:
     cells = [c for c in data["cells"] if c["status"] == "pass" and c["p50_ms"]]
     return _bar_chart(
         "latency", "p50 latency per model and backend (log scale)", "p50 latency (ms)",
-        cells, data["backends"], "p50_ms", log_axis,
+        cells, data["backends"], _backend, "p50_ms", log_axis,
         lambda c: f"{c['model']} on {c['backend']} ({c['device']}): p50 "
                   f"{fmt_ms(c['p50_ms'])} ms"
                   + (f" in {c['latency_of']}" if c["latency_of"] else
@@ -346,23 +497,54 @@ def memory_chart(data: dict[str, Any]) -> dict[str, Any] | None:
     entries = [m for m in data["memory"] if m["memory_mib"]]
     return _bar_chart(
         "memory", "Peak resident memory per model and backend", "peak memory (MiB)",
-        entries, data["backends"], "memory_mib", linear_axis,
+        entries, data["backends"], _backend, "memory_mib", linear_axis,
         lambda m: f"{m['model']} on {m['backend']} ({m['device']}): peak "
                   f"{fmt_num(m['memory_mib'])} MiB"
                   + (f", device {fmt_num(m['device_memory_mib'])} MiB"
                      if m["device_memory_mib"] is not None else ""))
 
 
+def tokens_charts(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return one generation chart per device (backend and device): new tokens per second,
+    one bar per model and precision (and settings, where the device ran several)."""
+    by_device: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for table in data["generation"]:
+        for row in table["rows"]:
+            if row["tokens_per_s"]:
+                by_device.setdefault((row["backend"], row["device"]), []).append(
+                    {**row, "model": table["model"], "pipeline": table["pipeline"]})
+    charts = []
+    for (backend, device), items in by_device.items():
+        several = len({(i["batch_size"], i["seq_len"], i["new_tokens"]) for i in items}) > 1
+        for item in items:
+            item["series"] = item["precision_label"] + (
+                f" b{item['batch_size']} prompt {item['seq_len']} +{item['new_tokens']}"
+                if several else "")
+        series = list(dict.fromkeys(i["series"] for i in items))
+        charts.append(_bar_chart(
+            "tokens", f"New tokens per second on {backend} ({device})", "new tokens/s",
+            items, series, lambda i: i["series"], "tokens_per_s", linear_axis,
+            lambda i: f"{i['model']} {i['series']}: {fmt_num(i['tokens_per_s'], 1)} tokens/s,"
+                      f" TTFT {fmt_latency(i['ttft_ms'], i['latency_of'])} ms, per token "
+                      f"{fmt_latency(i['tpot_p50_ms'], i['latency_of'])} ms"))
+    return charts
+
+
+def _backend(item: dict[str, Any]) -> str:
+    return item["backend"]
+
+
 def _bar_chart(kind: str, title: str, y_title: str, items: list[dict[str, Any]],
-               backends: list[str], field: str,
+               series: list[str], series_of: Callable[[dict[str, Any]], str], field: str,
                make_axis: Callable[[Sequence[float], float, float], Axis],
                describe: Callable[[dict[str, Any]], str]) -> dict[str, Any] | None:
-    """Lay out grouped bars: one group per model (pipelines side by side), one bar per item."""
+    """Lay out grouped bars: one group per model (pipelines side by side), one bar per item,
+    coloured by its series (``series_of``; ``series`` gives the colours' order)."""
     if not items:
         return None
     bottom = _TOP + _PLOT_H
     axis = make_axis([i[field] for i in items], _TOP, bottom)
-    colour = {b: PALETTE[n % len(PALETTE)] for n, b in enumerate(backends)}
+    colour = {b: PALETTE[n % len(PALETTE)] for n, b in enumerate(series)}
     chart = _frame(kind, title, y_title, "model, grouped by pipeline", axis)
     groups = _groups(items)
     first_model, first_members = groups[0][1][0]
@@ -384,7 +566,8 @@ def _bar_chart(kind: str, title: str, y_title: str, items: list[dict[str, Any]],
                 y = min(axis.y(item[field]), bottom - 1)
                 chart["bars"].append({"x": round(x, 1), "y": y, "w": _BAR_W,
                                       "h": round(bottom - y, 1),
-                                      "fill": colour[item["backend"]], "title": describe(item)})
+                                      "fill": colour[series_of(item)],
+                                      "title": describe(item)})
                 x += _BAR_W + _BAR_GAP
             chart["x_labels"].append(_x_label((start + x - _BAR_GAP) / 2, bottom, model))
             x += _GROUP_GAP - _BAR_GAP
@@ -392,8 +575,8 @@ def _bar_chart(kind: str, title: str, y_title: str, items: list[dict[str, Any]],
         chart["bands"].append({"x": round((band_start + x - _GROUP_GAP) / 2, 1),
                                "sep": round(x - _GROUP_GAP / 2, 1), "label": text})
     chart["bands"][-1]["sep"] = None
-    return _finish(chart, x - _GROUP_GAP / 2, [(b, colour[b]) for b in backends
-                                               if any(i["backend"] == b for i in items)])
+    return _finish(chart, x - _GROUP_GAP / 2, [(b, colour[b]) for b in series
+                                               if any(series_of(i) == b for i in items)])
 
 
 def _groups(items: list[dict[str, Any]]) -> list[tuple[Any, list[tuple[str, list]]]]:
@@ -409,32 +592,58 @@ def trend_chart(data: dict[str, Any]) -> dict[str, Any] | None:
     series = [t for t in data["trends"] if len(t["points"]) > 1]
     if not series:
         return None
-    bottom = _TOP + _PLOT_H
-    axis = log_axis([p["p50_ms"] for t in series for p in t["points"]], _TOP, bottom)
     first_seen: dict[str, str] = {}
     for point in sorted((p for t in series for p in t["points"]), key=lambda p: p["timestamp"]):
         first_seen.setdefault(point["run_id"], point["timestamp"])
-    step = max(64, 280 / max(len(first_seen) - 1, 1))  # spread a few runs over 280 px
-    column = {run: round(_LEFT + 32 + i * step, 1) for i, run in enumerate(first_seen)}
-    chart = _frame("trend", "p50 latency over runs (log scale)", "p50 latency (ms)",
-                   "run, in time order", axis)
-    for run, x in column.items():
-        chart["x_labels"].append(_x_label(x, bottom, run[:8], full=run))
-    names = _series_names(series)
+    lines = [{"name": name, "title": f"{name}: {fmt_pct(trend['change_pct'])} first to last",
+              "points": [(p["run_id"], p["p50_ms"],
+                          f"{name}, run {p['run_id']} at {p['timestamp']}: "
+                          f"p50 {fmt_latency(p['p50_ms'], trend['latency_of'])} ms")
+                         for p in trend["points"]]}
+             for trend, name in zip(series, _series_names(series), strict=True)]
+    return _line_chart("trend", "p50 latency over runs (log scale)", "p50 latency (ms)",
+                       "run, in time order", [(run, run[:8], run) for run in first_seen],
+                       lines, log_axis)
+
+
+def sweep_chart(group: dict[str, Any]) -> dict[str, Any]:
+    """Return the line chart of one kind of sweep (:func:`sweep_groups`): each sweep's y
+    against its batch size or length, one column per value any sweep of the kind has."""
+    unit = group["y_title"]
+    lines = [{"name": name, "title": f"{name}, {fixed_settings(s)}, run {s['run_id']}",
+              "points": [(p["x"], p["y"], f"{name} at {group['x_title']} {p['x']}: "
+                                          f"{fmt_num(p['y'], 2)} {unit}")
+                         for p in s["points"]]}
+             for s, name in zip(group["sweeps"], group["names"], strict=True)]
+    return _line_chart(group["kind"], group["title"], unit, group["x_title"],
+                       [(x, str(x), f"{group['x_title']} {x}") for x in group["xs"]], lines,
+                       linear_axis)
+
+
+def _line_chart(kind: str, title: str, y_title: str, x_title: str,
+                columns: list[tuple[Any, str, str]], series: list[dict[str, Any]],
+                make_axis: Callable[[Sequence[float], float, float], Axis]) -> dict[str, Any]:
+    """Lay out lines over evenly spaced columns: ``columns`` are (key, label, title) in
+    order, each series has a ``name``, a ``title`` and ``points`` (column key, value,
+    title)."""
+    bottom = _TOP + _PLOT_H
+    axis = make_axis([value for s in series for _, value, _ in s["points"]], _TOP, bottom)
+    step = max(64, 280 / max(len(columns) - 1, 1))  # spread a few columns over 280 px
+    column = {key: round(_LEFT + 32 + i * step, 1) for i, (key, _, _) in enumerate(columns)}
+    chart = _frame(kind, title, y_title, x_title, axis)
+    for key, label, full in columns:
+        chart["x_labels"].append(_x_label(column[key], bottom, label, full=full))
     legend = []
-    for n, (trend, name) in enumerate(zip(series, names, strict=True)):
+    for n, line in enumerate(series):
         colour = PALETTE[n % len(PALETTE)]
-        marks = [(column[p["run_id"]], axis.y(p["p50_ms"]), p) for p in trend["points"]]
+        marks = [(column[key], axis.y(value), text) for key, value, text in line["points"]]
         chart["lines"].append({"d": " ".join(f"{'M' if i == 0 else 'L'}{x},{y}"
                                              for i, (x, y, _) in enumerate(marks)),
-                               "stroke": colour,
-                               "title": f"{name}: {fmt_pct(trend['change_pct'])} first to last"})
-        chart["points"] += [{"cx": x, "cy": y, "fill": colour,
-                             "title": f"{name}, run {p['run_id']} at {p['timestamp']}: "
-                                      f"p50 {fmt_latency(p['p50_ms'], trend['latency_of'])} ms"}
-                            for x, y, p in marks]
-        legend.append((name, colour))
-    return _finish(chart, _LEFT + 64 + (len(column) - 1) * step, legend)
+                               "stroke": colour, "title": line["title"]})
+        chart["points"] += [{"cx": x, "cy": y, "fill": colour, "title": text}
+                            for x, y, text in marks]
+        legend.append((line["name"], colour))
+    return _finish(chart, _LEFT + 64 + (len(columns) - 1) * step, legend)
 
 
 def _series_names(series: list[dict[str, Any]]) -> list[str]:
