@@ -24,11 +24,12 @@ from hwaccel.cli import (
     cmd_recommend,
     cmd_report,
     cmd_resources,
+    cmd_run,
 )
 from hwaccel.errors import HwaccelError
 
 COMMANDS = (cmd_plugins, cmd_detect, cmd_classify, cmd_recommend, cmd_resources, cmd_generate,
-            cmd_benchmark, cmd_matrix, cmd_history, cmd_report, cmd_new_plugin)
+            cmd_benchmark, cmd_matrix, cmd_run, cmd_history, cmd_report, cmd_new_plugin)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -21,6 +21,9 @@ from hwaccel.cli.measure_options import (
     sweep_from,
 )
 
+TIMEOUT = 600.0
+"""Seconds before a benchmark job is killed, unless --timeout or the scenario says."""
+
 #: the column naming each setting a sweep varies
 SWEEP_COLUMNS = {"batch_size": "batch", "seq_len": "seq", "new_tokens": "new tokens",
                  "precision": "asked", "warmup": "warmup", "iterations": "min iters",
@@ -42,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "devices), or BACKEND:DEVICE for one device as `hwaccel detect` names "
                         "it (web:wasm, cuda:1, openvino:GPU.0); repeatable (default: the "
                         "--config scenario's backends)")
-    add_measure_options(parser, timeout=600.0, auto_batch=True)
+    add_measure_options(parser, timeout=TIMEOUT, auto_batch=True)
     parser.set_defaults(handler=run)
 
 
@@ -104,6 +107,11 @@ def measure(models: list[str], backends: list[str], points: list[dict[str, Any]]
     if any(auto):
         jobs, chosen = auto_batched(jobs, auto, plugins, report, db_path, memory_limit,
                                     quiet=args.json)
+    if scenario is not None and not args.json:
+        named = f"{scenario.name!r} ({scenario.path})" if scenario.name else scenario.path
+        err_console.print(f"scenario {named}: {len(points)} combinations of settings x "
+                          f"{len(models)} models x {len(backends)} backends: {len(jobs)} jobs",
+                          highlight=False, soft_wrap=True)
     run_id = uuid.uuid4().hex
     with Store(db_path) as store:  # opened for each write only: other runs share the file
         store.start_run(run_id, "benchmark", len(jobs), {
@@ -148,7 +156,7 @@ def auto_batched(jobs: list[Any], auto: list[bool], plugins: Any, report: Any, d
 
     from hwaccel.cli.output import err_console
     from hwaccel.errors import UsageError
-    from hwaccel.estimates.resources import Estimator
+    from hwaccel.estimates.resources import Estimator, host_memory
     from hwaccel.running.cells import device_label
 
     def on_measure(model: str, device: str) -> None:
@@ -158,6 +166,8 @@ def auto_batched(jobs: list[Any], auto: list[bool], plugins: Any, report: Any, d
 
     estimator = Estimator(plugins, _within(report, memory_limit), db_path=db_path,
                           on_measure=on_measure)
+    free, _ = host_memory(report)
+    limited = " (the job's memory limit)" if free is None or memory_limit < free else ""
     out, chosen = [], []
     for job, is_auto in zip(jobs, auto, strict=True):
         if not is_auto or job.skip is not None:
@@ -175,8 +185,8 @@ def auto_batched(jobs: list[Any], auto: list[bool], plugins: Any, report: Any, d
                              "give --batch-size")
         size = max(1, estimate.max_batch_size)
         per_sample = estimate.activations_mb + estimate.kv_cache_mb + estimate.state_mb
-        basis = (f"at batch 1 it {estimate.reason}; {per_sample:,.2f} MiB more per sample "
-                 f"({estimate.source})")
+        basis = (f"at batch 1 it {estimate.reason}{limited}; {per_sample:,.2f} MiB more per "
+                 f"sample ({estimate.source})")
         if not quiet:
             err_console.print(f"batch size auto: {size} for {request.model} on {device} "
                               f"(estimate: {basis})", highlight=False, soft_wrap=True)

@@ -23,11 +23,12 @@ def _default(name: str) -> str:
     return f"(default: {BY_NAME[name].default})"
 
 
-def add_measure_options(parser: argparse.ArgumentParser, *, timeout: float,
+def add_measure_options(parser: argparse.ArgumentParser, *, timeout: float | None,
                         config: bool = True, auto_batch: bool = False) -> None:
     """Add the scenario file (``config``), batch, sequence, generation, warm-up, iteration,
-    thread, precision, time- and memory-limit options; ``auto_batch`` lets ``--batch-size``
-    be ``auto``."""
+    thread, precision, time- and memory-limit options; ``timeout`` is the command's default
+    (``None``: the scenario's command decides), ``auto_batch`` lets ``--batch-size`` be
+    ``auto``."""
     if config:
         parser.add_argument("--config", metavar="FILE",
                             help="a scenario file (YAML, docs/scenarios.md) whose settings are "
@@ -65,8 +66,9 @@ def add_measure_options(parser: argparse.ArgumentParser, *, timeout: float,
                              "int4 run quantized weights only on devices that declare them; "
                              "the row records what ran")
     parser.add_argument("--timeout", type=float, metavar="S",
-                        help=f"seconds before a job is killed and recorded as a timeout "
-                             f"(default: {timeout:g})")
+                        help="seconds before a job is killed and recorded as a timeout "
+                             + (f"(default: {timeout:g})" if timeout else
+                                "(default: as hwaccel benchmark or matrix, by the kind)"))
     parser.add_argument("--memory-limit", type=float, metavar="MIB",
                         help="kill a job above this resident memory and record it as oom "
                              "(default: 80%% of the memory available at the start, on each "
