@@ -15,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "report", help="compatibility and error report: Markdown, JSON, HTML with charts",
         description="Report what the history measured: the family/pipeline x backend matrix "
                     "(pass, fail with reason, not tested), speed-up against the CPU, the "
-                    "fastest backend and the memory per model, trends over runs. With "
+                    "fastest backend and the memory per model, generation (time to the first "
+                    "token, per-token latency, tokens/s), each precision a device ran, batch "
+                    "and length sweeps, trends over runs. With "
                     "--collect-all, --check-model or --test-hardware it adds the compatibility "
                     "errors found now, each with a severity and recommendations.")
     parser.add_argument("--format", dest="formats", nargs="+", choices=FORMATS,
