@@ -20,7 +20,7 @@ SELECT coalesce(s.run_id, r.run_id) AS run_id, coalesce(s.command, r.source) AS 
        coalesce(s.started, r.first) AS started, s.status, s.planned,
        coalesce(r.cells, 0) AS cells, coalesce(r.passed, 0) AS passed,
        coalesce(r.failed, 0) AS failed, coalesce(r.not_tested, 0) AS not_tested,
-       coalesce(r.models, 0) AS models, r.backends
+       coalesce(r.models, 0) AS models, r.backends, {{scenario}}
 FROM (SELECT run_id, any_value(source) AS source, min(timestamp) AS first,
              count(*) AS cells,
              count(*) FILTER (WHERE success) AS passed,
@@ -33,6 +33,14 @@ FROM (SELECT run_id, any_value(source) AS source, min(timestamp) AS first,
 FULL JOIN runs s ON s.run_id = r.run_id
 ORDER BY started DESC
 LIMIT ?
+"""
+SCENARIO_COLUMNS = "s.scenario_file, s.scenario"
+NO_SCENARIO_COLUMNS = "NULL AS scenario_file, NULL AS scenario"  # a database before migration 6
+
+SCENARIO_SQL = """
+SELECT run_id, scenario_file, scenario FROM runs
+WHERE run_id LIKE ? || '%' AND scenario IS NOT NULL
+ORDER BY started DESC
 """
 
 ROWS_SQL = """
@@ -51,8 +59,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     history = sub.add_parser(
         "history", help="past runs, or the recorded rows of a model, backend or run",
         description="Without filters: one line per run (newest first) with its status, the "
-                    "cells it planned and the counts of its recorded rows. With --model, "
-                    "--backend or --run: the recorded rows themselves.")
+                    "cells it planned, the counts of its recorded rows and the scenario file "
+                    "it ran (its path and name; --json adds its text). With --model, "
+                    "--backend or --run: the recorded rows themselves, and with --run the "
+                    "text of the run's scenario.")
     history.add_argument("--model", help="rows of this model")
     history.add_argument("--backend", help="rows of this backend")
     history.add_argument("--run", help="rows of this run (a prefix of its id is enough)")
@@ -95,20 +105,53 @@ def _show(rows: list[dict], title: str, as_json: bool) -> None:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    """Print the runs, or the rows a filter selects."""
+    """Print the runs (with the scenario file each ran, if any), or the rows a filter
+    selects (with ``--run``, and the text of the run's scenario)."""
     from hwaccel.errors import UsageError
 
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
     with _open(args) as store:
+        scenarios = _has_scenarios(store)
         if args.model or args.backend or args.run:
             rows = store.query(ROWS_SQL, [args.model, args.model, args.backend, args.backend,
                                           args.run, args.run, args.limit])
             _show(rows, "Recorded rows (newest first)", args.json)
+            if args.run and scenarios and not args.json:
+                for run in store.query(SCENARIO_SQL, [args.run]):
+                    print(f"\nScenario of run {run['run_id'][:8]} ({run['scenario_file']}):"
+                          f"\n{run['scenario'].rstrip()}")
         else:
-            runs = store.with_gone_runs_interrupted(store.query(RUNS_SQL, [args.limit]))
+            sql = RUNS_SQL.format(scenario=SCENARIO_COLUMNS if scenarios
+                                  else NO_SCENARIO_COLUMNS)
+            runs = [_named(run) for run in
+                    store.with_gone_runs_interrupted(store.query(sql, [args.limit]))]
+            if not args.json:  # the text itself: with --run, or in the JSON
+                runs = [{k: v for k, v in run.items() if k != "scenario"} for run in runs]
             _show(runs, "Runs (newest first)", args.json)
     return 0
+
+
+def _has_scenarios(store) -> bool:  # noqa: ANN001 - a Store, imported lazily
+    """Whether the database records scenarios (migration 6; a read-only open migrates
+    nothing)."""
+    return bool(store.query("SELECT 1 FROM duckdb_columns() WHERE table_name = 'runs' "
+                            "AND column_name = 'scenario'"))
+
+
+def _named(run: dict) -> dict:
+    """``run`` with ``scenario_name``: the ``name`` its scenario text gives (``None`` when
+    it gives none, or no longer reads as a scenario)."""
+    from hwaccel.errors import UsageError
+    from hwaccel.scenarios.load import parse
+
+    name = None
+    if run.get("scenario"):
+        try:
+            name = parse(run["scenario"], run["scenario_file"] or "scenario").name
+        except UsageError:
+            pass
+    return {**run, "scenario_name": name}
 
 
 def run_query(args: argparse.Namespace) -> int:
