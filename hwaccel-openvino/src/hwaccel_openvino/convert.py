@@ -19,13 +19,19 @@ own graph.
 
 The IR is saved uncompressed (fp32 weights) under
 ``hwaccel.kit.paths.cache_dir()/openvino/<key>/model.xml`` with ``spec.json`` beside it. The key
-hashes the model reference, the model's class, its config, a sample of its weights, the
-call's input names, dtypes and shapes, its fixed arguments, and the openvino, torch,
+hashes the model reference, the model's identity (its class, its config and its weights),
+the call's input names, dtypes and shapes, its fixed arguments, and the openvino, torch,
 transformers and diffusers versions. A second conversion with the same key reads the IR
-instead of converting.
+instead of converting. For ``int8`` and ``int4`` the float IR's weights are then compressed
+by NNCF (:mod:`hwaccel_openvino.weights`) and that IR is cached under its own key.
 
-Nothing here runs PyTorch at inference time: :class:`OpenVINOModel` keeps the PyTorch model
-only to convert calls it has not seen yet, and every output it returns was computed by
+The weights are identified without loading the model where the workload allows it
+(:func:`workload_identity`: a ``tiny:`` model by its seed, a checkpoint by its files), so a
+cached call never loads the PyTorch model; a model passed in already loaded is identified by
+a sample of its weights (:func:`model_identity`).
+
+Nothing here runs PyTorch at inference time: :class:`OpenVINOModel` uses the PyTorch model
+only to convert calls whose IR is not cached, and every output it returns was computed by
 OpenVINO. What OpenVINO cannot take fails with the converter's or the runtime's message.
 """
 
@@ -41,16 +47,18 @@ import shutil
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hwaccel.kit.failures import BACKEND, AttributedError, stage
+from hwaccel.types import NATIVE_PRECISION
+from hwaccel_openvino.weights import compress, is_compressed
 
-FORMAT = 2
+FORMAT = 3  # 3: identity without loading (workload_identity), compressed-weight entries
 FIXED_TYPES = (type(None), bool, int, float, str)
-# element type name of the compiled model -> hwaccel precision name
+# hwaccel precision -> the INFERENCE_PRECISION_HINT asking for it
 PRECISIONS = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 _WEIGHT_SAMPLE = 65536  # elements hashed per weight tensor (all of smaller tensors)
 
@@ -277,13 +285,15 @@ def _adapter_class() -> type:
 
 def library_versions() -> dict[str, str | None]:
     """Versions that change what conversion produces."""
-    versions: dict[str, str | None] = {}
-    for name in ("openvino", "torch", "transformers", "diffusers"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return {name: _version(name) for name in ("openvino", "torch", "transformers", "diffusers")}
+
+
+def _version(distribution: str) -> str | None:
+    """The installed version of ``distribution``, or None."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def config_digest(model: Any) -> str | None:
@@ -324,15 +334,71 @@ def weights_digest(model: Any) -> str:
 
 
 def model_identity(model: Any, model_ref: str | None) -> dict[str, Any]:
-    """What identifies the model in the cache key: reference, class, config and weights."""
+    """What identifies a loaded model in the cache key: reference, class, config and a sample
+    of its weights (:func:`weights_digest`)."""
     return {"model": model_ref, "class": f"{type(model).__module__}.{type(model).__qualname__}",
             "config": config_digest(model), "weights": weights_digest(model)}
 
 
-def cache_key(identity: dict[str, Any], spec: CallSpec) -> tuple[str, dict[str, Any]]:
+def reference_weights(ref: Any) -> dict[str, Any] | None:
+    """What identifies the weights a workload's ``load_model`` gives, without loading them.
+
+    A ``tiny:`` model is built from its config with :data:`~hwaccel.kit.tiny.TINY_SEED`, so
+    the seed identifies its weights; a checkpoint folder by the names, sizes and modification
+    times of its weight files (:func:`hwaccel.kit.onnx_export.weights_fingerprint`). ``None``
+    for a reference with neither (a composition, a folder without weight files).
+    """
+    if ref.is_tiny:
+        from hwaccel.kit.tiny import TINY_SEED
+
+        return {"tiny_seed": TINY_SEED}
+    from hwaccel.errors import HwaccelError
+    from hwaccel.kit.onnx_export import weights_fingerprint
+
+    try:
+        files = weights_fingerprint(ref.path)
+    except HwaccelError:  # a broken index: loading the model reports it
+        return None
+    return {"files": files} if files else None
+
+
+def workload_identity(workload: Any, model_ref: str | None) -> tuple[Any, dict[str, Any]] | None:
+    """The model ``workload.load_model()`` would return, identified without loading it.
+
+    :returns: (the workload's skeleton, the identity in the cache key): the class and config
+        of ``workload.skeleton()`` (the model on the meta device, nothing allocated) and
+        :func:`reference_weights`. ``None`` when the weights cannot be named that way, the
+        skeleton cannot be built, or it is not a module with a ``forward`` of its own (a
+        pipeline's networks gathered in a ``ModuleDict``): the model is then loaded and
+        identified by :func:`model_identity`.
+    """
+    import torch
+
+    ref = getattr(workload, "ref", None)
+    weights = reference_weights(ref) if ref is not None else None
+    if weights is None:
+        return None
+    try:
+        skeleton = workload.skeleton()
+    except Exception:  # noqa: BLE001 - without a skeleton the model is loaded and hashed
+        return None
+    if (not isinstance(skeleton, torch.nn.Module)
+            or type(skeleton).forward is torch.nn.Module.forward):
+        return None
+    cls = type(skeleton)
+    return skeleton, {"model": model_ref, "class": f"{cls.__module__}.{cls.__qualname__}",
+                      "config": config_digest(skeleton), "weights": weights}
+
+
+def cache_key(identity: dict[str, Any], spec: CallSpec, precision: str = "fp32"
+              ) -> tuple[str, dict[str, Any]]:
     """Return the cache key for converting the model ``identity`` names for calls like
-    ``spec`` (with the library versions), and the parts it hashes."""
+    ``spec`` (with the library versions), and the parts it hashes. ``int8`` and ``int4``
+    (compressed weights) have keys of their own; float precisions share the float IR's."""
     parts = {"format": FORMAT, **identity, **spec.describe(), "versions": library_versions()}
+    if is_compressed(precision):
+        parts["weights_compression"] = precision
+        parts["versions"]["nncf"] = _version("nncf")
     text = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32], parts
 
@@ -441,44 +507,45 @@ class Conversion:
     outputs: tuple[str, ...]
 
 
-def load_or_convert(model: Any, spec: CallSpec, example: dict[str, Any],
-                    identity: dict[str, Any]) -> tuple[Any, dict[str, Any], Conversion]:
-    """Return (ov.Model, output structure, Conversion) from the cache or a fresh conversion.
+def _read_cached(folder: Path, key: str) -> tuple[Any, dict[str, Any]] | None:
+    """The cached ov.Model under ``folder`` and its ``spec.json`` record, or None when there
+    is none. A damaged entry (unreadable, another format or key) is removed."""
+    import openvino
 
-    :param identity: :func:`model_identity` of ``model``. A damaged cache entry is removed
-        and converted again.
-    """
+    xml, spec_file = folder / "model.xml", folder / "spec.json"
+    if not (xml.is_file() and spec_file.is_file()):
+        return None
+    try:
+        saved = json.loads(spec_file.read_text(encoding="utf-8"))
+        if saved.get("format") == FORMAT and saved.get("key") == key:
+            return openvino.Core().read_model(str(xml)), saved
+    except Exception:  # noqa: BLE001 - a damaged entry is converted again
+        pass
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+def _store(folder: Path, key: str, parts: dict[str, Any],
+           build: Callable[[Path], tuple[Any, dict[str, Any], str]]) -> dict[str, Any]:
+    """Build an ov.Model (``build(staging)`` returns it, its output structure and how it was
+    converted), save it with its ``spec.json`` record as the entry ``folder``, and return that
+    record. The entry appears whole or not at all: it is written into a staging folder first."""
     import openvino
 
     start = time.perf_counter()
-    key, parts = cache_key(identity, spec)
-    folder = cache_root() / key
-    xml, spec_file = folder / "model.xml", folder / "spec.json"
-    core = openvino.Core()
-    if xml.is_file() and spec_file.is_file():
-        try:
-            saved = json.loads(spec_file.read_text(encoding="utf-8"))
-            if saved.get("format") == FORMAT and saved.get("key") == key:
-                ov_model = core.read_model(str(xml))
-                return ov_model, saved["structure"], Conversion(
-                    key=key, path=str(xml), cached=True, method=saved["method"],
-                    seconds=time.perf_counter() - start, inputs=tuple(saved["inputs"]),
-                    outputs=tuple(saved["outputs"]))
-        except Exception:  # noqa: BLE001 - a damaged entry is converted again
-            pass
-        shutil.rmtree(folder, ignore_errors=True)
-    staging = cache_root() / f".staging-{key}-{os.getpid()}"
+    staging = folder.parent / f".staging-{key}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     try:
-        ov_model, structure, method = convert(model, spec, example, staging)
+        ov_model, structure, method = build(staging)
         openvino.save_model(ov_model, str(staging / "model.xml"), compress_to_fp16=False)
         (staging / "model.onnx").unlink(missing_ok=True)
-        outputs = [o.get_any_name() for o in ov_model.outputs]
-        inputs = [i.get_any_name() for i in ov_model.inputs]
         record = {"format": FORMAT, "key": key, "parts": parts, "method": method,
-                  "structure": structure, "inputs": inputs, "outputs": outputs,
+                  "structure": structure,
+                  "inputs": [i.get_any_name() for i in ov_model.inputs],
+                  "outputs": [o.get_any_name() for o in ov_model.outputs],
                   "convert_s": round(time.perf_counter() - start, 3)}
+        del ov_model  # the saved IR is read back (its weights mapped from the file)
         (staging / "spec.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
         try:
             staging.rename(folder)
@@ -487,10 +554,46 @@ def load_or_convert(model: Any, spec: CallSpec, example: dict[str, Any],
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    ov_model = core.read_model(str(xml))
-    return ov_model, structure, Conversion(
-        key=key, path=str(xml), cached=False, method=method,
-        seconds=time.perf_counter() - start, inputs=tuple(inputs), outputs=tuple(outputs))
+    return record
+
+
+def load_or_convert(load_source: Callable[[], Any], spec: CallSpec, example: dict[str, Any],
+                    identity: dict[str, Any], precision: str = "fp32"
+                    ) -> tuple[Any, dict[str, Any], Conversion]:
+    """Return (ov.Model, output structure, Conversion) from the cache or a fresh conversion.
+
+    :param load_source: returns the PyTorch model; called only when the float IR for this
+        call is not cached.
+    :param identity: the model's identity (:func:`model_identity`, :func:`workload_identity`).
+    :param precision: ``int8`` and ``int4`` give the IR with weights compressed by NNCF
+        (:func:`hwaccel_openvino.weights.compress`), made from the float IR (itself read from
+        the cache or converted) and cached under its own key; other precisions the float IR.
+
+    A damaged cache entry is removed and made again.
+    """
+    import openvino
+
+    start = time.perf_counter()
+    key, parts = cache_key(identity, spec, precision)
+    folder = cache_root() / key
+    cached = _read_cached(folder, key)
+    if cached is None:
+        if is_compressed(precision):
+            def build(staging: Path) -> tuple[Any, dict[str, Any], str]:
+                float_model, structure, made = load_or_convert(load_source, spec, example,
+                                                               identity)
+                return compress(float_model, precision), structure, made.method
+        else:
+            def build(staging: Path) -> tuple[Any, dict[str, Any], str]:
+                return convert(load_source(), spec, example, staging)
+        saved = _store(folder, key, parts, build)
+        ov_model = openvino.Core().read_model(str(folder / "model.xml"))
+    else:
+        ov_model, saved = cached
+    return ov_model, saved["structure"], Conversion(
+        key=key, path=str(folder / "model.xml"), cached=cached is not None,
+        method=saved["method"], seconds=time.perf_counter() - start,
+        inputs=tuple(saved["inputs"]), outputs=tuple(saved["outputs"]))
 
 
 # ---- compiling and running ---------------------------------------------------------------
@@ -498,10 +601,18 @@ def load_or_convert(model: Any, spec: CallSpec, example: dict[str, Any],
 
 def compile_config(core: Any, device: str, threads: int | None, precision: str
                    ) -> dict[str, Any]:
-    """Compile properties the device supports: latency hint, precision, thread count."""
-    if precision not in PRECISIONS:
-        raise ConversionError(f"unknown precision {precision!r} "
-                              f"(OpenVINO runs {', '.join(PRECISIONS)})")
+    """Compile properties the device supports: latency hint, precision, thread count.
+
+    ``fp32``, ``fp16`` and ``bf16`` set ``INFERENCE_PRECISION_HINT``. ``native`` leaves it
+    unset, so the device computes in its own default (bf16 on a CPU with AVX-512 bf16 or AMX,
+    else f32; f16 on a GPU). ``int8`` and ``int4`` (compressed weights) leave it unset too:
+    the device decompresses the weights inside its kernels and computes activations in its
+    own precision, as OpenVINO runs such models when deployed; the row records which.
+    """
+    if precision not in PRECISIONS and precision != NATIVE_PRECISION \
+            and not is_compressed(precision):
+        raise ConversionError(f"unknown precision {precision!r} (OpenVINO runs "
+                              f"{', '.join((*PRECISIONS, NATIVE_PRECISION))}, int8, int4)")
     try:
         supported = {str(p) for p in core.get_property(device, "SUPPORTED_PROPERTIES")}
     except Exception:  # noqa: BLE001 - a device that lists nothing gets no properties
@@ -509,11 +620,12 @@ def compile_config(core: Any, device: str, threads: int | None, precision: str
     config: dict[str, Any] = {}
     if "PERFORMANCE_HINT" in supported:
         config["PERFORMANCE_HINT"] = "LATENCY"
-    if "INFERENCE_PRECISION_HINT" in supported:
-        config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
-    elif precision != "fp32":
-        raise ConversionError(f"OpenVINO device {device} has no INFERENCE_PRECISION_HINT, "
-                              f"so {precision} cannot be asked for")
+    if precision in PRECISIONS:
+        if "INFERENCE_PRECISION_HINT" in supported:
+            config["INFERENCE_PRECISION_HINT"] = PRECISIONS[precision]
+        elif precision != "fp32":
+            raise ConversionError(f"OpenVINO device {device} has no INFERENCE_PRECISION_HINT, "
+                                  f"so {precision} cannot be asked for")
     if threads and "INFERENCE_NUM_THREADS" in supported:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     return config
@@ -558,7 +670,6 @@ class CompiledCall:
         return {v: k for k, v in PRECISIONS.items()}.get(name, name)
 
 
-@dataclass(eq=False)
 class OpenVINOModel:
     """A PyTorch model run by OpenVINO, called exactly like the PyTorch model.
 
@@ -569,38 +680,70 @@ class OpenVINOModel:
     greedy decoding loop over compiled graphs (:mod:`hwaccel_openvino.generation`), and
     forward hooks are called after each inference call. The PyTorch model's submodules,
     intermediate values and other methods are not available: asking for them raises
-    ``AttributeError`` saying so. The model's identity in the cache key (config and weights)
-    is read once, at the first conversion.
+    ``AttributeError`` saying so.
 
-    :param source: the PyTorch model (``torch.nn.Module``), kept only for converting.
+    The PyTorch model is either given (``source``) or loaded on first need by
+    ``load_source``: a call whose IR is not cached, or code reading :attr:`source`. With a
+    ``stand_in`` (the model's skeleton: same class and config, no weights) and its
+    ``identity``, a call whose IR is cached never loads it. A model loaded only to convert a
+    call is dropped once converted (``load_source`` gives it again if needed); one read
+    through :attr:`source` is kept.
+
+    :param source: the PyTorch model (``torch.nn.Module``), used only for converting.
     :param model_ref: the model reference (``tiny:bert``, a folder, a hub id), part of the
         cache key and recorded in ``spec.json``.
     :param device: the OpenVINO device id (``CPU``, ``GPU.0``, ``NPU``).
     :param threads: ``INFERENCE_NUM_THREADS``, where the device takes it.
-    :param precision: ``fp32`` (default), ``fp16`` or ``bf16``: ``INFERENCE_PRECISION_HINT``.
+    :param precision: ``fp32`` (default), ``fp16``, ``bf16`` (``INFERENCE_PRECISION_HINT``),
+        ``native`` (the device's own), or ``int8``/``int4`` (weights compressed by NNCF,
+        activations in the device's own precision): see :func:`compile_config`.
+    :param load_source: returns the PyTorch model, when ``source`` is not given.
+    :param stand_in: binds calls and answers :attr:`config` without loading the model.
+    :param identity: the model's identity in the cache key (:func:`workload_identity`); by
+        default :func:`model_identity` of the model, read at the first conversion.
     """
 
-    source: Any
-    model_ref: str | None = None
-    device: str = "CPU"
-    threads: int | None = None
-    precision: str = "fp32"
-    calls: dict[CallSpec, CompiledCall] = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
+    def __init__(self, source: Any = None, model_ref: str | None = None, device: str = "CPU",
+                 threads: int | None = None, precision: str = "fp32", *,
+                 load_source: Callable[[], Any] | None = None, stand_in: Any = None,
+                 identity: dict[str, Any] | None = None):
         import openvino
 
+        self.model_ref, self.device, self.threads, self.precision = (
+            model_ref, device, threads, precision)
+        self.calls: dict[CallSpec, CompiledCall] = {}
+        self._source, self._load_source, self._stand_in = source, load_source, stand_in
+        self._identity = identity
+        self._kept = source is not None  # the caller's model, or one read through .source
+        self._released = False
         self._core = openvino.Core()
-        self._config = compile_config(self._core, self.device, self.threads, self.precision)
-        self._signature = _forward_signature(self.source) if hasattr(
-            self.source, "forward") else None
-        self._identity: dict[str, Any] | None = None
+        self._config = compile_config(self._core, device, threads, precision)
+        self._signature: inspect.Signature | None = None
         self._forward_hooks: dict[int, Any] = OrderedDict()  # weak-referable, for handles
+
+    def _load(self) -> Any:
+        """The PyTorch model, loaded through ``load_source`` when it is not held."""
+        if self._released:
+            raise ConversionError("this OpenVINOModel was released")
+        if self._source is None and self._load_source is not None:
+            self._source = self._load_source()
+        return self._source
+
+    @property
+    def source(self) -> Any:
+        """The PyTorch model (loaded on first access when it was not given), kept from then on;
+        ``None`` once released."""
+        if self._released:
+            return None
+        self._kept = True
+        return self._load()
 
     @property
     def config(self) -> Any:
-        """The PyTorch model's config (workloads read sizes and token ids from it)."""
-        return getattr(self.source, "config", None)
+        """The PyTorch model's config (workloads read sizes and token ids from it): the stand-in's
+        while the model is not loaded, so reading it loads nothing."""
+        holder = self._source if self._source is not None else self._stand_in
+        return getattr(holder if holder is not None else self._load(), "config", None)
 
     @property
     def conversions(self) -> list[Conversion]:
@@ -609,20 +752,23 @@ class OpenVINOModel:
 
     @property
     def execution_precision(self) -> str | None:
-        """The precision the compiled graphs run in, as the device reports it."""
+        """The precision the compiled graphs compute in, as the device reports it."""
         return next((call.precision for call in self.calls.values()), None)
 
     def _compiled_for(self, args: tuple, kwargs: dict[str, Any]
                       ) -> tuple[CompiledCall, dict[str, Any]]:
-        if self.source is None:
-            raise ConversionError("this OpenVINOModel was released")
-        spec, tensors = bind_call(self.source, args, kwargs, self._signature)
+        binder = self._stand_in if self._stand_in is not None else self._load()
+        if self._signature is None and hasattr(binder, "forward"):
+            self._signature = _forward_signature(binder)
+        spec, tensors = bind_call(binder, args, kwargs, self._signature)
         call = self.calls.get(spec)
         if call is None:
             if self._identity is None:
-                self._identity = model_identity(self.source, self.model_ref)
-            ov_model, structure, conversion = load_or_convert(self.source, spec, tensors,
-                                                              self._identity)
+                self._identity = model_identity(self._load(), self.model_ref)
+            ov_model, structure, conversion = load_or_convert(
+                self._load, spec, tensors, self._identity, self.precision)
+            if not self._kept:  # loaded for converting only: free it before compiling
+                self._source = None
             with stage("compilation", BACKEND):  # shape inference and the device plugin
                 static_shapes(ov_model, spec)
                 compiled = self._core.compile_model(ov_model, self.device, self._config)
@@ -665,16 +811,19 @@ class OpenVINOModel:
         return greedy(self, *args, **kwargs)
 
     def release(self) -> None:
-        """Drop the compiled graphs and the PyTorch model."""
+        """Drop the compiled graphs and the PyTorch model; calls then raise."""
         self.calls.clear()
-        self.source = None
+        self._source = self._load_source = self._stand_in = None
+        self._released = True
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        source = self.__dict__.get("source")
+        known = self.__dict__.get("_source")
+        if known is None:
+            known = self.__dict__.get("_stand_in")
         raise AttributeError(
-            f"{type(source).__name__}.{name} is not available on OpenVINO: "
+            f"{type(known).__name__}.{name} is not available on OpenVINO: "
             "OpenVINOModel runs the converted forward graph and a greedy generate only")
 
 
@@ -704,25 +853,37 @@ def capture_call(workload: Any, model: Any, inputs: dict[str, Any]
                  ) -> tuple[tuple, dict[str, Any]]:
     """Return the (args, kwargs) of the first call ``workload.forward`` makes of ``model``.
 
-    The call is intercepted before it runs, so no PyTorch inference happens here.
+    The call is intercepted before it runs, so no inference happens here.
     """
     try:
         workload.forward(_CallRecorder(model), inputs)
     except _Captured as call:
         return call.call_args, call.call_kwargs
-    raise ConversionError(f"the workload's forward never calls {type(model).__name__}, so "
-                          "there is no call to convert")
+    raise ConversionError("the workload's forward never calls the model, so there is no call "
+                          "to convert")
 
 
 def place_for_workload(model: Any, workload: Any, inputs: dict[str, Any], *,
                        model_ref: str | None, device: str = "CPU", threads: int | None = None,
-                       precision: str = "fp32") -> OpenVINOModel:
+                       precision: str = "fp32", load_lazily: bool = False) -> OpenVINOModel:
     """Convert and compile ``model`` for the call ``workload.forward`` makes with ``inputs``.
 
     Conversion (or the cache read) and compilation happen here, so they count as load time;
     the returned :class:`OpenVINOModel` is then called by ``workload.forward`` as the
     PyTorch model would be.
+
+    :param load_lazily: ``model`` is a zero-argument function that loads the PyTorch model
+        (``benchmark_workload(load_lazily=True)`` hands one to ``place_model``). Where the
+        workload identifies its model without loading it (:func:`workload_identity`), the
+        function is called only when this call's IR is not cached.
     """
-    args, kwargs = capture_call(workload, model, inputs)
-    return OpenVINOModel(model, model_ref=model_ref, device=device, threads=threads,
-                         precision=precision).prepare(*args, **kwargs)
+    options = {"model_ref": model_ref, "device": device, "threads": threads,
+               "precision": precision}
+    if load_lazily:
+        stand_in, identity = workload_identity(workload, model_ref) or (None, None)
+        wrapper = OpenVINOModel(load_source=model, stand_in=stand_in, identity=identity,
+                                **options)
+    else:
+        wrapper = OpenVINOModel(model, **options)
+    args, kwargs = capture_call(workload, wrapper, inputs)
+    return wrapper.prepare(*args, **kwargs)

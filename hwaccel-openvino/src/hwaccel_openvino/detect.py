@@ -2,7 +2,12 @@
 
 Each device is read through ``Core.get_property``: its full name, its optimisation
 capabilities (``FP32``, ``FP16``, ``BF16``, ``INT8``, ... reported in lowercase), its type and
-architecture and, for GPUs, ``GPU_DEVICE_TOTAL_MEM_SIZE``. A property the device does not list
+architecture and, for GPUs, ``GPU_DEVICE_TOTAL_MEM_SIZE``. CPUs and GPUs also declare ``int8`` and
+``int4``: their plugins run graphs whose weights NNCF compressed to u8 or u4/i4
+(:mod:`hwaccel_openvino.weights`), decompressing them inside their kernels, whatever the
+device's OPTIMIZATION_CAPABILITIES say about int8 arithmetic (a CPU reports ``INT8``
+already). The device is told by its id (``CPU``, ``GPU.0``), not its ``DEVICE_TYPE``, which
+reads ``integrated`` for both a CPU and an integrated GPU. A property the device does not list
 in ``SUPPORTED_PROPERTIES`` (or that raises when read) is left out, never an error. When
 openvino is missing, or its ``Core`` cannot start, or it finds no device, one unavailable
 record says why.
@@ -62,11 +67,28 @@ def _jsonable(value: Any) -> Any:
 # OpenVINO's AUTO device order, which the default choice follows: a GPU, then the CPU, then
 # an NPU (AUTO leaves NPUs out of its default list); any other kind after them.
 RANKS = {"GPU": 0, "CPU": 1, "NPU": 2}
+# device kinds whose plugins run NNCF-compressed weights (u8, u4/i4), and those precisions
+WEIGHT_COMPRESSION_DEVICES = ("CPU", "GPU")
+COMPRESSED_WEIGHTS = ("int8", "int4")
+
+
+def device_kind(device: str) -> str:
+    """The device id without its index: ``GPU.1`` -> ``GPU``."""
+    return device.split(".", 1)[0].upper()
+
+
+def declared_capabilities(device: str, reported: Any) -> tuple[str, ...]:
+    """The device's OPTIMIZATION_CAPABILITIES in lowercase, plus ``int8`` and ``int4`` on a
+    device whose plugin runs compressed weights (:data:`WEIGHT_COMPRESSION_DEVICES`)."""
+    capabilities = [str(c).lower() for c in reported]
+    if device_kind(device) in WEIGHT_COMPRESSION_DEVICES:
+        capabilities += [c for c in COMPRESSED_WEIGHTS if c not in capabilities]
+    return tuple(capabilities)
 
 
 def device_rank(device: str) -> int:
     """Where a device id (``GPU.1``, ``CPU``, ``NPU``) comes in OpenVINO's AUTO order."""
-    return RANKS.get(device.split(".", 1)[0].upper(), len(RANKS))
+    return RANKS.get(device_kind(device), len(RANKS))
 
 
 def device_index(device: str) -> int:
@@ -101,7 +123,7 @@ def describe_device(core: Any, device: str, version: str) -> HardwareInfo:
                         device_string=f"{NAME}:{device}", rank=device_rank(device),
                         index=device_index(device), memory_total_bytes=memory_total,
                         memory_available_bytes=memory_available,
-                        capabilities=tuple(str(c).lower() for c in capabilities),
+                        capabilities=declared_capabilities(device, capabilities),
                         details=details,
                         compute_resource="host-cpu" if device.split(".")[0] == "CPU"
                         else f"openvino:{device}",

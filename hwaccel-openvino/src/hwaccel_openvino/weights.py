@@ -12,8 +12,9 @@ floating point: the compiled graph runs them in the device's own precision (see
 - ``int4``: ``CompressWeightsMode.INT4_ASYM`` with groups of 128 input channels, ratio 1.0
   (every weight NNCF's rules allow in int4), the setting optimum-intel and OpenVINO GenAI
   ship. The embeddings and the last MatMul stay ``int8_asym`` (NNCF's backup mode: they are
-  the most sensitive to error), and a weight whose input channels do not divide into groups
-  of 128 is left in ``int8_asym`` too. The CPU plugin runs u4 weights with zero points
+  the most sensitive to error). A weight whose input channels do not divide into groups of
+  128 gets the largest power-of-two group (at least 32) that divides them, else stays
+  ``int8_asym`` (NNCF's ``GroupSizeFallbackMode.ADJUST``; small models' hidden sizes). The CPU plugin runs u4 weights with zero points
   natively (its FullyConnected kernels decompress them), so ASYM costs no speed over SYM
   here and is the more accurate of the two.
 
@@ -68,9 +69,9 @@ def compress(ov_model: Any, precision: str) -> Any:
     """Return ``ov_model`` with its weights compressed for ``precision`` (``int8``: int8_asym
     per channel; ``int4``: int4_asym in groups of 128), or unchanged for a float precision.
 
-    The graph is compressed in place by NNCF (and returned). NNCF's statistics table and
-    progress bar, which it writes to standard output, are kept out of it (a job's output
-    may be JSON).
+    The graph is compressed in place by NNCF (and returned). NNCF's statistics table (its
+    log, at INFO) and progress bar, which it writes to standard output, are kept out of it
+    (a job's output may be JSON): its log is set to errors only.
 
     :raises CompressionError: when nncf is missing or NNCF cannot compress the graph.
     """
@@ -80,7 +81,9 @@ def compress(ov_model: Any, precision: str) -> Any:
     mode_name, _ = MODES[precision]
     options: dict[str, Any] = {"mode": getattr(nncf.CompressWeightsMode, mode_name)}
     if precision == "int4":
-        options.update(group_size=INT4_GROUP_SIZE, ratio=1.0)
+        options.update(group_size=INT4_GROUP_SIZE, ratio=1.0,
+                       advanced_parameters=nncf.AdvancedCompressionParameters(
+                           group_size_fallback_mode=nncf.GroupSizeFallbackMode.ADJUST))
     nncf.set_log_level(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
