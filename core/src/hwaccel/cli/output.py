@@ -1,18 +1,33 @@
-"""Shared output helpers: JSON for scripts, rich tables for people, warnings on stderr."""
+"""Shared output helpers: JSON for scripts, rich tables for people, warnings on stderr.
+
+``console`` (stdout) and ``err_console`` (stderr) are rich consoles made on first use, so a
+command that prints only JSON never imports rich (tens of milliseconds of start-up).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Iterable
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
 
-# Without a terminal (pipes, CI logs) rich would wrap tables at 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True)
+@functools.cache
+def _console(stderr: bool) -> Any:
+    from rich.console import Console
+
+    if stderr:
+        return Console(stderr=True)
+    # Without a terminal (pipes, CI logs) rich would wrap tables at 80 columns.
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def __getattr__(name: str) -> Any:
+    """Make ``console`` and ``err_console`` on their first use."""
+    if name in ("console", "err_console"):
+        return _console(stderr=name == "err_console")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def print_json(data: Any) -> None:
@@ -22,17 +37,20 @@ def print_json(data: Any) -> None:
 
 def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
     """Print a table on stdout; ``None`` cells show as a dash."""
+    from rich.table import Table
+
     out = Table(title=title, title_justify="left")
     for column in columns:
         out.add_column(column, overflow="fold")
     for row in rows:
         out.add_row(*("-" if cell is None else str(cell) for cell in row))
-    console.print(out)
+    _console(stderr=False).print(out)
 
 
 def warn(message: str) -> None:
     """Print a warning line on stderr."""
-    err_console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+    _console(stderr=True).print(f"[yellow]warning:[/yellow] {message}", highlight=False,
+                                soft_wrap=True)
 
 
 def warn_errors(errors: Iterable[Any]) -> None:
