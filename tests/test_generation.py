@@ -148,3 +148,12 @@ def test_fixed_graph_backends_declare_no_generation(backend, plugins):
                                   request=request_for("tiny:gpt2", plugins, backend=backend))
     assert not result.success and result.error_category == "unsupported"
     assert "generat" in result.error
+
+
+def test_static_cache_asked_is_observed(plugins, one_torch_thread):
+    settings = BenchmarkSettings(seq_len=6, new_tokens=4, warmup=0, min_iterations=1,
+                                 min_seconds=0.0, cache_implementation="static")
+    result = benchmark_workload(request_for("tiny:gpt2", plugins, settings),
+                                place_model=lambda m: m, place_inputs=lambda i: i, threads=1)
+    assert result.success and result.kv_cache == "static"
+    assert result.token_match == 1.0  # the reference keeps the default dynamic cache

@@ -360,6 +360,8 @@ class BenchmarkSettings(_Record):
     precision: str = "fp32"  # what the caller asks for; the result says what actually ran
     new_tokens: int = 0  # > 0: time greedy generation of this many tokens after a prompt
     # of ``seq_len`` tokens (kit.generation), instead of one forward call
+    cache_implementation: str | None = None  # generation only: transformers' cache to ask
+    # for ("static": a preallocated StaticCache); None keeps the model's default (dynamic)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

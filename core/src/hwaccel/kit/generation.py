@@ -22,12 +22,14 @@ leaves the first two unmeasured (``None``) and says so in ``details``, rather th
 the call time by the token count.
 
 The tokens are compared with those of the CPU PyTorch fp32 reference (a separately loaded
-copy, transformers' ``generate`` with its default cache): ``token_match`` is the share of new
-tokens identical at the same position. How the device kept past keys and values
-(``kv_cache``) is observed, not assumed: the cache object transformers passed to the model's
-first forward call (``DynamicCache`` -> ``dynamic``, ``StaticCache`` -> ``static``, another
-cache class by its name, none -> ``none: ...``), or what a converted model's ``generate`` says
-it did (its ``kv_cache`` attribute, e.g. OpenVINO's ``stateful``).
+copy, transformers' ``generate`` with its default cache): ``token_match`` is the share of
+new tokens identical at the same position. How the device kept past keys and values
+(``kv_cache``) is observed, not assumed (``settings.cache_implementation`` asks transformers
+for another cache, e.g. ``static``: a device model that cannot honour it refuses the
+option): the cache object transformers passed to the model's first forward call
+(``DynamicCache`` -> ``dynamic``, ``StaticCache`` -> ``static``, another cache class by its
+name, none -> ``none: ...``), or what a converted model's ``generate`` says it did (its
+``kv_cache`` attribute, e.g. OpenVINO's ``stateful``).
 """
 
 from __future__ import annotations
@@ -150,11 +152,13 @@ def time_generation(workload: Any, model: Any, inputs: dict[str, Any],
     clock = TokenClock()
     new_tokens = settings.new_tokens
     calls: list[tuple[float, ...]] = []
+    options: dict[str, Any] = {"streamer": clock}
+    if settings.cache_implementation:
+        options["cache_implementation"] = settings.cache_implementation
 
     def one_generation() -> Any:
         clock.start()
-        tokens = in_context(lambda: workload.generate(model, inputs, new_tokens,
-                                                      streamer=clock))
+        tokens = in_context(lambda: workload.generate(model, inputs, new_tokens, **options))
         calls.append(tuple((stamp - clock.started) * 1000.0 for stamp in clock.stamps))
         return tokens
 
