@@ -1,0 +1,126 @@
+"""``hwaccel run SCENARIO``: a bad file is one line and exit 2; a real sweep is measured,
+stored with the file's text and shown by ``hwaccel history``; ``kind: matrix`` runs as the
+matrix; the benchmark table grows generation columns."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import hardware_rows, run_cli
+from hwaccel.cli import cmd_matrix, main
+from hwaccel.history.store import Store
+from hwaccel.types import BenchmarkResult
+
+
+def test_a_bad_scenario_is_one_line_and_exit_2(tmp_path, tmp_db):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nmodels: [tiny:bert]\nbatch_sizes:\n  - 1\n  - many\n")
+    for argv in (["run", str(bad)], ["benchmark", "--config", str(bad)]):
+        proc = run_cli(*argv, "--db", str(tmp_db))
+        assert proc.returncode == 2
+        assert proc.stderr == (f"hwaccel: error: {bad}:5: batch_sizes: item 2 must be a whole "
+                               "number or auto, not the text 'many'\n")
+    proc = run_cli("run", str(tmp_path / "missing.yaml"), "--db", str(tmp_db))
+    assert (proc.returncode, proc.stderr) == (
+        2, f"hwaccel: error: {tmp_path / 'missing.yaml'}: no such scenario file\n")
+    assert not tmp_db.exists()  # nothing ran
+
+
+def test_a_scenario_without_backends_names_the_missing_key(tmp_path, tmp_db):
+    file = tmp_path / "nobackend.yaml"
+    file.write_text("models: [tiny:bert]\n")
+    proc = run_cli("run", str(file), "--db", str(tmp_db))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"hwaccel: error: {file}:1: backends: no backends: name "
+                                  "one with --backend")
+
+
+SWEEP = """\
+name: tiny sweep
+description: two sequence lengths of tiny:bert
+models: [tiny:bert]
+backends: cpu
+seq_lens: [8, 16]
+warmup: 0
+iterations: 2
+min_seconds: 0
+"""
+
+
+def test_a_scenario_runs_its_sweep_and_history_shows_it(tmp_path, tmp_db):
+    file = tmp_path / "sweep.yaml"
+    file.write_text(SWEEP)
+    proc = run_cli("run", str(file), "--db", str(tmp_db), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    results = report["results"]
+    assert [(r["model"], r["backend"], r["seq_len"], r["success"]) for r in results] == \
+        [("tiny:bert", "cpu", 8, True), ("tiny:bert", "cpu", 16, True)]
+    assert sorted(row["seq_len"] for row in hardware_rows(tmp_db)) == [8, 16]
+    with Store(tmp_db, read_only=True) as store:
+        (run,) = store.query("SELECT * FROM runs")
+    assert run["run_id"] == report["run_id"] and run["command"] == "benchmark"
+    assert (run["scenario"], run["scenario_file"]) == (SWEEP, str(file.resolve()))
+    sweep = json.loads(run["settings"])["sweep"]
+    assert [p["seq_len"] for p in sweep] == [8, 16] and sweep[0]["iterations"] == 2
+
+    listed = run_cli("history", "--db", str(tmp_db), "--json")
+    (entry,) = json.loads(listed.stdout)
+    assert (entry["scenario_name"], entry["scenario_file"], entry["scenario"]) == \
+        ("tiny sweep", str(file.resolve()), SWEEP)
+    table = run_cli("history", "--db", str(tmp_db))
+    assert "tiny sweep" in table.stdout and "seq_lens: [8, 16]" not in table.stdout
+    one = run_cli("history", "--db", str(tmp_db), "--run", report["run_id"][:8])
+    assert f"Scenario of run {report['run_id'][:8]} ({file.resolve()}):\n{SWEEP}" in one.stdout
+
+
+def test_a_matrix_scenario_runs_as_the_matrix_with_its_defaults(tmp_path, monkeypatch):
+    file = tmp_path / "matrix.yaml"
+    file.write_text("kind: matrix\nmodels: [tiny:bert]\nworkers: 2\n")
+    seen = []
+    monkeypatch.setattr(cmd_matrix, "run", lambda args: seen.append(args) or 0)
+    assert main(["run", str(file), "--iterations", "4"]) == 0
+    (args,) = seen
+    assert (args.config, args.iterations, args.default_timeout, args.resume) == \
+        (str(file), 4, 300, False)  # matrix's own default timeout and options
+
+
+def test_auto_batch_is_refused_for_a_matrix_scenario(tmp_path, capsys):
+    file = tmp_path / "matrix.yaml"
+    file.write_text("kind: matrix\nmodels: [tiny:bert]\n")
+    assert main(["run", str(file), "--batch-size", "auto"]) == 2
+    assert capsys.readouterr().err == ("hwaccel: error: --batch-size auto is for a scenario "
+                                       "of kind benchmark, not matrix\n")
+
+
+def test_generation_rows_add_their_columns_to_the_table(capsys, monkeypatch):
+    from rich.console import Console
+
+    from hwaccel.cli import output
+    from hwaccel.cli.cmd_benchmark import print_table
+    from hwaccel.running.benchmark import Job
+    from hwaccel.types import BenchmarkRequest, BenchmarkSettings, Classification, HardwareInfo
+
+    request = BenchmarkRequest(
+        model="tiny:gpt2", hardware=HardwareInfo(backend="cpu", device="cpu", name="cpu",
+                                                   available=True),
+        classification=Classification(model="tiny:gpt2", family="text-generation"),
+        settings=BenchmarkSettings(new_tokens=8))
+    forward = BenchmarkResult(model="tiny:gpt2", backend="cpu", device="cpu", success=True,
+                              p50_ms=3.0, iterations=5)
+    generation = BenchmarkResult(model="tiny:gpt2", backend="cpu", device="cpu", success=True,
+                                 p50_ms=40.0, iterations=5, new_tokens=8, ttft_ms=7.25,
+                                 tpot_p50_ms=4.5, tpot_p90_ms=5.5, tokens_per_s=210.0,
+                                 token_match=0.875, kv_cache="dynamic")
+    monkeypatch.setattr(output, "_console", lambda stderr: Console(width=400))  # no wrapping
+    print_table("t", [Job(request)] * 2, [forward, generation], ["new_tokens"])
+    out = capsys.readouterr().out
+    for header in ("new tokens", "TTFT ms", "tok p50 ms", "tok p90 ms", "tok/s", "match",
+                   "kv cache"):
+        assert header in out
+    gen_line = next(line for line in out.splitlines() if "40.00" in line)
+    for cell in ("7.25", "4.50", "5.50", "210.0", "88%", "dynamic"):
+        assert cell in gen_line
+    print_table("t", [Job(request)], [forward], [])
+    assert "TTFT" not in capsys.readouterr().out
+
