@@ -1,35 +1,30 @@
 """The ``hwaccel`` command line.
 
 Only argparse and the command modules' light imports happen at start-up: ``hwaccel --help``
-and ``hwaccel list-plugins`` never import torch, transformers, openvino or onnxruntime.
+and ``hwaccel list-plugins`` never import torch, transformers, openvino or onnxruntime. A
+command imports only its own module (:data:`COMMANDS`); ``hwaccel --help``, no command or an
+unknown one build the whole parser.
 Expected failures (:class:`hwaccel.errors.HwaccelError`) print one line and exit non-zero.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+from collections.abc import Sequence
 from typing import NoReturn
 
-from hwaccel.cli import (
-    cmd_benchmark,
-    cmd_classify,
-    cmd_detect,
-    cmd_generate,
-    cmd_history,
-    cmd_matrix,
-    cmd_new_plugin,
-    cmd_plugins,
-    cmd_recommend,
-    cmd_report,
-    cmd_resources,
-    cmd_run,
-)
 from hwaccel.errors import HwaccelError
 
-COMMANDS = (cmd_plugins, cmd_detect, cmd_classify, cmd_recommend, cmd_resources, cmd_generate,
-            cmd_benchmark, cmd_matrix, cmd_run, cmd_history, cmd_report, cmd_new_plugin)
+COMMANDS = {"list-plugins": "cmd_plugins", "detect": "cmd_detect", "classify": "cmd_classify",
+            "recommend": "cmd_recommend", "resources": "cmd_resources",
+            "generate": "cmd_generate", "benchmark": "cmd_benchmark", "matrix": "cmd_matrix",
+            "run": "cmd_run", "history": "cmd_history", "query": "cmd_history",
+            "report": "cmd_report", "new-plugin": "cmd_new_plugin"}
+"""Each command, in the order ``--help`` lists them, and the module of ``hwaccel.cli`` whose
+``add_parser`` registers it."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -40,8 +35,9 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"hwaccel: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the parser with one sub-command per command module."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Return the parser with every command, or only the commands of ``command``'s module
+    (importing no other command module) when it names one."""
     parser = OneLineParser(
         prog="hwaccel",
         description="Which hardware should this Hugging Face model run on? Detect, classify, "
@@ -50,14 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strict-plugins", action="store_true",
                         help="fail when any plugin fails to load (HWACCEL_STRICT_PLUGINS=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in COMMANDS:
-        module.add_parser(sub)
+    modules = [COMMANDS[command]] if command in COMMANDS else dict.fromkeys(COMMANDS.values())
+    for module in modules:
+        importlib.import_module(f"hwaccel.cli.{module}").add_parser(sub)
+    if command in COMMANDS and command not in sub.choices:  # COMMANDS names the wrong module
+        return build_parser()
     return parser
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option (hwaccel's own
+    options take no value)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(command_of(argv))
     args = parser.parse_args(argv)
     if args.version:
         import importlib.metadata
