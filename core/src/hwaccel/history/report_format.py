@@ -103,8 +103,10 @@ def fixed_settings(sweep: dict[str, Any]) -> str:
 def _sweep_names(sweeps: list[dict[str, Any]]) -> list[str]:
     """Name each sweep by model, backend, device and precision; add the fixed settings, then
     the run, where names clash."""
+    from hwaccel.hardware.simulators import LABEL
+
     names = [f"{s['model']} · {s['backend']} ({s['device']}) {s['precision_label']}"
-             for s in sweeps]
+             + (LABEL if s["latency_of"] else "") for s in sweeps]
     names = [n if names.count(n) == 1 else f"{n} {fixed_settings(s)}"
              for n, s in zip(names, sweeps, strict=True)]
     return [n if names.count(n) == 1 else f"{n} run {s['run_id'][:8]}"

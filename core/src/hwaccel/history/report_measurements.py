@@ -123,15 +123,16 @@ def precision_groups(measurements: list[dict[str, Any]],
 
 
 def sweeps(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Return the sweeps the runs hold: the passing rows of one run and one (model, backend,
+    """Return the sweeps the runs hold among ``entries`` (rows of one measurement in time
+    order): the passing rows of one run and one (model, backend,
     device, precision) at two or more batch sizes (throughput against batch size: items/s,
     tokens/s for generation) or lengths (latency against sequence or prompt length: p50,
     the time to the first token for generation), the other settings fixed.
 
     Each sweep has ``axis`` (``batch_size`` or ``seq_len``), ``metric`` (the entry field of
     its y values), the run, model, backend, device, precisions and fixed settings, and
-    ``points`` (``x``, ``y``) in increasing x; the latest row of a run wins a repeated point.
-    Sweeps come by axis, then in the order their first row was recorded.
+    ``points`` (``x``, ``y``, a positive y) in increasing x; the latest row of a run wins a
+    repeated point. Sweeps come by axis, then in the order of ``entries``.
     """
     by_run: dict[tuple[Any, ...], dict[str, Any]] = {}
     for entry in entries:
@@ -150,7 +151,8 @@ def sweeps(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             generation = is_generation(members[0])
             metric = _SWEEP_METRICS[(axis, generation)]
             points = sorted(({"x": m[axis], "y": m[metric]} for m in members
-                             if m[metric] is not None), key=lambda p: p["x"])
+                             if m[metric] is not None and m[metric] > 0),
+                            key=lambda p: p["x"])
             if len(points) < 2:
                 continue
             first = members[0]
