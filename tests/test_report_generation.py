@@ -303,3 +303,17 @@ def test_the_new_charts_render_offline_in_chromium(data, tmp_path):
     for kind, marks in boxes.items():
         for mark in marks:
             assert mark["w"] > 0 and mark["h"] > 0 and mark["title"], (kind, mark)
+
+
+def test_the_fastest_result_is_the_highest_speed_up_at_any_precision(data):
+    fastest = {f["model"]: f for f in data["fastest"]}
+    # BERT: bf16 at batch 1, seq 64 against the CPU's 14 ms there (5.6x) beats bf16 at seq
+    # 32 (10/2.5 = 4x); the latest cell (batch 2, seq 64) has no CPU row to compare with.
+    # GPT-2: int8's 200/40 = 5x
+    assert (fastest["tiny:bert"]["precision_label"], fastest["tiny:bert"]["batch_size"],
+            fastest["tiny:bert"]["seq_len"], fastest["tiny:bert"]["speedup_vs_cpu"]) == (
+        "native (bf16)", 1, 64, pytest.approx(14.0 / 2.5))
+    assert (fastest["tiny:gpt2"]["precision_label"], fastest["tiny:gpt2"]["new_tokens"],
+            fastest["tiny:gpt2"]["speedup_vs_cpu"]) == ("int8", 16, pytest.approx(5.0))
+    assert "| tiny:gpt2 | text | openvino | CPU | 40.00 | 5.00x | int8 | 1 | 32 | 16 |" in \
+        render_markdown(data)

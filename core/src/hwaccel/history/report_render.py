@@ -148,9 +148,10 @@ def _md_fastest(data: dict[str, Any]) -> list[str]:
     if not data["fastest"]:
         return ["No model passed on any backend."]
     return _md_table(["model", "pipeline", "fastest backend", "device", "p50 ms",
-                      "speed-up vs CPU"],
+                      "speed-up vs CPU", "precision", "batch", "seq", "new tokens"],
                      [[f["model"], f["pipeline"], f["backend"], f["device"],
-                       fmt_ms(f["p50_ms"]), fmt_speedup(f["speedup_vs_cpu"])]
+                       fmt_ms(f["p50_ms"]), fmt_speedup(f["speedup_vs_cpu"]),
+                       f["precision_label"], f["batch_size"], f["seq_len"], f["new_tokens"]]
                       for f in data["fastest"]])
 
 
