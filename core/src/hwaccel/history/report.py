@@ -8,17 +8,18 @@ Every selected row becomes an *entry* (a dict of its figures, status and reason)
 the entries:
 
 - a *cell* is the latest entry of one (model, backend, device): the compatibility matrix,
-  the failures, the fastest backend and the memory read the cells, so a model's status on a
-  device is what its latest row says;
+  the failures, the per-model results and the memory read the cells, so a model's status on
+  a device is what its latest row says;
 - a *measurement* is the latest entry of one (model, backend, device, requested precision,
   precision that ran, batch size, sequence or prompt length, new tokens)
   (:mod:`hwaccel.history.report_measurements`): a second precision, batch size or length
   measured later does not hide the first. Every cell is also a measurement (the same dict).
 
-The measurements feed ``generation`` (one table per model of its generation rows: time to
-the first token, per-token latency, tokens/s, token match, KV cache), ``precisions`` (a
-device measured at several precisions: each with its own speed-up and output difference) and,
-with every entry of a run, ``sweeps`` (a run's rows at several batch sizes or lengths).
+The measurements feed ``fastest`` (the highest speed-up per model), ``generation`` (one
+table per model of its generation rows: time to the first token, per-token latency,
+tokens/s, token match, KV cache), ``precisions`` (a device measured at several precisions:
+each with its own speed-up and output difference) and, with every entry of a run,
+``sweeps`` (a run's rows at several batch sizes or lengths).
 Speed-ups are against the latest fp32 measurement of a reference backend (the CPU) with the
 same batch size, length and new tokens. A cell's status:
 
