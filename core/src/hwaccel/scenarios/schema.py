@@ -30,7 +30,7 @@ KINDS = ("benchmark", "matrix")
 
 @dataclass(frozen=True)
 class Setting:
-    """One key: its type (``int``, ``number``, ``choice`` or ``text``), its default, its
+    """One key: its type (``int``, ``number``, ``choice`` or ``string``), its default, its
     range (``minimum``, or ``positive``), whether a list of values sweeps it, whether it
     takes ``auto``, the commands it applies to, the unit named in errors and the other
     spellings a file may use for it."""
@@ -55,7 +55,7 @@ class Setting:
             if value in self.choices:
                 return None
             return f"must be one of {', '.join(self.choices)}, not {describe(value)}"
-        if self.kind == "text":
+        if self.kind == "string":
             return None if isinstance(value, str) and value.strip() else \
                 f"must be non-empty text, not {describe(value)}"
         whole = self.kind == "int"
@@ -88,14 +88,14 @@ SETTINGS = (
     Setting("memory_limit", "number", None, positive=True, sweep=False,
             unit=" of MiB"),
     Setting("workers", "int", 1, minimum=1, sweep=False, commands=("matrix",)),
-    Setting("executor", "text", "local", sweep=False, commands=("matrix",)),
+    Setting("executor", "string", "local", sweep=False, commands=("matrix",)),
 )
 """The measurement settings, in the order a sweep varies them (the last fastest).
 ``timeout`` has no default here: each command has its own."""
 
 BY_NAME = {s.name: s for s in SETTINGS}
-DESCRIPTIVE = {"name": Setting("name", "text", None, sweep=False),
-               "description": Setting("description", "text", None, sweep=False),
+DESCRIPTIVE = {"name": Setting("name", "string", None, sweep=False),
+               "description": Setting("description", "string", None, sweep=False),
                "kind": Setting("kind", "choice", "benchmark", choices=KINDS, sweep=False)}
 """Keys that say what the scenario is rather than how it measures."""
 LISTS = ("models", "backends")
