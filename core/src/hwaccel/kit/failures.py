@@ -203,10 +203,14 @@ def category_of(exc: BaseException) -> str:
 
 
 def failure(request: BenchmarkRequest, category: str, message: str) -> BenchmarkResult:
-    """Return a failed result for ``request`` with an error category and a one-line message."""
+    """Return a failed result for ``request`` with an error category and a one-line message;
+    it keeps what was asked (batch, length, threads, precision, new tokens), so the row says
+    which measurement failed."""
+    settings = request.settings
     return BenchmarkResult(model=request.model, backend=request.hardware.backend,
                            device=request.hardware.device, success=False,
                            error_category=category, error=message,
-                           batch_size=request.settings.batch_size,
-                           seq_len=request.settings.seq_len,
-                           threads=request.settings.threads)
+                           batch_size=settings.batch_size, seq_len=settings.seq_len,
+                           threads=settings.threads, precision=settings.precision,
+                           new_tokens=settings.new_tokens or None,
+                           details={"requested_precision": settings.precision})

@@ -259,7 +259,8 @@ def benchmark_workload(request: BenchmarkRequest, *,
         del cpu_model
     load_time = time.perf_counter() - start
     details: dict[str, Any] = {"timer": timer.name if timer is not None else "perf_counter",
-                               "load_peak_rss_mb": process_memory_mb("VmHWM")}
+                               "load_peak_rss_mb": process_memory_mb("VmHWM"),
+                               "requested_precision": settings.precision}
     with stage("inputs", HARNESS):
         cpu_inputs = workload.make_inputs(settings.batch_size, settings.seq_len)
     with stage("placement", on_the_device):
