@@ -4,6 +4,7 @@ matrix; the benchmark table grows generation columns."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from conftest import hardware_rows, run_cli
@@ -113,7 +114,8 @@ def test_generation_rows_add_their_columns_to_the_table(capsys, monkeypatch):
                                  tpot_p50_ms=4.5, tpot_p90_ms=5.5, tokens_per_s=210.0,
                                  token_match=0.875, kv_cache="dynamic")
     monkeypatch.setattr(output, "_console", lambda stderr: Console(width=400))  # no wrapping
-    print_table("t", [Job(request)] * 2, [forward, generation], ["new_tokens"])
+    plain = dataclasses.replace(request, settings=BenchmarkSettings())
+    print_table("t", [Job(plain), Job(request)], [forward, generation], ["new_tokens"])
     out = capsys.readouterr().out
     for header in ("new tokens", "TTFT ms", "tok p50 ms", "tok p90 ms", "tok/s", "match",
                    "kv cache"):
@@ -121,6 +123,11 @@ def test_generation_rows_add_their_columns_to_the_table(capsys, monkeypatch):
     gen_line = next(line for line in out.splitlines() if "40.00" in line)
     for cell in ("7.25", "4.50", "5.50", "210.0", "88%", "dynamic"):
         assert cell in gen_line
-    print_table("t", [Job(request)], [forward], [])
-    assert "TTFT" not in capsys.readouterr().out
+    assert "items/s" in out and "max diff" in out  # a forward row is there
+    print_table("t", [Job(request)], [generation], [])
+    out = capsys.readouterr().out
+    assert "TTFT ms" in out and "items/s" not in out and "max diff" not in out
+    print_table("t", [Job(plain)], [forward], [])
+    out = capsys.readouterr().out
+    assert "TTFT" not in out and "items/s" in out
 

@@ -30,6 +30,10 @@ SWEEP_COLUMNS = {"batch_size": "batch", "seq_len": "seq", "new_tokens": "new tok
                  "min_seconds": "min s", "max_seconds": "max s", "threads": "threads asked"}
 
 
+FORWARD_ONLY = ("items/s", "max diff")
+"""Columns a table of generation rows only leaves out."""
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the command."""
     parser = sub.add_parser(
@@ -248,32 +252,39 @@ def _tokens(new_tokens: int) -> str:
 
 def print_table(title: str, jobs: list[Any], results: list[Any], sweep: list[str]) -> None:
     """The results table: a column per setting in ``sweep`` (what the sweep varies), the
-    forward-call columns, and the generation columns when any row generated."""
+    forward-call columns (but items/s and max diff when every job generated), and the
+    generation columns when any job generated."""
     from hwaccel.cli.output import num, table
     from hwaccel.hardware.simulators import label
     from hwaccel.running.cells import device_label
 
-    generation = any(r.new_tokens for r in results)
+    generating = [job.request.settings.new_tokens > 0 for job in jobs]
     columns = ["model", "device", *(SWEEP_COLUMNS[name] for name in sweep), "ok", "load s",
                "cold ms", "p50 ms", "p90 ms", "p99 ms", "items/s", "peak MiB", "iters",
                "threads", "precision", "max diff"]
-    if generation:
+    if all(generating):  # tok/s and match say it for generation rows
+        columns = [c for c in columns if c not in FORWARD_ONLY]
+    if any(generating):
         columns += ["TTFT ms", "tok p50 ms", "tok p90 ms", "tok/s", "match", "kv cache"]
     rows = []
     for job, r in zip(jobs, results, strict=True):
-        settings = job.request.settings.to_dict()
-        settings["iterations"] = settings["min_iterations"]
-        row = [r.model, device_label(r.backend, r.device), *(settings[n] for n in sweep),
-               "yes" if r.success else "no", num(r.load_time_s), num(r.cold_ms),
-               *(f"{num(v)}{label(r.details)}" if v is not None else None
-                 for v in (r.p50_ms, r.p90_ms, r.p99_ms)),
-               num(r.throughput, 1), num(r.peak_rss_mb, 0), r.iterations or None, r.threads,
-               r.precision if r.success else None,
-               f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else None]
-        if generation:
-            row += [num(r.ttft_ms), num(r.tpot_p50_ms), num(r.tpot_p90_ms),
-                    num(r.tokens_per_s, 1),
-                    f"{r.token_match:.0%}" if r.token_match is not None else None,
-                    r.kv_cache]
-        rows.append([*row, f"{r.error_category}: {r.error}" if not r.success else None])
+        settings = {**job.request.settings.to_dict(),
+                    "iterations": job.request.settings.min_iterations}
+        cells = {"model": r.model, "device": device_label(r.backend, r.device),
+                 **{SWEEP_COLUMNS[n]: settings[n] for n in sweep},
+                 "ok": "yes" if r.success else "no", "load s": num(r.load_time_s),
+                 "cold ms": num(r.cold_ms),
+                 **{column: f"{num(v)}{label(r.details)}" if v is not None else None
+                    for column, v in (("p50 ms", r.p50_ms), ("p90 ms", r.p90_ms),
+                                      ("p99 ms", r.p99_ms))},
+                 "items/s": num(r.throughput, 1), "peak MiB": num(r.peak_rss_mb, 0),
+                 "iters": r.iterations or None, "threads": r.threads,
+                 "precision": r.precision if r.success else None,
+                 "max diff": f"{r.max_abs_diff:.1e}" if r.max_abs_diff is not None else None,
+                 "TTFT ms": num(r.ttft_ms), "tok p50 ms": num(r.tpot_p50_ms),
+                 "tok p90 ms": num(r.tpot_p90_ms), "tok/s": num(r.tokens_per_s, 1),
+                 "match": f"{r.token_match:.0%}" if r.token_match is not None else None,
+                 "kv cache": r.kv_cache,
+                 "error": f"{r.error_category}: {r.error}" if not r.success else None}
+        rows.append([cells[column] for column in [*columns, "error"]])
     table(title, [*columns, "error"], rows)

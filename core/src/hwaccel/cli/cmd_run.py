@@ -8,8 +8,9 @@ measurement options given here win over the file's values, as there.
 from __future__ import annotations
 
 import argparse
+import importlib
+from typing import Any
 
-from hwaccel.cli import cmd_benchmark, cmd_matrix
 from hwaccel.cli.measure_options import add_measure_options
 
 
@@ -27,8 +28,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-KINDS = {"benchmark": cmd_benchmark, "matrix": cmd_matrix}
-"""The command each kind of scenario runs as."""
+KINDS = {"benchmark": "cmd_benchmark", "matrix": "cmd_matrix"}
+"""The module of ``hwaccel.cli`` whose command each kind of scenario runs as."""
+
+
+def _command(kind: str) -> Any:
+    return importlib.import_module(f"hwaccel.cli.{KINDS[kind]}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     kind = load(args.config).kind
     if kind != "benchmark" and args.batch_size == "auto":
         raise UsageError(f"--batch-size auto is for a scenario of kind benchmark, not {kind}")
-    return KINDS[kind].run(_as(kind, args))
+    return _command(kind).run(_as(kind, args))
 
 
 def _as(kind: str, args: argparse.Namespace) -> argparse.Namespace:
@@ -48,7 +53,7 @@ def _as(kind: str, args: argparse.Namespace) -> argparse.Namespace:
     defaults for the options ``run`` does not have (``--resume``, ``--workers`` ...),
     ``run``'s values for the others."""
     parser = argparse.ArgumentParser(add_help=False)
-    KINDS[kind].add_parser(parser.add_subparsers())
+    _command(kind).add_parser(parser.add_subparsers())
     defaults = parser.parse_args([kind])
     return argparse.Namespace(**{**vars(defaults), **vars(args),
                                  "default_timeout": defaults.default_timeout})
