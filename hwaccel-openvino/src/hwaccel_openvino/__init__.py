@@ -3,7 +3,9 @@ openvino.convert_model.
 
 Detection lists every device of ``openvino.Core().available_devices``. Models are converted
 from PyTorch with ``openvino.convert_model`` (ONNX export as the fallback), cached on disk
-as IR, compiled in fp32 and called like the PyTorch model through :class:`OpenVINOModel`.
+as IR (with weights compressed by NNCF for int8 and int4), compiled in the precision asked
+for (or the device's own, ``native``) and called like the PyTorch model through
+:class:`OpenVINOModel`.
 Importing this module imports neither openvino nor torch; the hooks import them.
 """
 
