@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+from pathlib import Path
+
+import pytest
 
 from conftest import hardware_rows, run_cli
 from hwaccel.cli import cmd_matrix, main
+from hwaccel.errors import UsageError
 from hwaccel.history.store import Store
 from hwaccel.types import BenchmarkResult
 
@@ -131,3 +136,55 @@ def test_generation_rows_add_their_columns_to_the_table(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "TTFT" not in out and "items/s" in out
 
+
+
+class _Estimator:
+    """Stands in for the resources estimator: records what it was asked, answers a max batch
+    (``None``: it cannot tell)."""
+
+    max_batch: int | None = 9
+
+    def __init__(self, plugins, report, **options):
+        self.report = report
+        _Estimator.seen = self
+
+    def estimate(self, model, hardware, *, batch_size, seq_len, precision):
+        self.asked = (model, batch_size, seq_len, precision)
+        return types.SimpleNamespace(
+            max_batch_size=self.max_batch, reason="needs 300 MiB, 500 MiB free",
+            activations_mb=0.5, kv_cache_mb=0.25, state_mb=0.0, source="estimate")
+
+
+def test_auto_batch_takes_the_estimate_within_the_memory_limit(monkeypatch, capsys, plugins):
+    from hwaccel.cli.cmd_benchmark import auto_batched
+    from hwaccel.estimates import resources
+    from hwaccel.hardware.detection import DetectionReport
+    from hwaccel.running.benchmark import Job
+    from hwaccel.types import BenchmarkRequest, BenchmarkSettings, Classification, HardwareInfo
+
+    monkeypatch.setattr(resources, "Estimator", _Estimator)
+    cpu = HardwareInfo(backend="cpu", device="cpu", name="cpu", available=True,
+                       compute_resource="host-cpu", memory_available_bytes=8 * 2**30)
+    report = DetectionReport(hardware=[cpu])
+    request = BenchmarkRequest(model="tiny:gpt2", hardware=cpu,
+                               classification=Classification(model="tiny:gpt2",
+                                                             family="text-generation"),
+                               settings=BenchmarkSettings(seq_len=16, new_tokens=4))
+    skipped = Job(request, skip=BenchmarkResult(model="tiny:gpt2", backend="cpu",
+                                                device="cpu", success=False))
+    jobs, chosen = auto_batched([Job(request), skipped, Job(request)], [True, True, False],
+                                plugins, report, Path("unused.duckdb"), 500.0, quiet=False)
+    assert [j.request.settings.batch_size for j in jobs] == [9, 1, 1]
+    assert jobs[1] is skipped and jobs[2].request is request
+    assert _Estimator.seen.asked == ("tiny:gpt2", 1, 20, "fp32")  # prompt + new tokens
+    (capped,) = _Estimator.seen.report.hardware
+    assert capped.memory_available_bytes == 500 * 2**20  # the job's limit, below 8 GiB
+    line = ("batch size auto: 9 for tiny:gpt2 on cpu (estimate: at batch 1 it needs 300 MiB, "
+            "500 MiB free (the job's memory limit); 0.75 MiB more per sample (estimate))")
+    assert capsys.readouterr().err.replace("\n", "") == line
+    assert chosen == [{"model": "tiny:gpt2", "device": "cpu", "batch_size": 9,
+                       "estimate": line.split("(estimate: ", 1)[1][:-1]}]
+    monkeypatch.setattr(_Estimator, "max_batch", None)
+    with pytest.raises(UsageError, match="cannot tell the largest batch"):
+        auto_batched([Job(request)], [True], plugins, report, Path("unused.duckdb"), 500.0,
+                     quiet=True)

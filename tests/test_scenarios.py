@@ -166,3 +166,18 @@ def test_seq_len_and_a_different_prompt_len_are_refused():
         sweep_from(args, None)
     args = parsed("benchmark", "--seq-len", "8", "--prompt-len", "8")
     assert sweep_from(args, None)[0]["seq_len"] == 8
+
+
+def test_models_and_backends_named_on_the_command_line_replace_the_files():
+    from hwaccel.cli.cmd_benchmark import names
+
+    scenario = parse("models: [minilm, tiny:bert]\nbackends: cpu\n", F)
+    assert names(["tiny:gpt2"], scenario, "models", "name a MODEL") == ["tiny:gpt2"]
+    assert names([], scenario, "models", "name a MODEL") == ["minilm", "tiny:bert"]
+    assert names(None, scenario, "backends", "name one") == ["cpu"]
+    with pytest.raises(UsageError, match=rf"^{F}:1: backends: no backends: name one with "
+                                         "--backend on the command line or list backends in "
+                                         "the scenario$"):
+        names(None, parse("models: [minilm]\n", F), "backends", "name one with --backend")
+    with pytest.raises(UsageError, match="^no models: name a MODEL$"):
+        names([], None, "models", "name a MODEL")
