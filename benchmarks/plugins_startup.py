@@ -8,7 +8,8 @@ The baseline's sources are checked out into a temporary git worktree and put fir
 ``PYTHONPATH`` (the installed distributions' entry points name the same modules), so both
 trees run in the same interpreter with the same installed libraries. Runs alternate between
 the two trees, so machine load affects both alike; the script prints each tree's median
-and the ratio this tree / baseline.
+and the ratio this tree / baseline. The timed processes cache bytecode as Python does by
+default (:func:`user_env`), whatever this shell's ``PYTHONDONTWRITEBYTECODE`` says.
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("core/src", "plugins/*/src", "hwaccel-*/src", "pipelines/*/src")
 
 
+def user_env(**extra: str) -> dict[str, str]:
+    """This environment as a user's Python would start in it: bytecode cached (without
+    ``PYTHONDONTWRITEBYTECODE`` every start compiles hwaccel's modules again), plus ``extra``."""
+    env = {name: value for name, value in os.environ.items()
+           if name != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, **extra}
+
+
 def source_path(root: Path) -> str:
     """``PYTHONPATH`` holding every distribution's ``src`` folder of a checkout."""
     return os.pathsep.join(str(p) for pattern in SOURCES for p in sorted(root.glob(pattern)))
@@ -33,9 +42,7 @@ def source_path(root: Path) -> str:
 
 def time_once(pythonpath: str | None) -> float:
     """Seconds one ``hwaccel list-plugins --json`` takes, in a fresh interpreter."""
-    env = dict(os.environ)
-    if pythonpath:
-        env["PYTHONPATH"] = pythonpath
+    env = user_env(PYTHONPATH=pythonpath) if pythonpath else user_env()
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "hwaccel", "list-plugins", "--json"], check=True,
                    capture_output=True, env=env)

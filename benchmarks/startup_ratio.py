@@ -1,0 +1,60 @@
+"""Start-up of the real ``hwaccel list-plugins`` console script against a bare interpreter.
+
+Usage::
+
+    .venv/bin/python benchmarks/startup_ratio.py [--runs N]
+
+Times, in fresh processes and alternating so that machine load affects all alike, the
+``hwaccel`` console script next to this interpreter (``hwaccel list-plugins``, its table, and
+``hwaccel list-plugins --json``) and ``python -c pass`` with the same interpreter (its
+``site`` start-up included: the anchor), with bytecode cached as Python does by default
+(:func:`plugins_startup.user_env`). Prints each median and the ratio of each command's median
+to the anchor's (goal: at most 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from plugins_startup import user_env
+
+HWACCEL = str(Path(sys.executable).with_name("hwaccel"))
+COMMANDS = {"python -c pass": [sys.executable, "-c", "pass"],
+            "hwaccel list-plugins": [HWACCEL, "list-plugins"],
+            "hwaccel list-plugins --json": [HWACCEL, "list-plugins", "--json"]}
+
+
+def time_once(command: list[str]) -> float:
+    """Seconds one run of ``command`` takes, output discarded; a failure stops the script."""
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env=user_env())
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    """Time the commands alternately and print the medians and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    for command in COMMANDS.values():
+        time_once(command)  # warm the file cache
+    times: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    for _ in range(args.runs):
+        for name, command in COMMANDS.items():
+            times[name].append(time_once(command))
+    medians = {name: statistics.median(values) * 1e3 for name, values in times.items()}
+    anchor = medians["python -c pass"]
+    print(f"median of {args.runs} alternating runs ({sys.executable}):")
+    for name, median in medians.items():
+        print(f"  {name:<28} {median:6.1f} ms  {median / anchor:5.2f} x python -c pass")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
