@@ -3,11 +3,11 @@
 Starting a fresh Python for every job would spend 5 s or more on importing torch and
 transformers before any model loads. The zygote imports them once (on Linux; elsewhere it
 preloads nothing, since forking after Apple's frameworks initialise is unsafe) and forks a
-child per job, so every job still runs in its own process. What it imports is what the job
-kinds named on its command line need (``python -m hwaccel.running.zygote benchmark``:
-:data:`PRELOAD`; pytest only for ``test`` jobs); a job of a kind not named still runs, its
-child importing what it needs itself. Every job runs in its own process: a crash, a hang or an
-out-of-memory kills only that child. Each child starts its own session (the driver kills
+child per job. What it imports is what the job kinds named on its command line need
+(``python -m hwaccel.running.zygote benchmark``: :data:`PRELOAD`; pytest only for ``test``
+jobs); a job of a kind not named still runs, its child importing what it needs itself.
+Every job runs in its own process: a crash, a hang or an out-of-memory kills only that
+child. Each child starts its own session (the driver kills
 its whole process group), dies with the zygote (``PR_SET_PDEATHSIG``), writes its output to
 its own log, may be pinned to CPU cores, and resets the kernel's memory high-water mark so
 that ``VmHWM`` covers this job only.
