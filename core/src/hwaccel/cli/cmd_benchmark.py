@@ -1,8 +1,8 @@
 """``hwaccel benchmark``: load time, latency percentiles, throughput and peak memory; with
 ``--new-tokens``, generation (time to the first token, per-token latency, tokens/s).
 
-:func:`measure` runs a sweep of settings as one run; ``hwaccel run`` uses it for a scenario
-file of kind ``benchmark``.
+:func:`measure` runs a sweep of settings as one run: the sweep of ``--config``, and of
+``hwaccel run`` for a scenario file of kind ``benchmark`` (which runs :func:`run`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ TIMEOUT = 600.0
 SWEEP_COLUMNS = {"batch_size": "batch", "seq_len": "seq", "new_tokens": "new tokens",
                  "precision": "asked", "warmup": "warmup", "iterations": "min iters",
                  "min_seconds": "min s", "max_seconds": "max s", "threads": "threads asked"}
-
 
 FORWARD_ONLY = ("items/s", "max diff")
 """Columns a table of generation rows only leaves out."""
@@ -113,8 +112,9 @@ def measure(models: list[str], backends: list[str], points: list[dict[str, Any]]
                                     quiet=args.json)
     if scenario is not None and not args.json:
         named = f"{scenario.name!r} ({scenario.path})" if scenario.name else scenario.path
-        err_console.print(f"scenario {named}: {len(points)} combinations of settings x "
-                          f"{len(models)} models x {len(backends)} backends: {len(jobs)} jobs",
+        err_console.print(f"scenario {named}: {_count(len(points), 'combination')} of "
+                          f"settings x {_count(len(models), 'model')} x "
+                          f"{_count(len(backends), 'backend')}: {_count(len(jobs), 'job')}",
                           highlight=False, soft_wrap=True)
     run_id = uuid.uuid4().hex
     with Store(db_path) as store:  # opened for each write only: other runs share the file
@@ -244,6 +244,10 @@ def _run_with_progress(jobs: list[Any], db_path: Path, run_id: str, args: argpar
         return benchmark.run(jobs, db_path, run_id, args.timeout, memory_limit,
                              on_start=on_start,
                              on_done=lambda job, result: progress.advance(task))
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _tokens(new_tokens: int) -> str:
