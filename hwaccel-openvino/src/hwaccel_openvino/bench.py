@@ -9,9 +9,9 @@ with the converter's message; errors at inference time carry the runtime's messa
 
 The row's precision is what the compiled graph computed in (``bf16`` for ``native`` on a
 CPU with bf16 instructions), except for ``int8``/``int4``, whose rows keep that name; its
-details say what was asked for (``requested_precision``), how the weights were stored and
-the activations computed (``weights``, ``activations``), and whether the IR came from the
-cache (``ir_cached``).
+details say, beside what was asked for (``requested_precision``, as for every backend), how
+the weights were stored and the activations computed (``weights``, ``activations``), and
+whether the IR came from the cache (``ir_cached``).
 """
 
 from __future__ import annotations
@@ -60,8 +60,7 @@ def run(request: BenchmarkRequest) -> BenchmarkResult:
     import openvino
 
     ran = placed[0].execution_precision if placed else None
-    details = {**result.details, **describe(settings.precision, ran),
-               "requested_precision": settings.precision}
+    details = {**result.details, **describe(settings.precision, ran)}
     if placed:
         details["ir_cached"] = all(c.cached for c in placed[0].conversions)
     precision = settings.precision if is_compressed(settings.precision) else ran

@@ -7,16 +7,16 @@ floating point: the compiled graph runs them in the device's own precision (see
 :func:`hwaccel_openvino.convert.compile_config`), which :func:`describe` records.
 
 - ``int8``: ``CompressWeightsMode.INT8_ASYM``, per output channel, every weight. Asymmetric
-  (a zero point per channel) is NNCF's default and keeps weights whose range is not centred
-  on zero (biases folded into embeddings, layer-norm-scaled projections) accurate.
+  (a zero point per channel) is NNCF's default mode: a weight range that is not centred on
+  zero keeps all 256 levels, where a symmetric one leaves part of them unused.
 - ``int4``: ``CompressWeightsMode.INT4_ASYM`` with groups of 128 input channels, ratio 1.0
-  (every weight NNCF's rules allow in int4), the setting optimum-intel and OpenVINO GenAI
-  ship. The embeddings and the last MatMul stay ``int8_asym`` (NNCF's backup mode: they are
-  the most sensitive to error). A weight whose input channels do not divide into groups of
-  128 gets the largest power-of-two group (at least 32) that divides them, else stays
-  ``int8_asym`` (NNCF's ``GroupSizeFallbackMode.ADJUST``; small models' hidden sizes). The CPU plugin runs u4 weights with zero points
-  natively (its FullyConnected kernels decompress them), so ASYM costs no speed over SYM
-  here and is the more accurate of the two.
+  (every weight NNCF's rules allow in int4). The embeddings and the last MatMul stay
+  ``int8_asym`` (NNCF's backup mode: they are the most sensitive to error). A weight whose
+  input channels do not divide into groups of 128 gets the largest power-of-two group (at
+  least 32) that divides them, else stays ``int8_asym`` (NNCF's
+  ``GroupSizeFallbackMode.ADJUST``: small models' hidden sizes). Asymmetric for the same
+  reason as int8; the CPU and GPU plugins run u4 weights with zero points as they run
+  symmetric i4 ones, decompressing them inside their MatMul kernels.
 
 Float precisions (``fp32``, ``fp16``, ``bf16``, ``native``) leave the graph unchanged.
 ``nncf`` is imported only when a graph is compressed.
@@ -36,8 +36,8 @@ INT4_GROUP_SIZE = 128
 # hwaccel precision -> (nncf CompressWeightsMode name, what the row's details say)
 MODES = {
     "int8": ("INT8_ASYM", "int8_asym per channel (NNCF weight compression)"),
-    "int4": ("INT4_ASYM", f"int4_asym, groups of {INT4_GROUP_SIZE}, embeddings and last "
-                          "MatMul int8_asym (NNCF weight compression)"),
+    "int4": ("INT4_ASYM", f"int4_asym, groups of up to {INT4_GROUP_SIZE}, embeddings and "
+                          "last MatMul int8_asym (NNCF weight compression)"),
 }
 
 
