@@ -16,7 +16,9 @@ affects both alike; bytecode is cached as Python does by default
 (:func:`plugins_startup.user_env`). A run whose benchmark did not succeed stops the script.
 It prints each tree's median and minimum, the median of the job's own wall time (the part
 the benchmark settings decide), every run, and the ratios this tree / baseline of the medians
-and of the minimums (the least disturbed runs, when other work shares the machine).
+and of the minimums (the least disturbed runs, when other work shares the machine). Then the
+job zygote's exit on its own: each tree's zygote, preloaded for benchmark jobs, is timed from
+the close of its stdin to its end.
 """
 
 from __future__ import annotations
@@ -49,6 +51,25 @@ def time_once(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     return wall, sum(r["wall_time_s"] for r in results)
 
 
+def zygote_exit_s(env: dict[str, str], folder: Path) -> float:
+    """Seconds a job zygote of ``benchmark`` jobs takes to end once its stdin closes, after
+    its preload and one job (of an unknown kind: its child fails at once) have finished."""
+    zygote = subprocess.Popen([sys.executable, "-m", "hwaccel.running.zygote", "benchmark"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, env=env)
+    job = {"kind": "none", "payload": {}, "result": str(folder / "result.json"),
+           "log": str(folder / "log.txt"), "cpus": None}
+    zygote.stdin.write((json.dumps(job) + "\n").encode())
+    zygote.stdin.flush()
+    for answer in ("started", "exited"):  # the preload is done once the job has started
+        if answer not in json.loads(zygote.stdout.readline() or "{}"):
+            sys.exit(f"benchmark_e2e: the zygote did not answer {answer!r}")
+    start = time.perf_counter()
+    zygote.stdin.close()
+    zygote.wait()
+    return time.perf_counter() - start
+
+
 def main() -> int:
     """Time both trees alternately and print the medians and their ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,6 +77,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="timed runs per tree")
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--backend", default="cpu")
+    parser.add_argument("--zygote-exits", type=int, default=3,
+                        help="times each tree's zygote exit is timed on its own")
     args = parser.parse_args()
     command = [sys.executable, "-m", "hwaccel", "benchmark", args.model, "--backend",
                args.backend, "--json"]
@@ -69,6 +92,10 @@ def main() -> int:
                                             PYTHONPATH=source_path(base))}
             for env in envs.values():
                 time_once(command, env)  # warm: caches, database, the disk's file cache
+            exits: dict[str, list[float]] = {name: [] for name in envs}
+            for _ in range(args.zygote_exits):
+                for name, env in envs.items():
+                    exits[name].append(zygote_exit_s(env, Path(tmp)))
             walls: dict[str, list[float]] = {name: [] for name in envs}
             jobs: dict[str, list[float]] = {name: [] for name in envs}
             for _ in range(args.runs):
@@ -91,6 +118,11 @@ def main() -> int:
     fastest_now, fastest_then = (min(walls[name]) for name in envs)
     print(f"  ratio this tree / {args.baseline}: medians {now / then:.3f}, minimums "
           f"{fastest_now / fastest_then:.3f} (goal: at most 0.85)")
+    if args.zygote_exits:
+        print(f"the job zygote's exit once its stdin closes (torch and transformers loaded), "
+              f"median of {args.zygote_exits}:")
+        for name in envs:
+            print(f"  {name:>10}: {statistics.median(exits[name]):.3f} s")
     return 0
 
 
