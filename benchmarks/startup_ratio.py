@@ -9,7 +9,8 @@ Times, in fresh processes and alternating so that machine load affects all alike
 ``hwaccel list-plugins --json``) and ``python -c pass`` with the same interpreter (its
 ``site`` start-up included: the anchor), with bytecode cached as Python does by default
 (:func:`plugins_startup.user_env`). Prints each median and the ratio of each command's median
-to the anchor's (goal: at most 5).
+to the anchor's (goal: at most 5). With ``--parts``, also the steps of list-plugins as
+``python -c`` lines, each adding one step to the one before.
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ HWACCEL = str(Path(sys.executable).with_name("hwaccel"))
 COMMANDS = {"python -c pass": [sys.executable, "-c", "pass"],
             "hwaccel list-plugins": [HWACCEL, "list-plugins"],
             "hwaccel list-plugins --json": [HWACCEL, "list-plugins", "--json"]}
+# --parts: what list-plugins does, step by step, each line adding one step to the one before
+PARTS = {"+ import hwaccel": "import hwaccel",
+         "+ importlib.metadata": "import hwaccel, importlib.metadata",
+         "+ plugins.load()": "import hwaccel.plugins as p; p.load()",
+         "+ executors.installed()": "import hwaccel.plugins as p; p.load(); "
+                                    "import hwaccel.running.executors as e; e.installed()",
+         "+ rich console and table": "import hwaccel.plugins as p; p.load(); "
+                                     "import hwaccel.running.executors as e; e.installed(); "
+                                     "import rich.console, rich.table"}
 
 
 def time_once(command: list[str]) -> float:
@@ -41,12 +51,16 @@ def main() -> int:
     """Time the commands alternately and print the medians and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--parts", action="store_true",
+                        help="also time list-plugins' steps as python -c lines, cumulatively")
     args = parser.parse_args()
-    for command in COMMANDS.values():
+    commands = {**COMMANDS, **({name: [sys.executable, "-c", code]
+                                for name, code in PARTS.items()} if args.parts else {})}
+    for command in commands.values():
         time_once(command)  # warm the file cache
-    times: dict[str, list[float]] = {name: [] for name in COMMANDS}
+    times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.runs):
-        for name, command in COMMANDS.items():
+        for name, command in commands.items():
             times[name].append(time_once(command))
     medians = {name: statistics.median(values) * 1e3 for name, values in times.items()}
     anchor = medians["python -c pass"]
