@@ -111,6 +111,7 @@ def test_a_cached_ir_is_read_without_loading_the_pytorch_model(plugins, one_thre
     assert again.conversions[0].cached and again.conversions[0].key == first.conversions[0].key
     outputs = workload.forward(again, inputs)
     assert again.config.vocab_size == outputs["logits"].shape[-1]
+    assert type(again.blueprint).__name__ == "BertForMaskedLM"  # the stand-in, not loaded
     assert len(loaded) == 1, "a cached IR loaded the PyTorch model"
     assert outputs["logits"].equal(workload.forward(first, inputs)["logits"])
     assert type(again.source).__name__ == "BertForMaskedLM" and len(loaded) == 2  # on demand

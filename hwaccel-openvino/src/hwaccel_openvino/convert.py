@@ -739,11 +739,21 @@ class OpenVINOModel:
         return self._load()
 
     @property
+    def blueprint(self) -> Any:
+        """The PyTorch model while it is held, else its stand-in (same class and config, no
+        weights), else the model, loaded: what code reading the class, config or ``forward``
+        signature uses, so that reading them loads nothing when there is a stand-in. (A
+        checkpoint's ``generation_config.json`` is read by loading only: the stand-in's
+        generation config is the one its config implies.)"""
+        if self._source is not None:
+            return self._source
+        return self._stand_in if self._stand_in is not None else self._load()
+
+    @property
     def config(self) -> Any:
-        """The PyTorch model's config (workloads read sizes and token ids from it): the stand-in's
-        while the model is not loaded, so reading it loads nothing."""
-        holder = self._source if self._source is not None else self._stand_in
-        return getattr(holder if holder is not None else self._load(), "config", None)
+        """The PyTorch model's config (workloads read sizes and token ids from it), from
+        :attr:`blueprint`."""
+        return getattr(self.blueprint, "config", None)
 
     @property
     def conversions(self) -> list[Conversion]:
