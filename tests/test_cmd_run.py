@@ -91,6 +91,21 @@ def test_a_matrix_scenario_runs_as_the_matrix_with_its_defaults(tmp_path, monkey
         (str(file), 4, 300, False)  # matrix's own default timeout and options
 
 
+def test_a_matrix_scenario_runs_one_matrix_per_combination(tmp_path, tmp_db):
+    file = tmp_path / "matrix.yaml"
+    file.write_text("name: matrix sweep\nkind: matrix\nmodels: [tiny:bert]\nbackends: cpu\n"
+                    "seq_lens: [8, 16]\nwarmup: 0\niterations: 2\nmin_seconds: 0\n")
+    proc = run_cli("run", str(file), "--db", str(tmp_db), "--json")
+    assert proc.returncode == 0, proc.stderr
+    runs = json.loads(proc.stdout)["runs"]
+    assert [[(c["seq_len"], c["success"]) for c in run["cells"]] for run in runs] == \
+        [[(8, True)], [(16, True)]]
+    with Store(tmp_db, read_only=True) as store:
+        stored = store.query("SELECT run_id, command, scenario_file FROM runs ORDER BY started")
+    assert [(r["run_id"], r["command"], r["scenario_file"]) for r in stored] == \
+        [(run["run_id"], "matrix", str(file.resolve())) for run in runs]
+
+
 def test_auto_batch_is_refused_for_a_matrix_scenario(tmp_path, capsys):
     file = tmp_path / "matrix.yaml"
     file.write_text("kind: matrix\nmodels: [tiny:bert]\n")

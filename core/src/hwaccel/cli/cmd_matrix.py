@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hwaccel.cli.matrix_progress import MatrixProgress
+    from hwaccel.cli.output import print_json
     from hwaccel.errors import UsageError
     from hwaccel.plugins import load
     from hwaccel.running import executors
@@ -79,25 +80,34 @@ def run(args: argparse.Namespace) -> int:
                          "timed cell per compute resource of each node")
     memory_limit = memory_limit_from(args, executor_class.runs_here)
     plugins = load()
-    with tempfile.TemporaryDirectory(prefix="hwaccel-matrix-") as tmp:
-        progress = MatrixProgress(quiet=args.json, show_node=not executor_class.runs_here)
-        executor = executor_class(executors.ExecutorOptions(
-            plugins, Path(args.tests_dir or tmp), args.timeout, memory_limit, args.address,
-            on_phase=progress.phase))
-        try:
-            return max(_run(args, settings_of(point), executor, memory_limit, progress,
-                            scenario, points) for point in points)
-        finally:
-            executor.close()
+    statuses, reports = [], []
+    for point in points:  # each a matrix run of its own, with an executor of its own
+        with tempfile.TemporaryDirectory(prefix="hwaccel-matrix-") as tmp:
+            progress = MatrixProgress(quiet=args.json, show_node=not executor_class.runs_here)
+            executor = executor_class(executors.ExecutorOptions(
+                plugins, Path(args.tests_dir or tmp), args.timeout, memory_limit,
+                args.address, on_phase=progress.phase))
+            try:
+                status, report = _run(args, settings_of(point), executor, memory_limit,
+                                      progress, scenario, points)
+            finally:
+                executor.close()
+        statuses.append(status)
+        reports.append(report)
+    if args.json:
+        print_json(reports[0] if len(reports) == 1 else {"runs": reports})
+    return max(statuses)
 
 
 def _run(args: argparse.Namespace, settings: Any, executor: Any, memory_limit: float | None,
-         progress: Any, scenario: Any, points: list[dict[str, Any]]) -> int:
+         progress: Any, scenario: Any, points: list[dict[str, Any]]
+         ) -> tuple[int, dict[str, Any]]:
     """Detect, plan and run the matrix of ``settings`` (a point of the sweep ``points``)
-    with ``executor``, stored with ``scenario`` (or ``None``); return the exit status."""
+    with ``executor``, stored with ``scenario`` (or ``None``); return the exit status and
+    the run's JSON report."""
     from pathlib import Path
 
-    from hwaccel.cli.output import print_json, warn_errors
+    from hwaccel.cli.output import warn_errors
     from hwaccel.errors import UsageError
     from hwaccel.history.store import Store
     from hwaccel.kit.paths import default_db_path
@@ -160,10 +170,9 @@ def _run(args: argparse.Namespace, settings: Any, executor: Any, memory_limit: f
             progress.note(f"interrupted: {len(runner.outcomes)} of {len(todo)} cells were "
                           f"recorded in {db_path}; 'hwaccel matrix --resume' measures the "
                           "rest")
-    if args.json:
-        print_json({"db": str(db_path), "run_id": run_id, "executor": executor.name, "cells": [
-            {**o.result.to_dict(), **o.context} for o in outcomes]})
-    else:
+    if not args.json:
         progress.summary(outcomes, run_id, db_path)
     failed = [o for o in outcomes if not o.result.success and o.cell.skip is None]
-    return 1 if args.strict and failed else 0
+    return 1 if args.strict and failed else 0, {
+        "db": str(db_path), "run_id": run_id, "executor": executor.name,
+        "cells": [{**o.result.to_dict(), **o.context} for o in outcomes]}
