@@ -756,6 +756,14 @@ class OpenVINOModel:
         return getattr(self.blueprint, "config", None)
 
     @property
+    def identity(self) -> dict[str, Any]:
+        """The model's identity in the cache key: as given (:func:`workload_identity`: nothing
+        loaded), else :func:`model_identity` of the model, loaded for it once."""
+        if self._identity is None:
+            self._identity = model_identity(self._load(), self.model_ref)
+        return self._identity
+
+    @property
     def conversions(self) -> list[Conversion]:
         """How each compiled graph was obtained (converted or read from the cache)."""
         return [call.conversion for call in self.calls.values()]
@@ -773,10 +781,8 @@ class OpenVINOModel:
         spec, tensors = bind_call(binder, args, kwargs, self._signature)
         call = self.calls.get(spec)
         if call is None:
-            if self._identity is None:
-                self._identity = model_identity(self._load(), self.model_ref)
             ov_model, structure, conversion = load_or_convert(
-                self._load, spec, tensors, self._identity, self.precision)
+                self._load, spec, tensors, self.identity, self.precision)
             if not self._kept:  # loaded for converting only: free it before compiling
                 self._source = None
             with stage("compilation", BACKEND):  # shape inference and the device plugin
