@@ -194,9 +194,10 @@ def benchmark_workload(request: BenchmarkRequest, *,
         or a profiler; the CPU reference never runs in it. This is how a backend changes how
         the model is called without patching ``forward``.
     :param load_lazily: hand ``place_model`` a function that loads the CPU model (the
-        workload's ``load_model``, memoised) instead of the loaded model, for a backend that
-        may not need it (a converted model read from its cache); both still count as load
-        time.
+        workload's ``load_model``, memoised while ``place_model`` runs, then forgotten: the
+        placed model keeps it only if it needs it) instead of the loaded model, for a backend
+        that may not need it (a converted model read from its cache); both still count as
+        load time.
 
     Compared with the reference, a workload that makes embeddings also records
     ``details["cosine_similarity"]`` (:func:`embedding_similarity`).
@@ -251,6 +252,7 @@ def benchmark_workload(request: BenchmarkRequest, *,
 
         with stage("placement", on_the_device):
             model = place_model(load_cpu_model)
+        loaded.clear()  # the placed model keeps the CPU model only if it needs it
     else:
         with stage("load", on_the_model):
             cpu_model = workload.load_model()
