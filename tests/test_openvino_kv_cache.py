@@ -203,3 +203,23 @@ def test_sliding_window_caches_and_extra_inputs_are_not_exported(plugins, decode
     assert unsupported_reason(gpt2, ("input_ids", "attention_mask", "token_type_ids")) == (
         "the stateful graph takes input_ids and attention_mask only, not token_type_ids")
     assert unsupported_reason(gpt2) is None
+
+
+def test_int8_generation_runs_the_stateful_graph_with_compressed_weights(decoders):
+    from hwaccel_openvino.convert import OpenVINOModel, model_identity
+    from hwaccel_openvino.stateful import load_or_convert_stateful
+
+    model, _ = decoders["gpt2"]
+    wrapper = OpenVINOModel(model, model_ref="tiny:gpt2", threads=1, precision="int8")
+    inputs = prompt(model, 1, 8)
+
+    tokens = generate(wrapper, inputs, 4)
+
+    def refuse():
+        raise AssertionError("the int8 IR was not cached by generate")
+
+    stored = load_or_convert_stateful(refuse, model_identity(model, "tiny:gpt2"), "int8")
+    weight_types = {op.get_output_element_type(0).get_type_name() for op in stored.get_ops()
+                    if op.get_type_name() == "Constant" and op.get_output_size() == 1}
+    assert wrapper.kv_cache == "stateful" and tokens.shape == (1, 12)
+    assert "u8" in weight_types or "i8" in weight_types

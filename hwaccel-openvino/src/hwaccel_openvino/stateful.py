@@ -358,12 +358,12 @@ def build_decoder(model: Any) -> StatefulDecoder | str:
     another way)."""
     from hwaccel_openvino.weights import CompressionError
 
+    source = functools.cache(lambda: pytorch_model(model))  # loaded once, if at all
     identity = model.__dict__.get("_identity")
     if identity is None:
-        identity = model_identity(pytorch_model(model), model.model_ref)
+        identity = model_identity(source(), model.model_ref)
     try:
-        ov_model = load_or_convert_stateful(lambda: pytorch_model(model), identity,
-                                            model.precision)
+        ov_model = load_or_convert_stateful(source, identity, model.precision)
     except CompressionError:
         raise
     except Exception as exc:  # noqa: BLE001 - any export failure means: decode without cache
