@@ -191,6 +191,7 @@ def test_auto_batch_takes_the_estimate_within_the_memory_limit(monkeypatch, caps
                                 plugins, report, Path("unused.duckdb"), 500.0, quiet=False)
     assert [j.request.settings.batch_size for j in jobs] == [9, 1, 1]
     assert jobs[1] is skipped and jobs[2].request is request
+    assert jobs[0].shrink_on_oom and jobs[0].details["batch_size_auto"]["estimated"] == 9
     assert _Estimator.seen.asked == ("tiny:gpt2", 1, 20, "fp32")  # prompt + new tokens
     (capped,) = _Estimator.seen.report.hardware
     assert capped.memory_available_bytes == 500 * 2**20  # the job's limit, below 8 GiB
@@ -203,3 +204,34 @@ def test_auto_batch_takes_the_estimate_within_the_memory_limit(monkeypatch, caps
     with pytest.raises(UsageError, match="cannot tell the largest batch"):
         auto_batched([Job(request)], [True], plugins, report, Path("unused.duckdb"), 500.0,
                      quiet=True)
+
+
+def test_an_automatic_batch_killed_for_memory_is_tried_smaller_and_every_try_kept(
+        monkeypatch, tmp_db):
+    """The run confirms the estimate's batch: an oom is recorded, then the batch shrinks by
+    SHRINK until a run fits; a batch asked for by hand is never changed."""
+    from hwaccel.kit.failures import failure
+    from hwaccel.running import benchmark
+    from hwaccel.types import BenchmarkRequest, BenchmarkSettings, Classification, HardwareInfo
+
+    def fake_job(request, timeout_s, pool):
+        if request.settings.batch_size > 3:
+            return failure(request, "oom", "killed above the memory limit")
+        return BenchmarkResult(model=request.model, backend="cpu", device="cpu", success=True,
+                               batch_size=request.settings.batch_size, p50_ms=1.0)
+
+    monkeypatch.setattr(benchmark, "run_job", fake_job)
+    cpu = HardwareInfo(backend="cpu", device="cpu", name="cpu", available=True)
+    request = BenchmarkRequest(model="tiny:bert", hardware=cpu,
+                               classification=Classification(model="tiny:bert", family="encoder"),
+                               settings=BenchmarkSettings(batch_size=8))
+    auto = benchmark.Job(request, details={"batch_size_auto": {"estimated": 8}},
+                         shrink_on_oom=True)
+    (final, by_hand) = benchmark.run([auto, benchmark.Job(request)], tmp_db, "r1", 60.0)
+    assert final.success and final.batch_size == 3  # 8 -> 6 -> 4 -> 3
+    assert final.details["oom_at_batch_sizes"] == [8, 6, 4]
+    assert final.details["batch_size_auto"] == {"estimated": 8}
+    assert not by_hand.success and by_hand.error_category == "oom"
+    rows = hardware_rows(tmp_db)
+    assert [(r["batch_size"], r["success"]) for r in rows] == [
+        (8, False), (6, False), (4, False), (3, True), (8, False)]

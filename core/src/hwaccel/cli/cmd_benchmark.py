@@ -148,7 +148,9 @@ def auto_batched(jobs: list[Any], auto: list[bool], plugins: Any, report: Any, d
     """Give each job marked in ``auto`` the largest batch the memory estimate says fits
     (``hwaccel resources``' max batch, :class:`hwaccel.estimates.resources.Estimator`),
     printing one line per job on stderr; return the jobs and what was chosen, with its
-    estimate, for the run's record. A job decided in advance keeps batch 1.
+    estimate, for the run's record. A job decided in advance keeps batch 1. The run confirms
+    the choice: its row records the estimate (``details.batch_size_auto``), and a run killed
+    for memory is tried again smaller (:class:`hwaccel.running.benchmark.Job`).
 
     A job is killed above ``memory_limit``, so the estimate is asked what fits the smaller
     of that limit and the free memory. Generation counts the KV cache of the prompt and
@@ -196,8 +198,11 @@ def auto_batched(jobs: list[Any], auto: list[bool], plugins: Any, report: Any, d
                               f"(estimate: {basis})", highlight=False, soft_wrap=True)
         chosen.append({"model": request.model, "device": device, "batch_size": size,
                        "estimate": basis})
-        out.append(dataclasses.replace(job, request=dataclasses.replace(
-            request, settings=dataclasses.replace(settings, batch_size=size))))
+        out.append(dataclasses.replace(
+            job, request=dataclasses.replace(
+                request, settings=dataclasses.replace(settings, batch_size=size)),
+            details={"batch_size_auto": {"estimated": size, "estimate": basis}},
+            shrink_on_oom=True))
     return out, chosen
 
 

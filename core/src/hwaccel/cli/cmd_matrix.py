@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "matrix", help="models x backends: generated test + benchmark per cell, stored",
         description="For every model and every detected device: render the generated test, "
-                    "run it, then benchmark (timing pass, then memory pass), each in its own "
+                    "run it, then benchmark it, each in its own "
                     "process with a time and memory limit. Failures are recorded with their "
                     "category and the matrix goes on. Default models: the examples of every "
                     "pipeline plugin.")

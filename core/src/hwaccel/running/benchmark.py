@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hwaccel.errors import UsageError
 from hwaccel.hardware.detection import DetectionReport
@@ -37,10 +38,22 @@ from hwaccel.types import (
 
 @dataclass(frozen=True)
 class Job:
-    """One planned (model, device) benchmark; ``skip`` holds a failure decided in advance."""
+    """One planned (model, device) benchmark; ``skip`` holds a failure decided in advance.
+
+    ``details`` is added to the row's details (how the batch size was chosen); with
+    ``shrink_on_oom`` (a batch size chosen from the memory estimate, not asked for) a run
+    killed for memory is recorded, then tried again at :data:`SHRINK` times the batch, up to
+    :data:`MAX_SHRINKS` times, so the batch that ends up in the row is one a run confirmed.
+    """
 
     request: BenchmarkRequest
     skip: BenchmarkResult | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    shrink_on_oom: bool = False
+
+
+SHRINK = 0.75
+MAX_SHRINKS = 4
 
 
 def _absent(backend: str, report: DetectionReport) -> HardwareInfo:
@@ -157,14 +170,33 @@ def run(jobs: list[Job], db_path: Path, run_id: str, timeout_s: float,
         for job in jobs:
             if on_start:
                 on_start(job)
-            result = stamped(job.skip or run_job(job.request, timeout_s, pool), job.request)
-            with Store(db_path) as store:
-                store.insert_result(result, job.request.classification, run_id,
-                                    source="benchmark")
+            result = _run_one(job, timeout_s, pool, db_path, run_id)
             results.append(result)
             if on_done:
                 on_done(job, result)
     return results
+
+
+def _run_one(job: Job, timeout_s: float, pool: JobPool, db_path: Path,
+             run_id: str) -> BenchmarkResult:
+    """Run one job (and its smaller retries, see :class:`Job`), storing every outcome;
+    return the last."""
+    request, tried = job.request, []
+    while True:
+        result = stamped(job.skip or run_job(request, timeout_s, pool), request)
+        if job.details or tried:
+            result = dataclasses.replace(result, details={
+                **result.details, **job.details,
+                **({"oom_at_batch_sizes": list(tried)} if tried else {})})
+        with Store(db_path) as store:
+            store.insert_result(result, request.classification, run_id, source="benchmark")
+        batch = request.settings.batch_size
+        if not (job.shrink_on_oom and result.error_category == "oom" and batch > 1
+                and len(tried) < MAX_SHRINKS):
+            return result
+        tried.append(batch)
+        request = dataclasses.replace(request, settings=dataclasses.replace(
+            request.settings, batch_size=max(1, int(batch * SHRINK))))
 
 
 def stamped(result: BenchmarkResult, request: BenchmarkRequest) -> BenchmarkResult:
