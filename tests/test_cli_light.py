@@ -21,7 +21,8 @@ print("HEAVY=" + ",".join(m for m in {heavy!r} if m in sys.modules))
 
 
 @pytest.mark.parametrize("args", [["--help"], ["list-plugins"], ["list-plugins", "--json"],
-                                  ["classify", "--help"], ["benchmark", "--help"], ["run", "--help"],
+                                  ["classify", "--help"], ["benchmark", "--help"],
+                                  ["run", "--help"],
                                   ["recommend", "--help"], ["resources", "--help"]])
 def test_light_commands_import_no_heavy_module(args):
     proc = subprocess.run([sys.executable, "-c", PROBE.format(args=args, heavy=HEAVY)],
