@@ -328,7 +328,7 @@ class Calibrator:
         data = jsoncache.read(cache_file())
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             data = {"format": _FORMAT, "entries": {}}
-        with JobPool(memory_limit_mb=default_memory_limit()) as pool:
+        with JobPool(memory_limit_mb=default_memory_limit(), kinds=("benchmark",)) as pool:
             for hardware, model in pending:
                 label = device_label(hardware)
                 if self.on_measure:

@@ -53,22 +53,55 @@ def unusable_checkpoint(folder: str | Path) -> str | None:
     return None
 
 
+#: the largest header a safetensors file may declare (safetensors' own limit)
+MAX_SAFETENSORS_HEADER = 100_000_000
+
+
 def read_safetensors_header(path: Path) -> dict[str, dict[str, Any]]:
-    """The tensors of a ``.safetensors`` file: name -> ``{"dtype", "shape"}``, read with
-    ``safetensors.safe_open`` (the header only; no tensor is loaded).
+    """The tensors of a ``.safetensors`` file: name -> ``{"dtype", "shape"}``, read from the
+    file's header (an 8-byte little-endian length, then that many bytes of JSON) with the
+    checks ``safetensors.safe_open`` makes on it: no tensor is loaded, and no array library
+    is imported.
 
     :raises ValueError: the file is not a valid safetensors file (the reason in one line).
     """
-    from safetensors import SafetensorError, safe_open
+    import struct
+
+    def invalid(reason: str) -> ValueError:
+        return ValueError(f"{path} is not a valid safetensors file: {reason}")
 
     try:
-        with safe_open(str(path), framework="numpy") as handle:
-            return {name: {"dtype": handle.get_slice(name).get_dtype(),
-                           "shape": list(handle.get_slice(name).get_shape())}
-                    for name in handle.keys()}
-    except (SafetensorError, OSError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise ValueError(f"{path} is not a valid safetensors file: {reason}") from None
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise invalid("the file is shorter than its 8-byte header length")
+            (length,) = struct.unpack("<Q", prefix)
+            if length > MAX_SAFETENSORS_HEADER or 8 + length > size:
+                raise invalid(f"its header length {length} exceeds the file or the limit")
+            header = json.loads(handle.read(length).decode("utf-8"))
+    except OSError as exc:
+        raise invalid(" ".join(str(exc).split()) or type(exc).__name__) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise invalid(f"its header is not JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise invalid("its header is not a JSON object")
+    tensors: dict[str, dict[str, Any]] = {}
+    data = size - 8 - length
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if (not isinstance(entry.get("dtype") if isinstance(entry, dict) else None, str)
+                or not isinstance(shape, list)
+                or not all(isinstance(d, int) and d >= 0 for d in shape)
+                or not (isinstance(offsets, list) and len(offsets) == 2
+                        and all(isinstance(o, int) for o in offsets)
+                        and 0 <= offsets[0] <= offsets[1] <= data)):
+            raise invalid(f"tensor {name!r} has no valid dtype, shape and data offsets")
+        tensors[name] = {"dtype": entry["dtype"], "shape": list(shape)}
+    return tensors
 
 
 def _subfolders(root: Path) -> list[Path]:
