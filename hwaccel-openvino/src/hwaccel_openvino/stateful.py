@@ -27,7 +27,11 @@ which the padded position's keys and values would then carry into every later st
 positions' outputs are never read, so the real rows compute what PyTorch computes.
 
 The stateful IR is cached like the forward graphs (:func:`hwaccel_openvino.convert.cache_key`
-with the model's identity), under ``cache_dir()/openvino/<key>/``. Models this export does not
+with the model's identity), under ``cache_dir()/openvino/<key>/``; for ``int8`` and ``int4``
+its weights are compressed by NNCF (:func:`hwaccel_openvino.weights.compress`) and cached
+under their own key. It is compiled with the forward graphs' properties, and for ``fp32``
+with ``KV_CACHE_PRECISION`` f32: once attention is fused with the cache, the CPU plugin
+otherwise keeps keys and values in u8. Models this export does not
 cover (encoder-decoder, state-space, multimodal inputs, sliding-window or other non-plain
 cache layers, a failed conversion) are named by :func:`unsupported_reason` or the conversion's
 message, and generation falls back to re-running the sequence
