@@ -86,6 +86,17 @@ def measure(models: list[str], backends: list[str], points: list[dict[str, Any]]
     ``args`` carries ``db``, ``timeout``, ``memory_limit`` and ``json``. Returns the exit
     status: 1 when any job failed.
     """
+    from hwaccel.running import benchmark
+
+    memory_limit = memory_limit_from(args)
+    # the job zygote imports torch and transformers while this process plans the jobs
+    with benchmark.benchmark_pool(memory_limit).start() as pool:
+        return _measure(models, backends, points, args, scenario, memory_limit, pool)
+
+
+def _measure(models: list[str], backends: list[str], points: list[dict[str, Any]],
+             args: argparse.Namespace, scenario: Any, memory_limit: float, pool: Any) -> int:
+    """:func:`measure` with its job pool started."""
     from hwaccel.cli.output import err_console, print_json, warn_errors
     from hwaccel.hardware.detection import detect
     from hwaccel.history.store import Store
@@ -94,7 +105,6 @@ def measure(models: list[str], backends: list[str], points: list[dict[str, Any]]
     from hwaccel.running import benchmark
     from hwaccel.scenarios.schema import AUTO
 
-    memory_limit = memory_limit_from(args)
     plugins = load()
     report = detect(plugins)
     jobs, auto, errors = [], [], {}
@@ -126,7 +136,8 @@ def measure(models: list[str], backends: list[str], points: list[dict[str, Any]]
             scenario_file=str(Path(scenario.path).resolve()) if scenario else None)
     status = "interrupted"
     try:
-        results = _run_with_progress(jobs, db_path, run_id, args, memory_limit, err_console)
+        results = _run_with_progress(jobs, db_path, run_id, args, memory_limit, err_console,
+                                     pool)
         status = "finished"
     finally:
         with Store(db_path) as store:
@@ -221,8 +232,8 @@ def _within(report: Any, memory_limit: float) -> Any:
 
 
 def _run_with_progress(jobs: list[Any], db_path: Path, run_id: str, args: argparse.Namespace,
-                       memory_limit: float, console: Any) -> list[Any]:
-    """Run the jobs behind a progress bar on stderr (none with ``--json``)."""
+                       memory_limit: float, console: Any, pool: Any) -> list[Any]:
+    """Run the jobs in ``pool`` behind a progress bar on stderr (none with ``--json``)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -248,7 +259,7 @@ def _run_with_progress(jobs: list[Any], db_path: Path, run_id: str, args: argpar
 
         return benchmark.run(jobs, db_path, run_id, args.timeout, memory_limit,
                              on_start=on_start,
-                             on_done=lambda job, result: progress.advance(task))
+                             on_done=lambda job, result: progress.advance(task), pool=pool)
 
 
 def _count(number: int, noun: str) -> str:

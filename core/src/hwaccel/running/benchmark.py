@@ -158,22 +158,32 @@ def _decided(request: BenchmarkRequest, ref: ModelRef, present: bool) -> Benchma
     return None
 
 
+def benchmark_pool(memory_limit_mb: float | None = None) -> JobPool:
+    """A job pool for benchmark jobs only (its zygote does not preload pytest)."""
+    return JobPool(memory_limit_mb=memory_limit_mb, kinds=("benchmark",))
+
+
 def run(jobs: list[Job], db_path: Path, run_id: str, timeout_s: float,
         memory_limit_mb: float | None = None,
         on_start: Callable[[Job], None] | None = None,
-        on_done: Callable[[Job, BenchmarkResult], None] | None = None) -> list[BenchmarkResult]:
+        on_done: Callable[[Job, BenchmarkResult], None] | None = None,
+        pool: JobPool | None = None) -> list[BenchmarkResult]:
     """Run the jobs one after another, storing each result in the database at ``db_path``
     as soon as it is known; a job above ``memory_limit_mb`` of resident memory is killed and
-    recorded as ``oom``."""
+    recorded as ``oom``. ``pool`` (:func:`benchmark_pool`, started early by the caller)
+    defaults to a pool of its own."""
+    if pool is None:
+        with benchmark_pool(memory_limit_mb) as own:
+            return run(jobs, db_path, run_id, timeout_s, on_start=on_start, on_done=on_done,
+                       pool=own)
     results = []
-    with JobPool(memory_limit_mb=memory_limit_mb, kinds=("benchmark",)) as pool:
-        for job in jobs:
-            if on_start:
-                on_start(job)
-            result = _run_one(job, timeout_s, pool, db_path, run_id)
-            results.append(result)
-            if on_done:
-                on_done(job, result)
+    for job in jobs:
+        if on_start:
+            on_start(job)
+        result = _run_one(job, timeout_s, pool, db_path, run_id)
+        results.append(result)
+        if on_done:
+            on_done(job, result)
     return results
 
 

@@ -85,6 +85,7 @@ class _Zygote:
         self.exits: dict[int, int | None] = {}
         self.exited = threading.Condition()
         self.dead = False
+        self.submitted = 0
         threading.Thread(target=self._read, name="hwaccel-zygote-reader", daemon=True).start()
 
     def _read(self) -> None:
@@ -112,6 +113,7 @@ class _Zygote:
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             return None
+        self.submitted += 1
         return self.started.get()
 
     def wait_exit(self, pid: int, timeout: float) -> tuple[bool, int | None]:
@@ -125,7 +127,11 @@ class _Zygote:
 
     def close(self) -> None:
         """Close the zygote's stdin (it kills and reaps its children, then leaves with
-        ``os._exit``, so the wait is short) and reap it."""
+        ``os._exit``, so the wait is short) and reap it; a zygote that was never given a job
+        (started early, then the command stopped on bad input) is killed at once, without
+        waiting for its imports to finish."""
+        if not self.submitted:
+            _kill_group(self.proc.pid)
         if self.proc.stdin:
             try:
                 self.proc.stdin.close()
@@ -177,6 +183,12 @@ class JobPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def start(self) -> JobPool:
+        """Start the zygote now, so that its imports overlap the caller's own work (planning)
+        instead of delaying the first job; returns the pool."""
+        self._zygote_for_submit()
+        return self
 
     def _zygote_for_submit(self) -> _Zygote:
         if self._zygote is None or self._zygote.dead:
