@@ -9,27 +9,42 @@ OPENVINO, ROCM, QNN, WEBNN, WEBGPU``): an upper-case name resolves to the lower-
 a backend, or of another name a backend declares for its devices (the web backend's
 providers), that a loaded plugin declares (``hwaccel_backend_info``); the core names none.
 
-Importing this package is cheap: no plugin is loaded and no heavy library is imported until a
-function needs it (the platform names load the plugins on first use).
+Importing this package imports nothing else: each of these names is imported from its module
+on first use (PEP 562 ``__getattr__``), and no plugin is loaded until a function needs it (the
+platform names load the plugins on first use).
 """
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know it)
+if TYPE_CHECKING:  # what type checkers see; at run time __getattr__ imports these on first use
+    from typing import Any
 
-from hwaccel.hookspecs import hookimpl
-from hwaccel.types import (
-    BackendInfo,
-    BenchmarkRequest,
-    BenchmarkResult,
-    BenchmarkSettings,
-    Classification,
-    HardwareInfo,
-    LabelRule,
-    ModelRef,
-    PipelineInfo,
-    TemplatePart,
-)
+    from hwaccel.compat.compatibility import HardwareCompatibilityReporter
+    from hwaccel.compat.hardware_model_integration import (
+        HardwareAwareModelClassifier,
+        get_hardware_aware_model_classification,
+    )
+    from hwaccel.compat.resource_pool import get_global_resource_pool
+    from hwaccel.hardware.devices import (
+        DeviceChoice,
+        HardwareDetector,
+        get_torch_device_with_priority,
+        select_device,
+    )
+    from hwaccel.hookspecs import hookimpl
+    from hwaccel.types import (
+        BackendInfo,
+        BenchmarkRequest,
+        BenchmarkResult,
+        BenchmarkSettings,
+        Classification,
+        HardwareInfo,
+        LabelRule,
+        ModelRef,
+        PipelineInfo,
+        TemplatePart,
+    )
 
 __all__ = [
     "BackendInfo",
@@ -57,6 +72,10 @@ __all__ = [
 
 
 _LAZY = {
+    "hookimpl": "hwaccel.hookspecs",
+    **dict.fromkeys(("BackendInfo", "BenchmarkRequest", "BenchmarkResult", "BenchmarkSettings",
+                     "Classification", "HardwareInfo", "LabelRule", "ModelRef", "PipelineInfo",
+                     "TemplatePart"), "hwaccel.types"),
     "HardwareCompatibilityReporter": "hwaccel.compat.compatibility",
     "HardwareAwareModelClassifier": "hwaccel.compat.hardware_model_integration",
     "get_hardware_aware_model_classification": "hwaccel.compat.hardware_model_integration",
@@ -66,6 +85,9 @@ _LAZY = {
     "get_torch_device_with_priority": "hwaccel.hardware.devices",
     "select_device": "hwaccel.hardware.devices",
 }
+"""Each name of the API that this package re-exports, and the module it is imported from on
+first use (PEP 562), so that ``import hwaccel`` (which the console script does) costs nothing
+until a name is used."""
 
 
 def __getattr__(name: str) -> Any:
@@ -74,10 +96,12 @@ def __getattr__(name: str) -> Any:
         import importlib.metadata
 
         return importlib.metadata.version("hwaccel-core")
-    if name in _LAZY:  # the application's modules, imported on first use
+    if name in _LAZY:  # the API and the application's modules, imported on first use
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later uses skip this function
+        return value
     if name.isupper() and not name.startswith("_"):
         from hwaccel.hardware.backends import installed
 
@@ -85,6 +109,11 @@ def __getattr__(name: str) -> Any:
         if value is not None:
             return value
     raise AttributeError(f"module 'hwaccel' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazily imported ones included."""
+    return sorted({*globals(), *__all__})
 
 
 def detect_available_hardware(refresh: bool = False) -> dict[str, Any]:

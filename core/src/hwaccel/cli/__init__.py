@@ -13,10 +13,13 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
 
 from hwaccel.errors import HwaccelError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type checkers know it)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import NoReturn
 
 COMMANDS = {"list-plugins": "cmd_plugins", "detect": "cmd_detect", "classify": "cmd_classify",
             "recommend": "cmd_recommend", "resources": "cmd_resources",
