@@ -100,6 +100,7 @@ def test_each_step_gives_the_logits_of_the_whole_sequence(decoders, model_type):
     model, wrapper = decoders[model_type]
     inputs = prompt(model, 2, 8, padded=True)
     decoder = stateful_decoder(wrapper, model)
+    assert decoder.compiled.get_property("KV_CACHE_PRECISION").get_type_name() == "f32"
     ids, mask = inputs["input_ids"], inputs["attention_mask"]
     got = decoder.prefill(ids, mask)
     for step in range(3):
