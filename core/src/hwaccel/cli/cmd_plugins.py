@@ -19,9 +19,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="List every hwaccel plugin entry point: distribution, version, kind, hooks, "
                     "status and load error; then the matrix executors installed. The listing is "
                     "kept in the cache folder (plugin-index.json) and shown from there until an "
-                    "installed distribution, a .pth file or a loaded module's file changes; "
-                    "--refresh loads the plugins again. A listing with a failed plugin, and "
-                    "HWACCEL_STRICT_PLUGINS or HWACCEL_TRACE_PLUGINS set, always load for real.")
+                    "installed distribution, a .pth file or the file of a module loaded with "
+                    "the plugins changes; --refresh loads the plugins again, as do "
+                    "HWACCEL_STRICT_PLUGINS and HWACCEL_TRACE_PLUGINS, and a listing with a "
+                    "failed or unavailable plugin is never kept.")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--refresh", action="store_true",
                         help="load the plugins again instead of showing the stored listing")
