@@ -395,3 +395,9 @@ def stateful_decoder(model: Any, description: Any, inputs: tuple[str, ...] = PRO
     if found is None:
         found = _decoders[model] = build_decoder(model)
     return found
+
+
+def forget(model: Any) -> None:
+    """Drop the stateful decoder (or the reason) kept for the ``OpenVINOModel`` ``model``,
+    freeing its compiled graph and KV cache before ``model`` itself is collected."""
+    _decoders.pop(model, None)
