@@ -224,3 +224,16 @@ def test_int8_generation_runs_the_stateful_graph_with_compressed_weights(decoder
                     if op.get_type_name() == "Constant" and op.get_output_size() == 1}
     assert wrapper.kv_cache == "stateful" and tokens.shape == (1, 12)
     assert "u8" in weight_types or "i8" in weight_types
+
+
+def test_forget_drops_the_compiled_decoder_and_the_next_one_reads_the_cache(decoders):
+    from hwaccel_openvino.stateful import forget, stateful_decoder
+
+    model, wrapper = decoders["gpt2"]
+    first = stateful_decoder(wrapper, model)
+    assert stateful_decoder(wrapper, model) is first
+
+    forget(wrapper)
+
+    again = stateful_decoder(wrapper, model)
+    assert again is not first and again.compiled is not first.compiled
