@@ -2,15 +2,18 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/startup_ratio.py [--runs N]
+    .venv/bin/python benchmarks/startup_ratio.py [--runs N] [--parts]
 
 Times, in fresh processes and alternating so that machine load affects all alike, the
 ``hwaccel`` console script next to this interpreter (``hwaccel list-plugins``, its table, and
-``hwaccel list-plugins --json``) and ``python -c pass`` with the same interpreter (its
-``site`` start-up included: the anchor), with bytecode cached as Python does by default
+``hwaccel list-plugins --json``, both shown from the plugin index, which the first, untimed
+round stores; and ``hwaccel list-plugins --refresh``, a real load of the plugins that stores
+the index again) and ``python -c pass`` with the same interpreter (its ``site`` start-up
+included: the anchor), with bytecode cached as Python does by default
 (:func:`plugins_startup.user_env`). Prints each median and the ratio of each command's median
-to the anchor's (goal: at most 5). With ``--parts``, also the steps of list-plugins as
-``python -c`` lines, each adding one step to the one before.
+to the anchor's (goal: at most 5). With ``--parts``, also the steps of each path as ``python
+-c`` lines, each adding one step to the one before: a hit (the command line's imports, the
+index's lookup) and a real load.
 """
 
 from __future__ import annotations
@@ -27,16 +30,18 @@ from plugins_startup import user_env
 HWACCEL = str(Path(sys.executable).with_name("hwaccel"))
 COMMANDS = {"python -c pass": [sys.executable, "-c", "pass"],
             "hwaccel list-plugins": [HWACCEL, "list-plugins"],
-            "hwaccel list-plugins --json": [HWACCEL, "list-plugins", "--json"]}
+            "hwaccel list-plugins --json": [HWACCEL, "list-plugins", "--json"],
+            "hwaccel list-plugins --refresh": [HWACCEL, "list-plugins", "--refresh"]}
+LOOKUP = "from hwaccel.cli.plugin_index import PluginIndex; PluginIndex.open().lookup()"
+LOAD = "import hwaccel.plugins as p; p.load(); import hwaccel.running.executors as e; e.installed()"
 # --parts: what list-plugins does, step by step, each line adding one step to the one before
-PARTS = {"+ import hwaccel": "import hwaccel",
-         "+ importlib.metadata": "import hwaccel, importlib.metadata",
-         "+ plugins.load()": "import hwaccel.plugins as p; p.load()",
-         "+ executors.installed()": "import hwaccel.plugins as p; p.load(); "
-                                    "import hwaccel.running.executors as e; e.installed()",
-         "+ rich console and table": "import hwaccel.plugins as p; p.load(); "
-                                     "import hwaccel.running.executors as e; e.installed(); "
-                                     "import rich.console, rich.table"}
+PARTS = {"hit: import hwaccel.cli": "import hwaccel.cli",
+         "hit: + the index's lookup": f"import hwaccel.cli; {LOOKUP}",
+         "load: import hwaccel": "import hwaccel",
+         "load: + importlib.metadata": "import hwaccel, importlib.metadata",
+         "load: + plugins.load()": "import hwaccel.plugins as p; p.load()",
+         "load: + executors.installed()": LOAD,
+         "load: + rich console and table": f"{LOAD}; import rich.console, rich.table"}
 
 
 def time_once(command: list[str]) -> float:
@@ -66,7 +71,7 @@ def main() -> int:
     anchor = medians["python -c pass"]
     print(f"median of {args.runs} alternating runs ({sys.executable}):")
     for name, median in medians.items():
-        print(f"  {name:<28} {median:6.1f} ms  {median / anchor:5.2f} x python -c pass")
+        print(f"  {name:<32} {median:6.1f} ms  {median / anchor:5.2f} x python -c pass")
     return 0
 
 

@@ -102,12 +102,16 @@ def test_a_corrupt_or_foreign_index_is_a_miss_and_is_rewritten(cache_env):
 
 def test_a_listing_with_a_foreign_shape_is_a_miss(cache_env):
     listing(cache_env)
-    data = json.loads(index_file(cache_env).read_text(encoding="utf-8"))
-    for entry in data["entries"].values():
-        entry["listing"] = {"plugins": "none"}
-    index_file(cache_env).write_text(json.dumps(data), encoding="utf-8")
-    proc, loaded = listing(cache_env)
-    assert loaded and proc.returncode == 0 and "│ cpu " in proc.stdout
+    stored = json.loads(index_file(cache_env).read_text(encoding="utf-8"))
+    good = next(iter(stored["entries"].values()))["listing"]
+    for shape in ({"plugins": "none"}, {**good, "plugins": [{"name": "cpu"}]},
+                  {**good, "plugins": [{**good["plugins"][0], "hooks": "x"}]},
+                  {**good, "executors": [{"name": "local"}]}):
+        for entry in stored["entries"].values():
+            entry["listing"] = shape
+        index_file(cache_env).write_text(json.dumps(stored), encoding="utf-8")
+        proc, loaded = listing(cache_env)
+        assert loaded and proc.returncode == 0 and "│ cpu " in proc.stdout, shape
 
 
 def test_an_unwritable_index_is_ignored(cache_env, tmp_path):

@@ -6,9 +6,9 @@ document ``list-plugins --json`` prints) is stored in ``plugin-index.json`` in t
 with a fingerprint of what could change it:
 
 * the installed distributions: every ``*.dist-info`` and ``*.egg-info`` in every ``sys.path``
-  folder (their names carry the versions) with the mtimes of the entry itself, of its
-  ``entry_points.txt`` and of its ``METADATA``, and every ``*.pth`` file with its mtime
-  (editable installs);
+  folder (their names carry the versions) with the mtime of its ``entry_points.txt`` (which
+  installing it again writes anew), and every ``*.pth`` file with its mtime (editable
+  installs);
 * the file of every module loaded in the process when the listing was made (hwaccel's own,
   pluggy's, and each plugin's: editing an editable plugin counts) with its mtime and size;
 * the context, which keys the entry (one file keeps the last :data:`KEPT` contexts):
@@ -37,6 +37,8 @@ BYPASS_VARIABLES = ("HWACCEL_STRICT_PLUGINS", "HWACCEL_TRACE_PLUGINS")
 SELECTION_VARIABLES = ("HWACCEL_LOAD_PLUGINS", "HWACCEL_DISABLE_PLUGINS")
 STORED_STATUSES = frozenset({"loaded", "disabled"})
 LISTING_KEYS = ("core_version", "prefix", "plugins", "executors")
+PLUGIN_KEYS = frozenset({"name", "distribution", "version", "kind", "hooks", "status", "error"})
+EXECUTOR_KEYS = frozenset({"name", "distribution", "version", "target"})
 
 
 def _mtime(path: str) -> int | None:
@@ -62,8 +64,9 @@ def search_path() -> list[str]:
 
 
 def installed_stamps() -> list[list[str | int | None]]:
-    """The installed distributions and ``.pth`` files of every ``sys.path`` folder, each with
-    the mtimes that change when it is installed again or edited."""
+    """The installed distributions and ``.pth`` files of every ``sys.path`` folder: a
+    distribution's name (with its version) and the mtime of its ``entry_points.txt``, a
+    ``.pth`` file's name and mtime."""
     stamps: list[list[str | int | None]] = []
     for folder in dict.fromkeys(search_path()):
         try:
@@ -72,10 +75,8 @@ def installed_stamps() -> list[list[str | int | None]]:
             continue
         for name in names:
             path = os.path.join(folder, name)
-            if name.endswith((".dist-info", ".egg-info")):
-                stamps.append([folder, name, _mtime(path),
-                               _mtime(os.path.join(path, "entry_points.txt")),
-                               _mtime(os.path.join(path, "METADATA"))])
+            if name.endswith((".dist-info", ".egg-info")):  # installed again: a new file
+                stamps.append([folder, name, _mtime(os.path.join(path, "entry_points.txt"))])
             elif name.endswith(".pth"):
                 stamps.append([folder, name, _mtime(path)])
     return stamps
@@ -98,11 +99,18 @@ def loaded_module_files() -> list[list[str | int]]:
     return stamps
 
 
+def _has_keys(records: object, keys: frozenset[str]) -> bool:
+    """Whether ``records`` is a list of dicts, each with at least ``keys``."""
+    return isinstance(records, list) and all(
+        isinstance(record, dict) and keys <= record.keys() for record in records)
+
+
 def _is_listing(value: object) -> bool:
     """Whether ``value`` has the shape of a stored listing (a hand-edited file may not)."""
     return (isinstance(value, dict) and tuple(value) == LISTING_KEYS
-            and isinstance(value["plugins"], list) and isinstance(value["executors"], list)
-            and all(isinstance(p, dict) for p in value["plugins"] + value["executors"]))
+            and _has_keys(value["plugins"], PLUGIN_KEYS)
+            and all(isinstance(plugin["hooks"], list) for plugin in value["plugins"])
+            and _has_keys(value["executors"], EXECUTOR_KEYS))
 
 
 class PluginIndex:
