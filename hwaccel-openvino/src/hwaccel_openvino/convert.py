@@ -827,7 +827,11 @@ class OpenVINOModel:
         return greedy(self, *args, **kwargs)
 
     def release(self) -> None:
-        """Drop the compiled graphs and the PyTorch model; calls then raise."""
+        """Drop the compiled graphs (the stateful decoder's too) and the PyTorch model; calls
+        then raise."""
+        from hwaccel_openvino.stateful import forget
+
+        forget(self)
         self.calls.clear()
         self._source = self._load_source = self._stand_in = None
         self._released = True
