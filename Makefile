@@ -33,7 +33,8 @@ $(STAMP): VERSION pyproject.toml $(wildcard core/pyproject.toml plugins/*/pyproj
 
 # The main job on the embedded default: the compatibility matrix of every pipeline's example
 # models (tiny ones and the shipped MiniLM) on every detected backend, stored in DuckDB (the
-# user cache folder), then the reports (Markdown, JSON, HTML) in $(OUT). The converted-graph
+# user cache folder), then greedy generation of the text examples on cpu and OpenVINO
+# (examples/llm-generation.yaml), then the reports (Markdown, JSON, HTML) in $(OUT). The converted-graph
 # backends, which run on this CPU in emulation, measure one example per pipeline (tiny:gpt2
 # for text) with one timed call after the cold one: the web's WebAssembly provider, every job
 # in one shared browser, and QNN's HTP, which on x86_64 is Qualcomm's simulator of it (11 s
@@ -49,6 +50,7 @@ run: install
 	$(HWACCEL) matrix --tests-dir $(OUT)/tests --backends web:webgpu web:webnn --models tiny:gpt2 \
 	  --iterations 1 --warmup 0 --min-seconds 0
 	$(HWACCEL) matrix --tests-dir $(OUT)/tests --backends qnn $(CONVERTED)
+	$(HWACCEL) run examples/llm-generation.yaml
 	$(HWACCEL) report --output-dir $(OUT)
 
 test: install browser
