@@ -31,7 +31,7 @@ import sys
 
 FILE_NAME = "plugin-index.json"
 FORMAT = "hwaccel-plugin-index/1"
-KEPT = 16
+KEPT = 8
 """Contexts (interpreters, ``sys.path`` orders, plugin selections) kept in the file."""
 BYPASS_VARIABLES = ("HWACCEL_STRICT_PLUGINS", "HWACCEL_TRACE_PLUGINS")
 SELECTION_VARIABLES = ("HWACCEL_LOAD_PLUGINS", "HWACCEL_DISABLE_PLUGINS")
