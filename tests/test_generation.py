@@ -157,3 +157,26 @@ def test_static_cache_asked_is_observed(plugins, one_torch_thread):
                                 place_model=lambda m: m, place_inputs=lambda i: i, threads=1)
     assert result.success and result.kv_cache == "static"
     assert result.token_match == 1.0  # the reference keeps the default dynamic cache
+
+
+@pytest.mark.parametrize(("given", "asked"), [([], None), (["--kv-cache", "static"], "static"),
+                                             (["--kv-cache", "dynamic"], None)])
+def test_kv_cache_option_sets_the_cache_asked_for(given, asked):
+    import argparse
+
+    from hwaccel.cli.measure_options import add_measure_options, settings_of, sweep_from
+
+    parser = argparse.ArgumentParser()
+    add_measure_options(parser, timeout=60.0)
+    (point,) = sweep_from(parser.parse_args(["--new-tokens", "4", *given]), None)
+    settings = settings_of(point)
+    assert settings.new_tokens == 4 and settings.cache_implementation == asked
+
+
+def test_openvino_refuses_a_transformers_cache_choice(plugins):
+    from hwaccel_openvino.bench import run
+
+    settings = BenchmarkSettings(new_tokens=4, cache_implementation="static")
+    result = run(request_for("tiny:gpt2", plugins, settings, backend="openvino"))
+    assert not result.success and result.error_category == "unsupported"
+    assert "static cache does not apply" in result.error

@@ -141,7 +141,8 @@ def test_the_command_line_wins_over_the_file_which_wins_over_the_default(tmp_pat
     assert {p["seq_len"] for p in points} == {12} and args.timeout == 5
     args = parsed("benchmark", "tiny:bert", "--backend", "cpu")
     points = sweep_from(args, scenario_from(args, "benchmark"))
-    assert points == [{"batch_size": 1, "seq_len": 32, "new_tokens": 0, "precision": "fp32",
+    assert points == [{"batch_size": 1, "seq_len": 32, "new_tokens": 0, "kv_cache": "dynamic",
+                       "precision": "fp32",
                        "warmup": 3, "iterations": 20, "min_seconds": 1.0,
                        "max_seconds": 60.0, "threads": None}]
     assert args.timeout == 600

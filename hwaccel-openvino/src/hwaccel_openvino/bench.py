@@ -29,8 +29,18 @@ def default_threads() -> int:
     return psutil.cpu_count(logical=False) or 1
 
 
+NO_CACHE_CHOICE = ("OpenVINO keeps the KV cache of a generation in its stateful graph (or "
+                   "none, in its fallback loop): transformers' {} cache does not apply")
+
+
 def run(request: BenchmarkRequest) -> BenchmarkResult:
-    """Measure the request's workload on its OpenVINO device."""
+    """Measure the request's workload on its OpenVINO device (a generation that asks for
+    one of transformers' caches is ``unsupported``: :data:`NO_CACHE_CHOICE`)."""
+    if request.settings.new_tokens > 0 and request.settings.cache_implementation:
+        from hwaccel.kit.failures import failure
+
+        return failure(request, "unsupported",
+                       NO_CACHE_CHOICE.format(request.settings.cache_implementation))
     import torch
 
     from hwaccel.kit.measure import benchmark_workload

@@ -49,6 +49,11 @@ def add_measure_options(parser: argparse.ArgumentParser, *, timeout: float | Non
                         help="greedily generate N tokens after the prompt and time the whole "
                              "generation, the first token and each next one; 0: one forward "
                              f"call, no generation {_default('new_tokens')}")
+    parser.add_argument("--kv-cache", choices=("dynamic", "static"),
+                        help="the cache a PyTorch model's generation keeps: transformers' "
+                             "dynamic cache, or its preallocated static cache; a device that "
+                             "cannot honour static refuses it "
+                             f"{_default('kv_cache')}")
     parser.add_argument("--warmup", type=int, metavar="N",
                         help=f"untimed calls after the cold one {_default('warmup')}")
     parser.add_argument("--iterations", type=int, metavar="N",
@@ -122,7 +127,7 @@ def sweep_from(args: argparse.Namespace, scenario: Any) -> list[dict[str, Any]]:
         raise UsageError(f"--seq-len {args.seq_len} and --prompt-len {args.prompt_len} set "
                          "the same setting; give one")
     typed = {"batch_size": args.batch_size, "seq_len": args.seq_len,
-             "new_tokens": args.new_tokens, "warmup": args.warmup,
+             "new_tokens": args.new_tokens, "kv_cache": args.kv_cache, "warmup": args.warmup,
              "iterations": args.iterations, "min_seconds": args.min_seconds,
              "max_seconds": args.max_seconds, "threads": args.threads,
              "precision": args.precision}
@@ -141,7 +146,9 @@ def settings_of(point: dict[str, Any]) -> Any:
 
     return BenchmarkSettings(
         batch_size=1 if point["batch_size"] == AUTO else point["batch_size"],
-        seq_len=point["seq_len"], new_tokens=point["new_tokens"], warmup=point["warmup"],
+        seq_len=point["seq_len"], new_tokens=point["new_tokens"],
+        cache_implementation=None if point["kv_cache"] == "dynamic" else point["kv_cache"],
+        warmup=point["warmup"],
         min_iterations=point["iterations"], min_seconds=point["min_seconds"],
         max_seconds=point["max_seconds"], threads=point["threads"],
         precision=point["precision"])

@@ -77,6 +77,7 @@ SETTINGS = (
     Setting("seq_len", "int", 32, minimum=1,
             aliases=("seq_lens", "prompt_len", "prompt_lens")),
     Setting("new_tokens", "int", 0, minimum=0),
+    Setting("kv_cache", "choice", "dynamic", choices=("dynamic", "static")),
     Setting("precision", "choice", "fp32", choices=PRECISIONS, aliases=("precisions",)),
     Setting("warmup", "int", 3, minimum=0),
     Setting("iterations", "int", 20, minimum=1),
