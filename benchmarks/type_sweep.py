@@ -7,12 +7,12 @@ Run: .venv/bin/python benchmarks/type_sweep.py --backend cpu [--sample N] [--typ
 For each transformers ``model_type`` whose TAXONOMY label names a pipeline (the types
 ``hwaccel classify tiny:<type>`` gives a pipeline), the sweep benchmarks ``tiny:<type>`` on
 the backend's first available device exactly as ``hwaccel benchmark`` does (a job process
-per type from the zygote, the backend's own benchmark hook), with one timed call. It prints every failure with its category (``harness`` first) and the share of
-types that ran, per pipeline and in all. ``--sample N`` takes N types per pipeline (spread
-evenly over the sorted list) for a quick run; ``--json FILE`` keeps every outcome.
-``--against FILE`` (another sweep's ``--json``, e.g. the CPU's) sweeps only the types that
-ran there and prints the share of them that run here too.
-"""
+per type from the zygote, the backend's own benchmark hook), with one timed call. It prints
+every failure with its category (``harness`` first) and the share of types that ran, per
+pipeline and in all. ``--sample N`` takes N types per pipeline (spread evenly over the
+sorted list) for a quick run; ``--json FILE`` keeps every outcome. ``--against FILE``
+(another sweep's ``--json``, e.g. the CPU's) sweeps only the types that ran there and prints
+the share of them that run here too."""
 
 from __future__ import annotations
 
