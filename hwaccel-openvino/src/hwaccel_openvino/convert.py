@@ -507,7 +507,7 @@ class Conversion:
     outputs: tuple[str, ...]
 
 
-def _read_cached(folder: Path, key: str) -> tuple[Any, dict[str, Any]] | None:
+def read_cached(folder: Path, key: str) -> tuple[Any, dict[str, Any]] | None:
     """The cached ov.Model under ``folder`` and its ``spec.json`` record, or None when there
     is none. A damaged entry (unreadable, another format or key) is removed."""
     import openvino
@@ -525,7 +525,7 @@ def _read_cached(folder: Path, key: str) -> tuple[Any, dict[str, Any]] | None:
     return None
 
 
-def _store(folder: Path, key: str, parts: dict[str, Any],
+def store_entry(folder: Path, key: str, parts: dict[str, Any],
            build: Callable[[Path], tuple[Any, dict[str, Any], str]]) -> dict[str, Any]:
     """Build an ov.Model (``build(staging)`` returns it, its output structure and how it was
     converted), save it with its ``spec.json`` record as the entry ``folder``, and return that
@@ -576,7 +576,7 @@ def load_or_convert(load_source: Callable[[], Any], spec: CallSpec, example: dic
     start = time.perf_counter()
     key, parts = cache_key(identity, spec, precision)
     folder = cache_root() / key
-    cached = _read_cached(folder, key)
+    cached = read_cached(folder, key)
     if cached is None:
         if is_compressed(precision):
             def build(staging: Path) -> tuple[Any, dict[str, Any], str]:
@@ -586,7 +586,7 @@ def load_or_convert(load_source: Callable[[], Any], spec: CallSpec, example: dic
         else:
             def build(staging: Path) -> tuple[Any, dict[str, Any], str]:
                 return convert(load_source(), spec, example, staging)
-        saved = _store(folder, key, parts, build)
+        saved = store_entry(folder, key, parts, build)
         ov_model = openvino.Core().read_model(str(folder / "model.xml"))
     else:
         ov_model, saved = cached
@@ -762,6 +762,30 @@ class OpenVINOModel:
         if self._identity is None:
             self._identity = model_identity(self._load(), self.model_ref)
         return self._identity
+
+    def identity_from(self, loaded: Callable[[], Any]) -> dict[str, Any]:
+        """:attr:`identity`, computed from ``loaded()`` when it is not known yet: for a caller
+        that has the PyTorch model at hand and must not make this model keep it."""
+        if self._identity is None:
+            self._identity = model_identity(loaded(), self.model_ref)
+        return self._identity
+
+    def pytorch_model(self) -> Any:
+        """The PyTorch model for a one-off use (an export): the one held, else a fresh load
+        that this model does not keep, else :attr:`source`."""
+        if self._source is not None:
+            return self._source
+        return self._load_source() if self._load_source is not None else self.source
+
+    @property
+    def core(self) -> Any:
+        """The ``openvino.Core`` that compiles this model's graphs."""
+        return self._core
+
+    @property
+    def compile_properties(self) -> dict[str, Any]:
+        """The properties its graphs are compiled with (:func:`compile_config`)."""
+        return dict(self._config)
 
     @property
     def conversions(self) -> list[Conversion]:

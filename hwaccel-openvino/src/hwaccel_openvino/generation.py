@@ -84,17 +84,6 @@ def _check_options(generation_config: Any, options: dict[str, Any]) -> None:
             "OpenVINO greedy generation does not implement " + ", ".join(refused))
 
 
-def describing_model(model: Any) -> Any:
-    """What greedy reads the config, generation config and forward signature from: the
-    ``OpenVINOModel``'s PyTorch model when it holds one, else its stand-in (same class and
-    config, no weights), else its ``source`` (which loads the model)."""
-    for name in ("_source", "_stand_in"):
-        held = model.__dict__.get(name)
-        if held is not None:
-            return held
-    return model.source
-
-
 def fixed_arguments(model: Any, names: set[str], description: Any = None) -> dict[str, Any]:
     """The non-tensor arguments for decoding calls with tensor inputs ``names``.
 
@@ -105,7 +94,7 @@ def fixed_arguments(model: Any, names: set[str], description: Any = None) -> dic
     for call in model.calls.values():
         if set(call.spec.names) == names and "logits" in call.conversion.outputs:
             return dict(call.spec.fixed)
-    description = description if description is not None else describing_model(model)
+    description = description if description is not None else model.blueprint
     parameters = inspect.signature(description.forward).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
     return {"use_cache": False} if "use_cache" in parameters or takes_any else {}
@@ -212,7 +201,7 @@ def greedy(model: Any, input_ids: Any = None, *, max_new_tokens: int,
     """Generate ``max_new_tokens`` tokens greedily with an ``OpenVINOModel``.
 
     :param model: the OpenVINO model; its PyTorch source (or stand-in,
-        :func:`describing_model`) gives the config, the generation config and the forward
+        its ``blueprint``) gives the config, the generation config and the forward
         signature (no PyTorch inference runs, except to export the stateful graph).
         ``model.kv_cache`` is set to ``"stateful"`` or ``"none: <why>"``.
     :param input_ids: the prompt (decoder-only) or the encoder's token ids.
@@ -225,7 +214,7 @@ def greedy(model: Any, input_ids: Any = None, *, max_new_tokens: int,
     """
     import torch
 
-    source = describing_model(model)
+    source = model.blueprint
     config = source.config
     generation = getattr(source, "generation_config", None)
     inputs = {k: v for k, v in kwargs.items() if torch.is_tensor(v)}

@@ -53,12 +53,11 @@ from typing import Any
 from hwaccel.kit.failures import BACKEND, stage
 from hwaccel_openvino.convert import (
     CallSpec,
-    _read_cached,
-    _store,
     cache_key,
     cache_root,
-    model_identity,
     one_line,
+    read_cached,
+    store_entry,
 )
 
 STATEFUL_FORMAT = 1
@@ -266,7 +265,7 @@ def load_or_convert_stateful(load_source: Callable[[], Any], identity: dict[str,
                     fixed=(("kv_cache", STATEFUL), ("stateful_format", STATEFUL_FORMAT)))
     key, parts = cache_key(identity, spec, precision)
     folder = cache_root() / key
-    cached = _read_cached(folder, key)
+    cached = read_cached(folder, key)
     if cached is not None:
         return cached[0]
 
@@ -276,7 +275,7 @@ def load_or_convert_stateful(load_source: Callable[[], Any], identity: dict[str,
                 "kind": STATEFUL}, "stateful, weights compressed"
         return convert_stateful(load_source()), {"kind": STATEFUL}, "stateful"
 
-    _store(folder, key, parts, build)
+    store_entry(folder, key, parts, build)
     return openvino.Core().read_model(str(folder / "model.xml"))
 
 
@@ -333,26 +332,16 @@ def _grow(mask: Any) -> Any:
 def decoder_config(model: Any) -> dict[str, Any]:
     """The forward graphs' compile properties, with an fp32 KV cache for ``fp32`` (the CPU
     plugin otherwise keeps keys and values in u8 once it fuses attention with the cache)."""
-    config = dict(model._config)
+    config = model.compile_properties
     if model.precision == "fp32":
         try:
-            supported = {str(p) for p in model._core.get_property(model.device,
+            supported = {str(p) for p in model.core.get_property(model.device,
                                                                   "SUPPORTED_PROPERTIES")}
         except Exception:  # noqa: BLE001 - a device that lists nothing gets nothing more
             supported = set()
         if "KV_CACHE_PRECISION" in supported:
             config["KV_CACHE_PRECISION"] = "f32"
     return config
-
-
-def pytorch_model(model: Any) -> Any:
-    """The PyTorch model of the ``OpenVINOModel`` ``model``: the one it holds, else a fresh
-    load (not kept by ``model``), else its ``source``."""
-    held = model.__dict__.get("_source")
-    if held is not None:
-        return held
-    loader = model.__dict__.get("_load_source")
-    return loader() if loader is not None else model.source
 
 
 def build_decoder(model: Any) -> StatefulDecoder | str:
@@ -362,10 +351,8 @@ def build_decoder(model: Any) -> StatefulDecoder | str:
     another way)."""
     from hwaccel_openvino.weights import CompressionError
 
-    source = functools.cache(lambda: pytorch_model(model))  # loaded once, if at all
-    identity = model.__dict__.get("_identity")
-    if identity is None:
-        identity = model_identity(source(), model.model_ref)
+    source = functools.cache(model.pytorch_model)  # loaded once, if at all
+    identity = model.identity_from(source)
     try:
         ov_model = load_or_convert_stateful(source, identity, model.precision)
     except CompressionError:
@@ -373,7 +360,7 @@ def build_decoder(model: Any) -> StatefulDecoder | str:
     except Exception as exc:  # noqa: BLE001 - any export failure means: decode without cache
         return f"the stateful graph failed to convert: {one_line(exc, 240)}"
     try:
-        compiled = model._core.compile_model(ov_model, model.device, decoder_config(model))
+        compiled = model.core.compile_model(ov_model, model.device, decoder_config(model))
     except Exception as exc:  # noqa: BLE001 - a device that cannot run it decodes without
         return f"the stateful graph failed to compile on {model.device}: {one_line(exc, 240)}"
     return StatefulDecoder(compiled=compiled, request=compiled.create_infer_request(),
