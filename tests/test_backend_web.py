@@ -330,7 +330,7 @@ def test_matrix_has_a_cell_per_provider_measured_in_the_page(tmp_path, ort_web):
         done.set()
         watcher.join(timeout=5)
     assert proc.returncode == 0, err
-    # six jobs (a generated test, a timing and a memory pass per provider), one browser
+    # four jobs (a generated test and a benchmark per provider), one browser
     assert len(seen) == 1, seen
     cells = {c["device"]: c for c in json.loads(out)["cells"]}
     assert sorted(cells) == ["wasm", "webgpu", "webnn"]
