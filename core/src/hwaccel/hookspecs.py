@@ -81,7 +81,9 @@ def hwaccel_benchmark(request: BenchmarkRequest) -> BenchmarkResult | None:
     Called inside a separate job process with a time limit, one job per (model, device).
     Only the plugin that owns ``request.hardware.backend`` answers; every other plugin
     returns ``None``. Use :func:`hwaccel.kit.measure.benchmark_workload` so that every backend
-    measures the same way (cold call, warm-up, timed iterations, percentiles).
+    measures the same way (cold call, warm-up, timed iterations, percentiles; whole greedy
+    generations when ``request.settings.new_tokens > 0``). A backend that cannot generate
+    returns ``failure(request, "unsupported", why)`` for such a request.
 
     :param request: the model reference, the detected device, the model's classification
         (its ``workload`` names the pipeline code that builds the model and its inputs) and
