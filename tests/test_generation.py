@@ -55,7 +55,7 @@ def test_figures_from_token_times():
                               token_ms=((10.0, 12.0, 15.0, 19.0), (20.0, 21.0, 23.0, 30.0)),
                               kv_cache="dynamic", new_tokens=4, batch_size=2)
     reference = torch.tensor([[7, 1, 2, 3, 4], [7, 5, 0, 7, 0]])
-    fields = generation_fields(timing, reference, SETTINGS, model=None)
+    fields = generation_fields(timing, reference)
     assert fields["ttft_ms"] == 15.0  # the median of the first tokens' times, 10 and 20
     steps = [2.0, 3.0, 4.0, 1.0, 2.0, 7.0]  # gaps between consecutive tokens of both calls
     assert fields["tpot_p50_ms"] == statistics.median(steps)
@@ -70,7 +70,7 @@ def test_token_times_not_reported_are_not_invented():
 
     timing = GenerationTiming(cold_ms=5.0, times_ms=(4.0,), last_output=torch.zeros(1, 3),
                               token_ms=((),), kv_cache=None, new_tokens=3, batch_size=1)
-    fields = generation_fields(timing, None, SETTINGS, model=None)
+    fields = generation_fields(timing, None)
     assert fields["ttft_ms"] is None and fields["tpot_p50_ms"] is None
     assert "not measured" in fields["details"]["token_times"]
     assert fields["tokens_per_s"] == pytest.approx(3 / 0.004)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hwaccel.errors import HwaccelError
@@ -87,7 +87,6 @@ class GenerationTiming:
     kv_cache: str | None
     new_tokens: int
     batch_size: int
-    notes: dict[str, Any] = field(default_factory=dict)
 
 
 def check_generates(workload: Any, model: str) -> None:
@@ -198,8 +197,7 @@ def token_match(reference: Any, tokens: Any, new_tokens: int) -> float:
     return float((expected == got).float().mean())
 
 
-def generation_fields(timing: GenerationTiming, reference: Any,
-                      settings: BenchmarkSettings, model: Any) -> dict[str, Any]:
+def generation_fields(timing: GenerationTiming, reference: Any) -> dict[str, Any]:
     """The generation fields of a :class:`~hwaccel.types.BenchmarkResult` (and ``details``)
     from a timing and the reference's tokens (``None`` when there is none)."""
     details: dict[str, Any] = {}

@@ -296,7 +296,7 @@ def benchmark_workload(request: BenchmarkRequest, *,
         if generating:
             from hwaccel.kit.generation import generation_fields
 
-            fields = generation_fields(timing, reference, settings, model)
+            fields = generation_fields(timing, reference)
             shapes = {"sequences": list(timing.last_output.shape)}
         else:
             shapes = workload.output_shapes(timing.last_output)
